@@ -1,0 +1,42 @@
+"""The one small interface every model backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from agent.events import ChatMessage, ModelIdentity, SamplingParams
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot start or answer; the message names the problem and the fix."""
+
+
+@dataclass
+class StreamChunk:
+    """A piece of a streamed reply. The last chunk carries the token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    identity: ModelIdentity
+    n_ctx: int
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        """Tokens the messages take once the chat template is applied."""
+        ...
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        response_format: dict[str, Any] | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Stream the assistant's reply; closing the iterator stops generation."""
+        ...

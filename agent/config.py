@@ -1,0 +1,139 @@
+"""Effective configuration: defaults < config file < environment (FIXLOOP_*) < flags.
+
+`load_settings` returns the settings and, for each field, which layer set it, so
+that `fixloop config show` can say where every value came from.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from agent import paths
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_sessions_dir() -> Path:
+    """The checkout's `sessions/` for a source install, else the data dir's."""
+    here = PROJECT_ROOT / "sessions"
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return here
+    return paths.default_data_dir() / "sessions"
+
+
+class ConfigError(ValueError):
+    """A config file or environment value that cannot be used; the message says how to fix it."""
+
+
+class Settings(BaseSettings):
+    """Every knob fixloop has. Field docs double as `fixloop config show` help."""
+
+    model_config = SettingsConfigDict(env_prefix="FIXLOOP_", extra="forbid", frozen=True)
+
+    model: str = Field("qwen2.5-coder-1.5b", description="registered model name or version")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; overrides model")
+    api_key: SecretStr | None = Field(None, description="bearer token for base_url")
+    adapter: Path | None = Field(None, description="LoRA adapter (GGUF) applied at load time")
+    cache_dir: Path = Field(default_factory=paths.default_cache_dir)
+    data_dir: Path = Field(default_factory=paths.default_data_dir)
+    sessions_dir: Path = Field(default_factory=_default_sessions_dir)
+    n_ctx: int = Field(4096, ge=256, description="context window in tokens")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: cores)")
+    n_gpu_layers: int = Field(0, description="layers offloaded to a GPU (-1: all)")
+    max_turns: int = Field(4, ge=1, le=50, description="attempts per episode")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=16)
+    seed: int = 0
+    exec_timeout: float = Field(10.0, gt=0, description="seconds per program or test")
+    memory_mb: int = Field(1024, ge=64, description="address-space limit per program")
+    theme: str = Field("textual-dark", description="TUI theme")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Files are merged by load_settings (so it can attribute values); here
+        # only flags (init) and the environment.
+        return (init_settings, env_settings)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The `[fixloop]` table (or the top level) of a TOML config file; {} if absent."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}). Fix or delete the file.") from exc
+    table = data.get("fixloop", data)
+    unknown = sorted(set(table) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}. "
+            f"Known: {', '.join(Settings.model_fields)}."
+        )
+    return dict(table)
+
+
+def _env_values() -> dict[str, Any]:
+    source = EnvSettingsSource(Settings, env_prefix="FIXLOOP_")
+    return {k: v for k, v in source().items() if k in Settings.model_fields}
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None, config_path: Path | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """Build the effective settings and a field -> source map.
+
+    Sources, lowest first: "default", "file:<path>", "env:FIXLOOP_<NAME>", "flag".
+    """
+    path = config_path or paths.config_file()
+    file_values = read_config_file(path)
+    env_values = _env_values()
+    flag_values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    merged: dict[str, Any] = {**file_values, **env_values, **flag_values}
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid configuration ({problems}). Check flags, FIXLOOP_* variables and {path}."
+        ) from exc
+    if "model" not in merged:
+        from agent.models.registry import Registry
+
+        active = Registry(settings.data_dir).active()
+        if active:
+            settings = settings.model_copy(update={"model": active})
+            merged["model"] = active
+    origin: dict[str, str] = {}
+    for name in Settings.model_fields:
+        if name in flag_values:
+            origin[name] = "flag"
+        elif name == "model" and name in merged and name not in env_values | file_values:
+            origin[name] = "registry (fixloop models use)"
+        elif name in env_values:
+            origin[name] = f"env:FIXLOOP_{name.upper()}"
+        elif name in file_values:
+            origin[name] = f"file:{path}"
+        else:
+            origin[name] = "default"
+    return settings, origin

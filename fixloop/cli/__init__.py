@@ -1,0 +1,65 @@
+"""The `fixloop` command. With no subcommand it opens the TUI in the current directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent import __version__
+from fixloop.cli import config_cmd, models_cmd
+from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, State
+
+app = typer.Typer(
+    name="fixloop",
+    help="A local coding agent that writes, runs and repairs code, and learns from your fixes.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fixloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    adapter: AdapterOpt = None,
+    n_ctx: NCtxOpt = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Config file (default: XDG config).")
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Open the TUI (no subcommand) or run a subcommand."""
+    State.overrides = {
+        k: v
+        for k, v in {
+            "model": model,
+            "base_url": base_url,
+            "adapter": adapter,
+            "n_ctx": n_ctx,
+        }.items()
+        if v is not None
+    }
+    State.config_path = config
+    if ctx.invoked_subcommand is None:
+        from fixloop.cli.launch import launch_default
+
+        launch_default()
+
+
+def main() -> None:
+    app()

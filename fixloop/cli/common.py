@@ -1,0 +1,58 @@
+"""Options and helpers shared by every command, so model selection works the same everywhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from agent.config import ConfigError, Settings, load_settings
+
+# The model/backend options. Every command that runs a model takes exactly these.
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Registered model name or version.")
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible endpoint (llama.cpp server, vLLM, Ollama)."),
+]
+AdapterOpt = Annotated[
+    Path | None, typer.Option("--adapter", help="LoRA adapter (GGUF) applied at load time.")
+]
+NCtxOpt = Annotated[int | None, typer.Option("--n-ctx", help="Context window in tokens.")]
+
+
+class State:
+    """Global flags given before the subcommand (`fixloop --model X solve ...`)."""
+
+    overrides: dict[str, Any] = {}  # noqa: RUF012 - process-wide CLI state
+    config_path: Path | None = None
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a clear error (what is wrong and how to fix it) and exit."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def settings(**flags: Any) -> Settings:
+    """Effective settings: global flags, then this command's flags on top."""
+    merged = {**State.overrides, **{k: v for k, v in flags.items() if v is not None}}
+    try:
+        return load_settings(merged, State.config_path)[0]
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def settings_with_origin(**flags: Any) -> tuple[Settings, dict[str, str]]:
+    merged = {**State.overrides, **{k: v for k, v in flags.items() if v is not None}}
+    try:
+        return load_settings(merged, State.config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

