@@ -201,9 +201,9 @@ def ensure_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> 
     A file verified before is trusted by its stamp; a file without a valid stamp is
     re-hashed, and a mismatch raises :class:`HashMismatchError` (nothing is loaded).
     """
-    if spec.path is None and spec.parts and not spec.assembled:
-        if locate_part(spec.parts[0]) is None:
-            raise MissingPackageError(spec, spec.parts)
+    single_package = spec.path is None and len(spec.parts) == 1
+    if single_package and locate_part(spec.parts[0]) is None:
+        raise MissingPackageError(spec, spec.parts)
     path = model_path(spec, cache_dir)
     if path.exists():
         if not stamp_ok(spec, cache_dir, path):

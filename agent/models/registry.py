@@ -7,7 +7,6 @@ versions produced by the trainer, with their lineage, plus which one is active.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path

@@ -17,6 +17,8 @@ class ExecStatus(StrEnum):
 
 
 class TestStatus(StrEnum):
+    __test__ = False  # not a pytest class (a dunder, so not an enum member)
+
     PASSED = "passed"
     FAILED = "failed"  # an assertion was false
     ERROR = "error"  # an exception other than AssertionError
@@ -38,6 +40,7 @@ class TestResult(BaseModel):
     exception_type: str | None = None
     lineno: int | None = None  # line in the model's program where it failed
     duration_s: float = 0.0
+    traceback: str | None = None  # frames in the model's program and the test only
 
 
 class CapturedText(BaseModel):

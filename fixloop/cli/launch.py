@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import typer
@@ -9,13 +10,17 @@ import typer
 from fixloop.cli.common import fail, settings
 
 
+def _textual_installed() -> bool:
+    return importlib.util.find_spec("textual") is not None
+
+
 def launch_default() -> None:
+    """The TUI in the current directory; without a terminal, one headless answer."""
     cfg = settings()
-    try:
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive and _textual_installed():
         from tui.app import run_app
-    except ImportError:
-        run_app = None
-    if run_app is not None and sys.stdin.isatty() and sys.stdout.isatty():
+
         run_app(cfg)
         return
     # Headless fallback: one answer from the model, so `make run` proves the model works.

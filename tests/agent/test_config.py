@@ -32,7 +32,7 @@ def test_fixloop_table_is_accepted(tmp_path: Path) -> None:
 
 def test_unknown_key_names_the_known_ones(tmp_path: Path) -> None:
     cfg = _write(tmp_path / "c.toml", "max_turn = 2\n")
-    with pytest.raises(ConfigError, match="unknown setting.*max_turn.*Known:.*max_turns"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*max_turn.*Known:.*max_turns"):
         load_settings({}, cfg)
 
 

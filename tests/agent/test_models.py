@@ -83,7 +83,7 @@ def test_one_corrupted_byte_is_refused(fake_spec: ModelSpec, tmp_path: Path) -> 
     data = bytearray(path.read_bytes())
     data[1000] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(HashMismatchError, match="refusing to load 'fake'.*models pull fake"):
+    with pytest.raises(HashMismatchError, match=r"refusing to load 'fake'.*models pull fake"):
         verify_model(fake_spec, cache, progress=False)
     with pytest.raises(HashMismatchError):
         ensure_model(fake_spec, cache, progress=False)

@@ -1,0 +1,180 @@
+"""llama.cpp in process (llama-cpp-python): the default backend.
+
+A model is loaded once per process and shared: loaded `Llama` objects are
+cached by (path, adapter, n_ctx). Prompts use the chat template stored in the
+GGUF, and token counts are taken with that same template, so the loop's
+context budgeting is exact. `response_format={"type": "json_object",
+"schema": ...}` constrains the output with a grammar built from the schema.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent.backends.base import BackendError, StreamChunk
+from agent.events import ChatMessage, ModelIdentity, SamplingParams
+
+_CACHE: dict[tuple[str, str | None, int], tuple[Any, threading.Lock]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _load(
+    path: Path, adapter: Path | None, n_ctx: int, n_threads: int | None, n_gpu: int
+) -> tuple[Any, threading.Lock]:
+    """The cached (Llama, generation lock) for this model file, adapter and context size."""
+    key = (str(path), str(adapter) if adapter else None, n_ctx)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - a broken install
+            raise BackendError(
+                "llama-cpp-python is not installed; install fixloop with its dependencies "
+                "(pip install -e .) or use --base-url for a model served elsewhere"
+            ) from exc
+        if not path.is_file():
+            raise BackendError(f"model file {path} does not exist")
+        if adapter is not None and not adapter.is_file():
+            raise BackendError(f"LoRA adapter {adapter} does not exist (give a GGUF adapter file)")
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 1,
+                n_gpu_layers=n_gpu,
+                lora_path=str(adapter) if adapter else None,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(
+                f"llama.cpp could not load {path}"
+                + (f" with adapter {adapter}" if adapter else "")
+                + f": {exc}. Check that it is a GGUF model (and a matching GGUF LoRA)."
+            ) from exc
+        _CACHE[key] = (llm, threading.Lock())
+        return _CACHE[key]
+
+
+class LlamaCppBackend:
+    """Streams chat completions from a GGUF model loaded in this process."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        sha256: str | None,
+        n_ctx: int = 4096,
+        adapter: Path | None = None,
+        adapter_sha256: str | None = None,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+    ) -> None:
+        self.path = path
+        # One generation at a time on a shared model: the lock travels with it.
+        self.llm, self._lock = _load(path, adapter, n_ctx, n_threads, n_gpu_layers)
+        self.n_ctx = int(self.llm.n_ctx())
+        self.identity = ModelIdentity(
+            name=name,
+            backend="llama.cpp",
+            gguf_sha256=sha256,
+            adapter_sha256=adapter_sha256,
+            location=str(path),
+        )
+        self._formatter = self._chat_formatter()
+
+    def _chat_formatter(self) -> Any:
+        """The GGUF's own chat template, made the one llama-cpp-python uses too."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        self.llm.chat_format = "chat_template.default"  # not a guessed built-in look-alike
+
+        def text(token: int) -> str:
+            if token < 0:
+                return ""
+            return self.llm.detokenize([token], special=True).decode("utf-8", "replace")
+
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=text(self.llm.token_eos()),
+            bos_token=text(self.llm.token_bos()),
+        )
+
+    def _render(self, messages: list[ChatMessage]) -> tuple[str, bool]:
+        dicts = [m.model_dump() for m in messages]
+        if self._formatter is not None:
+            result = self._formatter(messages=dicts)
+            return result.prompt, bool(result.added_special)
+        rendered = "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
+        return rendered, False
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        prompt, added_special = self._render(messages)
+        return len(
+            self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+        )
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        response_format: dict[str, Any] | None = None,
+    ) -> Iterator[StreamChunk]:
+        prompt_tokens = self.count_tokens(messages)
+        if prompt_tokens >= self.n_ctx:
+            raise BackendError(
+                f"the prompt takes {prompt_tokens} tokens but the context holds {self.n_ctx}; "
+                "raise --n-ctx or shorten the conversation"
+            )
+        max_tokens = min(params.max_tokens, self.n_ctx - prompt_tokens)
+        return self._stream(messages, params, max_tokens, prompt_tokens, response_format)
+
+    def _stream(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        max_tokens: int,
+        prompt_tokens: int,
+        response_format: dict[str, Any] | None,
+    ) -> Iterator[StreamChunk]:
+        with self._lock:
+            stream = self.llm.create_chat_completion(
+                messages=[m.model_dump() for m in messages],
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_tokens=max_tokens,
+                seed=params.seed,
+                stop=params.stop or [],
+                response_format=response_format,
+                stream=True,
+            )
+            pieces: list[str] = []
+            finish: str | None = None
+            try:
+                for chunk in stream:
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content") or ""
+                    if text:
+                        pieces.append(text)
+                        yield StreamChunk(text=text)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            finally:
+                stream.close()  # stops generation when the consumer stops early
+        yield StreamChunk(
+            text="",
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=self.count_text_tokens("".join(pieces)),
+        )

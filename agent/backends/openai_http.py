@@ -1,0 +1,153 @@
+"""An OpenAI-compatible HTTP endpoint (llama.cpp server, vLLM, Ollama) with SSE streaming.
+
+`base_url` is the API root, e.g. ``http://host:8080/v1``; a bare
+``http://host:8080`` gets ``/v1`` appended. The served model is chosen from
+`GET /models`: the configured name when the server has it, else the first
+one. Token counts for context budgeting are estimated (about 3.5 characters a
+token plus a few per message) because the protocol has no tokenizer call; the
+counts in each reply's `usage` are the server's own when it sends them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from agent.backends.base import BackendError, StreamChunk
+from agent.events import ChatMessage, ModelIdentity, SamplingParams
+
+CHARS_PER_TOKEN = 3.5
+TOKENS_PER_MESSAGE = 4
+
+
+def api_root(base_url: str) -> str:
+    url = base_url.rstrip("/")
+    if urlsplit(url).path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+class OpenAIBackend:
+    """Chat completions from a server speaking the OpenAI API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        n_ctx: int = 4096,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.root = api_root(base_url)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(
+            base_url=self.root, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
+        )
+        self.n_ctx = n_ctx
+        self.model = self._choose_model(model)
+        self.identity = ModelIdentity(name=self.model, backend="openai", location=self.root)
+
+    def _choose_model(self, wanted: str | None) -> str:
+        try:
+            response = self.client.get("/models")
+            response.raise_for_status()
+            served = [m["id"] for m in response.json().get("data", []) if "id" in m]
+        except httpx.HTTPStatusError as exc:
+            raise BackendError(
+                f"{self.root}/models answered HTTP {exc.response.status_code}; check --base-url "
+                "(it should be the API root, e.g. http://host:8080/v1) and the API key"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"cannot reach the model server at {self.root} ({exc}); start the server or fix "
+                "--base-url"
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(
+                f"{self.root}/models did not answer with an OpenAI model list; is this an "
+                "OpenAI-compatible server?"
+            ) from exc
+        if wanted and wanted in served:
+            return wanted
+        if served:
+            return served[0]
+        if wanted:
+            return wanted
+        raise BackendError(f"the server at {self.root} serves no models")
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        chars = sum(len(m.content) for m in messages)
+        return int(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        response_format: dict[str, Any] | None = None,
+    ) -> Iterator[StreamChunk]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in messages],
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = params.stop
+        if response_format is not None:
+            body["response_format"] = response_format
+        return self._stream(body, self.count_tokens(messages))
+
+    def _stream(self, body: dict[str, Any], estimated_prompt: int) -> Iterator[StreamChunk]:
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        pieces = 0
+        try:
+            with self.client.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    detail = response.read().decode("utf-8", "replace")[:300]
+                    raise BackendError(
+                        f"{self.root}/chat/completions answered HTTP {response.status_code}: "
+                        f"{detail}"
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except json.JSONDecodeError as exc:
+                        raise BackendError(
+                            f"the server sent a malformed event: {data[:200]}"
+                        ) from exc
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content") or ""
+                        if text:
+                            pieces += 1
+                            yield StreamChunk(text=text)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+        except httpx.HTTPError as exc:
+            raise BackendError(f"the model server at {self.root} failed mid-reply: {exc}") from exc
+        yield StreamChunk(
+            text="",
+            finish_reason=finish,
+            prompt_tokens=int(usage.get("prompt_tokens", estimated_prompt)),
+            completion_tokens=int(usage.get("completion_tokens", pieces)),
+        )
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,164 @@
+"""Reporting evaluation results: the results JSON, a side-by-side table, a pass-by-turn plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.eval.metrics import PairedComparison, paired_comparison
+from agent.eval.results import RateOut, SuiteResult
+
+
+def comparisons(results: Sequence[SuiteResult]) -> list[dict[str, Any]]:
+    """Every later model against the first, on the tasks both ran: first attempt and final."""
+    if len(results) < 2:
+        return []
+    base = results[0]
+    out: list[dict[str, Any]] = []
+    for other in results[1:]:
+        first = paired_comparison(base.task_passed(True), other.task_passed(True))
+        final = paired_comparison(base.task_passed(), other.task_passed())
+        out.append(
+            {
+                "a": base.model,
+                "b": other.model,
+                "first_attempt": first.as_dict(),
+                f"within_{min(base.max_turns, other.max_turns)}_turns": final.as_dict(),
+            }
+        )
+    return out
+
+
+def results_json(results: Sequence[SuiteResult]) -> dict[str, Any]:
+    """Per task and totals for every model, and the paired comparisons."""
+    return {
+        "runs": [r.model_dump(mode="json") for r in results],
+        "comparisons": comparisons(results),
+    }
+
+
+def write_json(results: Sequence[SuiteResult], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results_json(results), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _cell(rate: RateOut | None) -> str:
+    return rate.short() if rate is not None else "-"
+
+
+def _flips(cmp: PairedComparison) -> str:
+    return f"+{len(cmp.only_b)} / -{len(cmp.only_a)} (p={cmp.p_value:.3g})"
+
+
+def table(results: Sequence[SuiteResult]) -> str:
+    """Rows of metrics, one column per model (rates as count/n, percent and 95% interval)."""
+    if not results:
+        return "(no results)"
+    rows: list[tuple[str, list[str]]] = []
+    head = results[0]
+    rows.append(("suite", [f"{r.suite} ({r.n_tasks} tasks)" for r in results]))
+    rows.append(("pass@1 (first attempt)", [_cell(r.pass_at_1) for r in results]))
+    max_turns = max(r.max_turns for r in results)
+    for t in range(2, max_turns + 1):
+        rows.append((f"pass within {t} turns", [_cell(r.pass_within.get(t)) for r in results]))
+    max_k = max(r.samples for r in results)
+    for k in sorted({k for r in results for k in r.pass_at_k if k > 1}):
+        cells = [_cell(r.pass_at_k.get(k)) for r in results]
+        rows.append((f"pass@{k} ({k} samples, 1 turn)", cells))
+    if max_k > 1:
+        rows.append(("samples per task", [str(r.samples) for r in results]))
+    rows.append(("episodes (errors)", [f"{r.episodes} ({r.errors})" for r in results]))
+    rows.append(("tokens generated", [f"{r.completion_tokens:,}" for r in results]))
+    rows.append(("model time", [f"{r.gen_s:.1f} s" for r in results]))
+    rows.append(("tokens/s", [f"{r.tokens_per_s:.1f}" for r in results]))
+    rows.append(("sandbox time", [f"{r.exec_s:.1f} s" for r in results]))
+    rows.append(("wall time (episodes)", [f"{r.wall_s:.1f} s" for r in results]))
+    rows.append(("harness overhead", [f"{r.overhead_s:.1f} s" for r in results]))
+    if len(results) > 1:
+        cmp_first = [""] + [
+            _flips(paired_comparison(head.task_passed(True), r.task_passed(True)))
+            for r in results[1:]
+        ]
+        cmp_final = [""] + [
+            _flips(paired_comparison(head.task_passed(), r.task_passed())) for r in results[1:]
+        ]
+        rows.append((f"vs {head.model}: first attempt", cmp_first))
+        rows.append((f"vs {head.model}: final", cmp_final))
+    names = [r.model for r in results]
+    label_w = max(len(label) for label, _ in rows)
+    widths = [
+        max(len(names[i]), *(len(cells[i]) for _, cells in rows)) for i in range(len(results))
+    ]
+    lines = [
+        " | ".join([" " * label_w, *(n.ljust(w) for n, w in zip(names, widths, strict=True))]),
+        "-+-".join(["-" * label_w, *("-" * w for w in widths)]),
+    ]
+    for label, cells in rows:
+        padded = (c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        lines.append(" | ".join([label.ljust(label_w), *padded]))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def flips_text(results: Sequence[SuiteResult]) -> str:
+    """Which tasks flipped each way between the first model and each other one."""
+    lines: list[str] = []
+    for item in comparisons(results):
+        for key, value in item.items():
+            if not isinstance(value, dict):
+                continue
+            a_only = ", ".join(value["only_a"]) or "none"
+            b_only = ", ".join(value["only_b"]) or "none"
+            lines.append(
+                f"{item['b']} vs {item['a']} ({key.replace('_', ' ')}): "
+                f"gained [{b_only}]; lost [{a_only}]; "
+                f"McNemar exact p={value['mcnemar_exact_p']:.3g}"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[SuiteResult], path: Path, title: str | None = None) -> Path:
+    """PNG: pass rate by turn budget, one line per model (95% intervals as bands); where
+    a model drew several samples, pass@k by k samples of one turn dashed beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in results:
+        turns = sorted(r.pass_within)
+        rates = [100 * r.pass_within[t].rate for t in turns]
+        low = [100 * r.pass_within[t].ci95[0] for t in turns]
+        high = [100 * r.pass_within[t].ci95[1] for t in turns]
+        (line,) = ax.plot(turns, rates, marker="o", label=f"{r.model}: repair loop")
+        ax.fill_between(turns, low, high, alpha=0.12, color=line.get_color())
+        if r.samples > 1:
+            ks = sorted(r.pass_at_k)
+            ax.plot(
+                ks,
+                [100 * r.pass_at_k[k].rate for k in ks],
+                linestyle="--",
+                marker="s",
+                color=line.get_color(),
+                label=f"{r.model}: pass@k, k samples of 1 turn",
+            )
+    max_x = max([max(r.pass_within) for r in results] + [max(r.pass_at_k) for r in results])
+    ax.set_xticks(range(1, max_x + 1))
+    ax.set_xlabel("turns (or samples) per task")
+    ax.set_ylabel("tasks passed (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    suite = results[0].suite if results else ""
+    n = results[0].n_tasks if results else 0
+    ax.set_title(title or f"{suite}: pass rate by turn budget ({n} tasks)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

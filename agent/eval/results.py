@@ -1,0 +1,209 @@
+"""What an evaluation produces: one record per episode, and the totals computed from them.
+
+Records are the unit of resumability: the runner appends one `EpisodeRecord`
+per finished episode to a JSONL file, and `summarize` computes every figure
+from the records alone, in task order, so an interrupted and resumed run gives
+exactly the totals of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from agent.eval.metrics import Rate, averaged_rate, pass_at_k
+
+
+class EpisodeRecord(BaseModel):
+    """One evaluation episode (one sample of one task) as scored."""
+
+    task_id: str
+    sample: int = 0
+    seed: int = 0
+    model: str  # the model's label as given (--model)
+    model_key: str  # ModelIdentity.key: which weights exactly
+    outcome: str  # EpisodeFinished.outcome ("passed", "failed", "error", ...)
+    passed: bool  # the final program passed the scoring tests (hidden ones where the task has)
+    pass_turn: int | None = None  # smallest turn budget t at which the episode passed
+    within: list[bool] = Field(default_factory=list)  # passed with a budget of t turns, t=1..
+    turns: int = 0  # attempts made
+    turn_passed: list[bool] = Field(default_factory=list)  # public tests, per turn
+    n_tests: int = 0
+    best_passed: int = 0
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    gen_s: float = 0.0  # time in the model
+    exec_s: float = 0.0  # time in the sandbox
+    wall_s: float = 0.0  # the whole episode
+    session_id: str = ""
+    log_path: str = ""
+    error: str | None = None
+
+    def passed_within(self, turns: int) -> bool:
+        """Passed with a budget of `turns` turns (turns beyond the run's budget: the last)."""
+        if not self.within:
+            return False
+        return self.within[min(turns, len(self.within)) - 1]
+
+
+class RateOut(BaseModel):
+    count: float
+    n: int
+    rate: float
+    ci95: tuple[float, float]
+    ci_method: str
+
+    @classmethod
+    def of(cls, rate: Rate) -> RateOut:
+        return cls(
+            count=rate.count,
+            n=rate.n,
+            rate=rate.rate,
+            ci95=(rate.low, rate.high),
+            ci_method=rate.method,
+        )
+
+    def short(self) -> str:
+        count = str(int(self.count)) if float(self.count).is_integer() else f"{self.count:.2f}"
+        lo, hi = self.ci95
+        return f"{count}/{self.n} {100 * self.rate:.1f}% [{100 * lo:.1f}-{100 * hi:.1f}]"
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    samples: int
+    first_passed: int  # samples whose first attempt passed
+    pass_turns: list[int | None]  # per sample
+    passed: int  # samples that passed within the turn budget
+    errors: int = 0
+
+    @property
+    def solved(self) -> bool:
+        """The task counts as solved when at least half of its samples passed (all, for one)."""
+        return self.passed * 2 >= self.samples and self.passed > 0
+
+    @property
+    def first_solved(self) -> bool:
+        return self.first_passed * 2 >= self.samples and self.first_passed > 0
+
+
+class SuiteResult(BaseModel):
+    """Every figure of one model on one suite, and the per-task detail behind it."""
+
+    model: str
+    model_key: str
+    suite: str
+    n_tasks: int
+    samples: int
+    max_turns: int
+    temperature: float
+    seed: int
+    pass_at_1: RateOut  # first attempt, averaged over samples
+    pass_at_k: dict[int, RateOut]  # first attempt, k independent samples (Chen et al.)
+    pass_within: dict[int, RateOut]  # the repair loop: passed within t turns
+    passed: RateOut  # passed within max_turns
+    episodes: int
+    errors: int
+    completion_tokens: int
+    prompt_tokens: int
+    gen_s: float
+    exec_s: float
+    wall_s: float  # sum of episode wall times (same for a resumed run)
+    tokens_per_s: float  # completion tokens / time in the model
+    overhead_s: float  # wall time not spent in the model or the sandbox
+    elapsed_s: float = 0.0  # this invocation's wall clock (a resumed run counts only its part)
+    results_file: str = ""
+    tasks: list[TaskSummary]
+
+    def task_passed(self, first_attempt: bool = False) -> dict[str, bool]:
+        return {t.task_id: (t.first_solved if first_attempt else t.solved) for t in self.tasks}
+
+
+def ks_for(samples: int) -> list[int]:
+    """The k values to report pass@k for: 1..samples when few, else powers of two and samples."""
+    if samples <= 10:
+        return list(range(1, samples + 1))
+    ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= samples]
+    return sorted({*ks, samples})
+
+
+def summarize(
+    records: Sequence[EpisodeRecord],
+    task_ids: Sequence[str],
+    *,
+    model: str,
+    suite: str,
+    samples: int,
+    max_turns: int,
+    temperature: float,
+    seed: int,
+    elapsed_s: float = 0.0,
+    results_file: str = "",
+) -> SuiteResult:
+    """Totals over `task_ids` (in that order) from the records, using samples 0..samples-1."""
+    by_key = {(r.task_id, r.sample): r for r in records}
+    missing = [(t, s) for t in task_ids for s in range(samples) if (t, s) not in by_key]
+    if missing:
+        raise ValueError(f"{len(missing)} episode(s) have no result, e.g. {missing[0]}")
+    chosen = [by_key[(t, s)] for t in task_ids for s in range(samples)]
+    tasks: list[TaskSummary] = []
+    for tid in task_ids:
+        recs = [by_key[(tid, s)] for s in range(samples)]
+        tasks.append(
+            TaskSummary(
+                task_id=tid,
+                samples=samples,
+                first_passed=sum(r.passed_within(1) for r in recs),
+                pass_turns=[r.pass_turn for r in recs],
+                passed=sum(r.passed_within(max_turns) for r in recs),
+                errors=sum(r.outcome == "error" for r in recs),
+            )
+        )
+    first = averaged_rate([t.first_passed / samples for t in tasks])
+    within = {
+        turn: RateOut.of(
+            averaged_rate(
+                [
+                    sum(by_key[(t, s)].passed_within(turn) for s in range(samples)) / samples
+                    for t in task_ids
+                ]
+            )
+        )
+        for turn in range(1, max_turns + 1)
+    }
+    at_k = {
+        k: RateOut.of(averaged_rate([pass_at_k(samples, t.first_passed, k) for t in tasks]))
+        for k in ks_for(samples)
+    }
+    gen_s = sum(r.gen_s for r in chosen)
+    exec_s = sum(r.exec_s for r in chosen)
+    wall_s = sum(r.wall_s for r in chosen)
+    tokens = sum(r.completion_tokens for r in chosen)
+    keys = sorted({r.model_key for r in chosen})
+    return SuiteResult(
+        model=model,
+        model_key=",".join(keys),
+        suite=suite,
+        n_tasks=len(task_ids),
+        samples=samples,
+        max_turns=max_turns,
+        temperature=temperature,
+        seed=seed,
+        pass_at_1=RateOut.of(first),
+        pass_at_k=at_k,
+        pass_within=within,
+        passed=within[max_turns],
+        episodes=len(chosen),
+        errors=sum(r.outcome == "error" for r in chosen),
+        completion_tokens=tokens,
+        prompt_tokens=sum(r.prompt_tokens for r in chosen),
+        gen_s=round(gen_s, 3),
+        exec_s=round(exec_s, 3),
+        wall_s=round(wall_s, 3),
+        tokens_per_s=round(tokens / gen_s, 2) if gen_s > 0 else 0.0,
+        overhead_s=round(max(0.0, wall_s - gen_s - exec_s), 3),
+        elapsed_s=round(elapsed_s, 3),
+        results_file=results_file,
+        tasks=tasks,
+    )

@@ -1,0 +1,85 @@
+"""Every text fixloop sends to the model, and the layout of the conversation.
+
+A repair episode (RLEF's shape) is one conversation:
+
+    system   SYSTEM
+    user     task_prompt(task)            the task and its public tests
+    assistant                             attempt 1
+    user     repair_prompt(feedback)      what went wrong: expected vs actual, the error
+    assistant                             attempt 2
+    ...
+
+A user's correction (ILF) starts a short conversation of its own: the task,
+the attempt it is about, and the correction (`correction_prompt`).
+"""
+
+from __future__ import annotations
+
+from agent.events import ChatMessage, Task
+
+SYSTEM = (
+    "You are fixloop, a careful Python programmer. Solve the task with a complete, "
+    "self-contained Python program. Reply with exactly one ```python code block holding "
+    "the whole program (imports, helper functions and the requested function), then stop. "
+    "Do not write tests, example usage or input() calls unless asked."
+)
+
+NO_CODE_MESSAGE = (
+    "Your reply has no code block. Reply with the complete program in one ```python block."
+)
+
+
+def task_prompt(task: Task) -> str:
+    """The first user turn: the task, the function name to use, the public tests."""
+    parts = [task.text.strip()]
+    if task.entry_point:
+        parts.append(f"Name the function `{task.entry_point}`.")
+    if task.tests:
+        tests = "\n".join(task.tests)
+        parts.append(f"Your code should pass these tests:\n```python\n{tests}\n```")
+    elif task.expected_stdout is not None:
+        parts.append(f"The program must print exactly:\n```\n{task.expected_stdout}\n```")
+    elif task.test_file:
+        parts.append(f"Your code should pass this pytest file:\n```python\n{task.test_file}\n```")
+    return "\n\n".join(parts)
+
+
+def first_messages(system: str, task_text: str) -> list[ChatMessage]:
+    return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=task_text)]
+
+
+def format_error_prompt(message: str) -> str:
+    return message
+
+
+def repair_prompt(feedback: str) -> str:
+    """The user turn after a failed run: the rendered execution feedback."""
+    return (
+        f"{feedback.rstrip()}\n\n"
+        "Find the mistake and fix it. Reply with the complete corrected program in one "
+        "```python block."
+    )
+
+
+def duplicate_prompt(duplicate_of: int, feedback: str) -> str:
+    """The user turn after an attempt that repeats an earlier failed one."""
+    return (
+        f"This program is the same as attempt {duplicate_of}, which already failed:\n\n"
+        f"{feedback.rstrip()}\n\n"
+        "Do not repeat it. Rethink the problem and solve it with a different approach. Reply "
+        "with the complete new program in one ```python block."
+    )
+
+
+def correction_prompt(correction: str) -> str:
+    """The user turn carrying a natural-language correction of the previous attempt (ILF)."""
+    return (
+        f"Feedback on your program: {correction.strip()}\n\n"
+        "Rewrite the program so that it follows this feedback and still solves the task. "
+        "Reply with the complete program in one ```python block."
+    )
+
+
+def code_reply(code: str) -> str:
+    """An assistant turn holding just `code`, for conversations rebuilt from an attempt."""
+    return f"```python\n{code.rstrip()}\n```"

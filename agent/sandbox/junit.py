@@ -1,0 +1,101 @@
+"""Per-test results from a pytest JUnit XML report."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from agent.sandbox.result import TestResult, TestStatus
+
+MESSAGE_LIMIT = 2000
+_EXC_LINE = re.compile(r"^E\s+(\w+(?:Error|Exception|Exit|Interrupt)\b)?", re.MULTILINE)
+_LOCATION = re.compile(r"^([^\s:]+\.py):(\d+):(?: (.*))?$", re.MULTILINE)
+
+
+def _node_id(case: ET.Element) -> str:
+    classname = case.get("classname", "")
+    name = case.get("name", "")
+    file = case.get("file")
+    parts = classname.split(".")
+    if file is None:
+        # classname is "tests.test_x.TestClass" or "test_x": turn the module part into a path
+        module_parts = [p for p in parts if not p[:1].isupper()]
+        class_parts = [p for p in parts if p[:1].isupper()]
+        file = "/".join(module_parts) + ".py" if module_parts else ""
+        return "::".join(x for x in (file, *class_parts, name) if x)
+    class_parts = [p for p in parts if p[:1].isupper()]
+    return "::".join(x for x in (file, *class_parts, name) if x)
+
+
+def _is_test_file(path: str) -> bool:
+    name = Path(path).name
+    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path
+
+
+def _failure(case: ET.Element, elem: ET.Element, status: TestStatus) -> TestResult:
+    message = elem.get("message", "") or ""
+    details = (elem.text or "").strip()
+    exc_type = elem.get("type") or None
+    lineno = None
+    locations = _LOCATION.findall(details)
+    if locations and exc_type is None and re.fullmatch(r"\w+", locations[-1][2] or ""):
+        exc_type = locations[-1][2]
+    # the line in the code under test: the deepest frame outside test files
+    for path, line, _ in reversed(locations):
+        if not _is_test_file(path):
+            lineno = int(line)
+            break
+    if exc_type and "." in exc_type:
+        exc_type = exc_type.rsplit(".", 1)[-1]
+    if status == TestStatus.FAILED and exc_type not in (None, "AssertionError", "Failed"):
+        status = TestStatus.ERROR  # an exception other than a failed assertion
+    if len(details) > MESSAGE_LIMIT:
+        details = details[: MESSAGE_LIMIT // 2] + "\n...\n" + details[-MESSAGE_LIMIT // 2 :]
+    return TestResult(
+        name=_node_id(case),
+        status=status,
+        message=message[:MESSAGE_LIMIT],
+        exception_type=exc_type,
+        lineno=lineno,
+        duration_s=float(case.get("time", 0) or 0),
+        traceback=details or None,
+    )
+
+
+def junit_tests(report: Path) -> list[TestResult]:
+    """One TestResult per <testcase>; [] when there is no (readable) report."""
+    try:
+        root = ET.parse(report).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    results = []
+    for case in root.iter("testcase"):
+        failure = case.find("failure")
+        error = case.find("error")
+        skipped = case.find("skipped")
+        if failure is not None:
+            status = TestStatus.FAILED
+            message = failure.get("message", "")
+            if "Timeout" in message and "Failed: Timeout" in message:
+                status = TestStatus.TIMEOUT
+            results.append(_failure(case, failure, status))
+        elif error is not None:
+            results.append(_failure(case, error, TestStatus.ERROR))
+        elif skipped is not None:
+            results.append(
+                TestResult(
+                    name=_node_id(case),
+                    status=TestStatus.SKIPPED,
+                    message=skipped.get("message", ""),
+                )
+            )
+        else:
+            results.append(
+                TestResult(
+                    name=_node_id(case),
+                    status=TestStatus.PASSED,
+                    duration_s=float(case.get("time", 0) or 0),
+                )
+            )
+    return results

@@ -1,0 +1,269 @@
+"""The Sandbox: run untrusted model code and its tests, and say exactly what happened."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent.sandbox import harness, isolation, warm
+from agent.sandbox.cgroup import PidsCgroup
+from agent.sandbox.junit import junit_tests
+from agent.sandbox.limits import SandboxLimits
+from agent.sandbox.outcome import asserts_result, command_result, program_result
+from agent.sandbox.process import RawRun, run_process
+from agent.sandbox.result import ExecResult, Isolation
+
+HARNESS = Path(harness.__file__).resolve()
+PROCESS_OVERHEAD = 6  # bwrap monitor + pid-1 + supervisor + job + test child, with slack
+JUNIT_NAME = ".fixloop-junit.xml"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not run (bad configuration), as opposed to the program failing."""
+
+
+class Sandbox:
+    """Runs untrusted Python (and test commands) in a fresh, limited, isolated process.
+
+    Protected against (with bubblewrap and the cgroup pids controller, the default here;
+    `result.isolation` says what was in effect for each run and never claims more):
+    - hangs: a wall-clock timeout per program and per assert test kills the whole process
+      tree, including grandchildren that start a new session or ignore SIGTERM (pid namespace
+      plus the cgroup's member list); CPU time is bounded by RLIMIT_CPU;
+    - memory: an address-space limit (RLIMIT_AS), reported as status "memory";
+    - fork bombs: a per-run cgroup `pids.max` (root ignores RLIMIT_NPROC); without the
+      controller, RLIMIT_NPROC for non-root users, else nothing ("pids": "none");
+    - output floods: stdout/stderr kept to `max_output_bytes` each (head and tail), any bytes;
+    - files: only the private working directory (HOME and TMPDIR inside it) and a private
+      /tmp and /dev/shm are writable; each file is capped by RLIMIT_FSIZE; the real home is
+      hidden; everything is discarded after the run;
+    - network: none (a private network namespace: even loopback servers on the host are
+      unreachable);
+    - secrets in the environment: the program sees a fixed, minimal environment;
+    - signals: the program cannot signal host processes (pid namespace).
+    Not protected against:
+    - reading host files outside the hidden home: the host filesystem is visible read-only;
+    - kernel exploits: processes run as root with all capabilities dropped, not as a
+      separate user, and share the host kernel;
+    - disk use by many small files in the working directory (only per-file size is capped),
+      and memory use by files in the private /tmp (tmpfs);
+    - forged results: code running in the harness's process can write fake test records;
+      results are as trustworthy as the program is honest (as with any in-process harness);
+    - with the "netns" or "process" fallbacks, everything filesystem-related above
+      (writes go to the real filesystem), and with "process", the network too.
+    """
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        isolation_level: str = "auto",
+        python: str | None = None,
+        warm_start: bool = True,
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        if isolation_level == "auto":
+            isolation_level = isolation.best_level()
+        elif isolation_level not in isolation.available_levels():
+            raise SandboxError(
+                f"isolation level {isolation_level!r} is not available here "
+                f"(available: {', '.join(isolation.available_levels())}); install bubblewrap "
+                "(`apt-get install bubblewrap`) or use isolation_level='auto'"
+            )
+        self.level = isolation_level
+        self.python = python or sys.executable
+        self.use_cgroup = isolation.cgroup_available()
+        # Warm fork servers need the full isolation to clean up between runs.
+        self.warm = warm_start and self.level == "bwrap" and self.use_cgroup
+
+    # ------------------------------------------------------------------ public API
+
+    def run_asserts(self, code: str, tests: list[str], setup: str = "") -> ExecResult:
+        """Load `code`, then run each assert statement separately (its own timeout)."""
+        spec = {"mode": "asserts", "code": code, "tests": list(tests), "setup": setup}
+        raw, iso = self._run_harness(spec, n_tests=len(tests))
+        return asserts_result(raw, list(tests), iso)
+
+    def run_program(
+        self, code: str, expected_stdout: str | None = None, stdin: str | None = None
+    ) -> ExecResult:
+        """Run `code` as a script (`__main__`), optionally comparing its stdout."""
+        spec = {"mode": "program", "code": code}
+        raw, iso = self._run_harness(spec, n_tests=0, stdin=stdin)
+        return program_result(raw, expected_stdout, iso)
+
+    def run_pytest_file(self, code: str, test_file_text: str) -> ExecResult:
+        """`code` as solution.py next to test_solution.py, run by pytest (one result per test).
+
+        Each test gets `per_test_timeout_s` (with pytest-timeout), the run 3 x `timeout_s`.
+        """
+        with self._workdir() as work:
+            (work / "solution.py").write_text(code, encoding="utf-8")
+            (work / "test_solution.py").write_text(test_file_text, encoding="utf-8")
+            command = f"{shlex.quote(self.python)} -m pytest test_solution.py"
+            if self.python == sys.executable and importlib.util.find_spec("pytest_timeout"):
+                command += f" --timeout={self.limits.per_test_timeout_s:g}"
+            return self.run_command(work, command, timeout_s=3 * self.limits.timeout_s)
+
+    def run_command(
+        self, workdir: Path, command: str, *, timeout_s: float | None = None
+    ) -> ExecResult:
+        """Run a test command in `workdir` (a directory the caller prepared, e.g. a scratch copy).
+
+        `workdir` is the only writable host directory. A pytest command gets a JUnit XML report
+        added, so the result has one TestResult per test.
+        """
+        workdir = Path(workdir).resolve()
+        if not workdir.is_dir():
+            raise SandboxError(f"workdir {workdir} is not a directory; create it first")
+        argv = shlex.split(command)
+        if not argv:
+            raise SandboxError("empty command: give the test command to run, e.g. 'pytest -q'")
+        report = workdir / JUNIT_NAME
+        report.unlink(missing_ok=True)
+        is_pytest = any(Path(a).name in ("pytest", "py.test") for a in argv[:3])
+        if is_pytest:
+            argv += [f"--junitxml={report}", "-p", "no:cacheprovider"]
+        with self._private_dirs() as home:
+            env = self._env(home)
+            raw = self._spawn(
+                lambda _s, _r: [*self._prefix([workdir, home], workdir), *argv],
+                cwd=workdir,
+                env=env,
+                timeout_s=timeout_s or self.limits.timeout_s,
+                rlimits=self.limits.rlimits(),
+            )
+        tests = junit_tests(report) if is_pytest else []
+        report.unlink(missing_ok=True)
+        result = command_result(raw, tests, self._isolation())
+        result.command = argv
+        return result
+
+    # ------------------------------------------------------------------ internals
+
+    def _isolation(self, warm_run: bool = False) -> Isolation:
+        pids = "cgroup" if self.use_cgroup else self._pids_fallback()
+        iso = isolation.describe(self.level, pids)
+        if warm_run:
+            iso.notes.append("warm fork server: runs of one worker share a sandbox, wiped between")
+        return iso
+
+    def _pids_fallback(self) -> str:
+        import os
+
+        return "none" if os.geteuid() == 0 else "rlimit"
+
+    def _prefix(self, writable: list[Path], chdir: Path) -> list[str]:
+        return isolation.command_prefix(self.level, writable, chdir, extra_ro=[HARNESS.parent])
+
+    @contextlib.contextmanager
+    def _workdir(self) -> Iterator[Path]:
+        path = Path(tempfile.mkdtemp(prefix="fixloop-run-"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _private_dirs(self) -> Iterator[Path]:
+        """A private directory holding HOME and TMPDIR for the program."""
+        with self._workdir() as base:
+            (base / "home").mkdir()
+            (base / "tmp").mkdir()
+            yield base
+
+    def _env(self, base: Path) -> dict[str, str]:
+        bindir = str(Path(self.python).parent)
+        return {
+            "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(base / "home"),
+            "TMPDIR": str(base / "tmp"),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONIOENCODING": "utf-8",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _spawn(self, argv_for: Any, **kwargs: Any) -> RawRun:
+        extra = {"nproc": self.limits.max_processes} if not self.use_cgroup else {}
+        if extra:
+            kwargs["rlimits"] = {**(kwargs.get("rlimits") or {}), **extra}
+        if not self.use_cgroup:
+            return run_process(argv_for, max_output_bytes=self.limits.max_output_bytes, **kwargs)
+        with PidsCgroup(self.limits.max_processes + PROCESS_OVERHEAD) as cgroup:
+            return run_process(
+                argv_for, max_output_bytes=self.limits.max_output_bytes, cgroup=cgroup, **kwargs
+            )
+
+    def _run_harness(
+        self, spec: dict[str, Any], n_tests: int, stdin: str | None = None
+    ) -> tuple[RawRun, Isolation]:
+        spec = {
+            **spec,
+            "test_timeout_s": self.limits.per_test_timeout_s,
+            "limits": self.limits.rlimits(n_tests),
+            "sys_path": site_packages(self.python),
+        }
+        stdin_bytes = stdin.encode() if stdin else None
+        heartbeat_s = self.limits.per_test_timeout_s + 1.0
+        if self.warm:
+            for _attempt in range(2):
+                try:
+                    server = warm.POOL.acquire(self.python, self._env, site_packages(self.python))
+                except warm.ServerDied:
+                    break  # fall back to a cold run
+                try:
+                    raw = server.run(
+                        spec,
+                        self._env(Path("/nonexistent")),
+                        stdin=stdin_bytes,
+                        timeout_s=self.limits.timeout_s,
+                        heartbeat_s=heartbeat_s,
+                        max_output_bytes=self.limits.max_output_bytes,
+                        max_processes=self.limits.max_processes,
+                    )
+                except warm.ServerDied:
+                    server.close()
+                    continue
+                warm.POOL.release(server)
+                return raw, self._isolation(warm_run=True)
+        with self._workdir() as work:
+            (work / "home").mkdir()
+            (work / "tmp").mkdir()
+            python = [self.python, "-I", "-S", "-B", "-X", "utf8", str(HARNESS)]
+            raw = self._spawn(
+                lambda s, r: [*self._prefix([work], work), *python, str(s), str(r)],
+                cwd=work,
+                env=self._env(work),
+                timeout_s=self.limits.timeout_s,
+                heartbeat_s=heartbeat_s,
+                spec=json.dumps(spec).encode(),
+                stdin=stdin_bytes,
+            )
+            return raw, self._isolation()
+
+
+@functools.cache
+def site_packages(python: str) -> list[str]:
+    """The interpreter's site-packages directories (added to sys.path; .pth files skipped)."""
+    if python == sys.executable:
+        import site
+
+        return [p for p in site.getsitepackages() if Path(p).is_dir()]
+    code = "import json, site; print(json.dumps(site.getsitepackages()))"
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30)
+        return [p for p in json.loads(out.stdout) if Path(p).is_dir()]
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []

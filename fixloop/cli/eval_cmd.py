@@ -1,0 +1,151 @@
+"""`fixloop eval`: pass@1, pass@k and pass within t turns of one or more models on a suite.
+
+Runs the agent's own repair loop (every episode is a logged session with
+purpose "eval"), prints a side-by-side table with 95% intervals and paired
+flips, and writes results.json and pass_by_turn.png to the output directory.
+Rerunning the same command continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fixloop.cli.common import AdapterOpt, BaseUrlOpt, NCtxOpt, fail, settings
+
+
+def default_out_dir(
+    data_dir: Path,
+    suite: str,
+    split: str | None,
+    ids: str | None,
+    limit: int | None,
+    max_turns: int,
+    samples: int,
+    temperature: float,
+    seed: int,
+) -> Path:
+    """A directory named by the arguments, so that rerunning a command resumes it."""
+    parts = [Path(suite).stem if suite not in ("mbpp", "humaneval", "sessions") else suite]
+    if split:
+        parts.append(split)
+    if ids:
+        parts.append("ids" + ids)
+    if limit:
+        parts.append(f"n{limit}")
+    parts += [f"t{max_turns}", f"k{samples}", f"T{temperature:g}", f"s{seed}"]
+    name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", "-".join(parts))
+    return data_dir / "eval" / name
+
+
+def eval_command(
+    suite: Annotated[
+        str,
+        typer.Option("--suite", help="mbpp, humaneval, sessions, or an MBPP-format .jsonl path"),
+    ] = "mbpp",
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="MBPP: train, validation (default), prompt, test."),
+    ] = None,
+    ids: Annotated[
+        str | None, typer.Option("--ids", help="Task id numbers, e.g. 511-520,530.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N tasks only.")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to evaluate (repeat for a side-by-side table)."),
+    ] = None,
+    base_url: BaseUrlOpt = None,
+    adapter: AdapterOpt = None,
+    n_ctx: NCtxOpt = None,
+    max_turns: Annotated[
+        int, typer.Option("--max-turns", min=1, max=50, help="Repair turns per episode.")
+    ] = 4,
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, help="Independent episodes per task (pass@k).")
+    ] = 1,
+    temperature: Annotated[
+        float, typer.Option("--temperature", min=0.0, max=2.0, help="0 = greedy.")
+    ] = 0.0,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Threads: tests run while the model generates.")
+    ] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed (sample i uses seed+i).")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results JSON instead of the table.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Results directory (default: named by these arguments)."),
+    ] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate models with the repair loop: pass@1, pass@k, pass within t turns, 95% CIs."""
+    from agent.backends.base import BackendError
+    from agent.eval import report
+    from agent.eval.runner import EvalError, run_suite
+    from agent.eval.suites import SuiteError, load_suite
+    from agent.models import ModelError
+
+    base = settings(base_url=base_url, adapter=adapter, n_ctx=n_ctx)
+    try:
+        tasks = load_suite(suite, split=split, ids=ids, limit=limit, sessions_dir=base.sessions_dir)
+    except SuiteError as exc:
+        fail(str(exc))
+    models = model or [base.model]
+    if len(set(models)) != len(models):
+        fail(f"--model given twice: {', '.join(models)}")
+    out_dir = out or default_out_dir(
+        base.data_dir, suite, split, ids, limit, max_turns, samples, temperature, seed
+    )
+    progress = not no_progress
+    typer.echo(
+        f"evaluating {', '.join(models)} on {suite}"
+        + (f" ({split})" if split else "")
+        + f": {len(tasks)} tasks x {samples} sample(s), up to {max_turns} turns; results in "
+        f"{out_dir}",
+        err=True,
+    )
+    results = []
+    try:
+        for name in models:
+            cfg = settings(model=name, base_url=base_url, adapter=adapter, n_ctx=n_ctx)
+            results.append(
+                run_suite(
+                    tasks,
+                    cfg,
+                    max_turns=max_turns,
+                    samples=samples,
+                    temperature=temperature,
+                    workers=workers,
+                    seed=seed,
+                    out_dir=out_dir,
+                    progress=progress,
+                    suite_name=suite if split is None else f"{suite}/{split}",
+                )
+            )
+    except (EvalError, SuiteError, BackendError, ModelError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.secho(
+            f"\ninterrupted: finished episodes are kept in {out_dir}; run the same command "
+            "again to continue",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    json_path = report.write_json(results, out_dir / "results.json")
+    png_path = report.plot(results, out_dir / "pass_by_turn.png")
+    if as_json:
+        sys.stdout.write(json.dumps(report.results_json(results), indent=2) + "\n")
+        return
+    typer.echo(report.table(results))
+    flips = report.flips_text(results)
+    if flips:
+        typer.echo("\n" + flips)
+    typer.echo(f"\nresults: {json_path}\nplot:    {png_path}")

@@ -1,0 +1,161 @@
+"""`fixloop exec`: run a program (and its tests) in the sandbox and print what happened."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from agent.sandbox import ExecResult, Sandbox, SandboxError, SandboxLimits, render_feedback
+from fixloop.cli.common import fail, settings
+
+_STATUS_COLORS = {"passed": typer.colors.GREEN, "failed": typer.colors.YELLOW}
+
+
+def read_tests_file(path: Path) -> tuple[str, list[str]]:
+    """("pytest", [text]) for a file with `def test_...`, else ("asserts", one per statement).
+
+    An asserts file holds one test per line (MBPP style); blank lines and `#` comments are
+    skipped; an indented line continues the previous test.
+    """
+    text = path.read_text(encoding="utf-8")
+    if "def test_" in text:
+        return "pytest", [text]
+    tests: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if line[:1].isspace() and tests:
+            tests[-1] += "\n" + line
+        else:
+            tests.append(line)
+    return "asserts", tests
+
+
+def as_assert(statement: str) -> str:
+    """`f(1) == 2` -> `assert f(1) == 2`; statements that are not expressions stay as given."""
+    try:
+        tree = ast.parse(statement)
+    except SyntaxError:
+        return statement
+    if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+        return f"assert {statement.strip()}"
+    return statement
+
+
+def exec_command(
+    program: Annotated[Path, typer.Argument(help="The Python program to run.")],
+    tests: Annotated[
+        Path | None,
+        typer.Option(
+            "--tests", help="A pytest file (def test_...), or a file of assert lines (one per test)."
+        ),
+    ] = None,
+    asserts: Annotated[
+        list[str] | None,
+        typer.Option("--assert", help="An assert statement to run as a test; repeatable."),
+    ] = None,
+    stdin: Annotated[
+        Path | None, typer.Option("--stdin", help="A file fed to the program's stdin.")
+    ] = None,
+    expected: Annotated[
+        Path | None, typer.Option("--expected", help="The program's expected stdout (a file).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds per program and per test.")
+    ] = None,
+    memory: Annotated[int | None, typer.Option("--memory", help="Memory limit in MB.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result model as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Run PROGRAM.py in the sandbox, with assert tests, a pytest file, or as a plain program.
+
+    Exits 0 when it passed, 1 when it did not, 2 on bad input.
+    """
+    if not program.is_file():
+        fail(f"program {program} not found: give the path of a .py file")
+    if tests is not None and not tests.is_file():
+        fail(f"tests file {tests} not found")
+    for path in (stdin, expected):
+        if path is not None and not path.is_file():
+            fail(f"{path} not found")
+    if (tests is not None or asserts) and (stdin is not None or expected is not None):
+        fail("--stdin/--expected run a plain program; they cannot be combined with tests")
+    cfg = settings()
+    try:
+        limits = SandboxLimits(
+            timeout_s=timeout if timeout is not None else cfg.exec_timeout,
+            memory_mb=memory if memory is not None else cfg.memory_mb,
+        )
+    except ValidationError as exc:
+        fail(f"bad limit: {exc.errors()[0]['msg']} (--timeout > 0, --memory >= 32)")
+    code = program.read_text(encoding="utf-8")
+    try:
+        sandbox = Sandbox(limits)
+        result: ExecResult
+        statements = [as_assert(a) for a in asserts or []]
+        kind = "asserts"
+        if tests is not None:
+            kind, found = read_tests_file(tests)
+            if kind == "pytest" and statements:
+                fail("--assert cannot be combined with a pytest --tests file")
+            statements += found
+        if kind == "pytest":
+            result = _run_pytest(sandbox, program, code, statements[0])
+        elif statements:
+            result = sandbox.run_asserts(code, statements)
+        else:
+            result = sandbox.run_program(
+                code,
+                expected_stdout=expected.read_text(encoding="utf-8") if expected else None,
+                stdin=stdin.read_text(encoding="utf-8") if stdin else None,
+            )
+    except SandboxError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        _print_human(result, render_feedback(result, code))
+    raise typer.Exit(0 if result.passed else 1)
+
+
+def _run_pytest(sandbox: Sandbox, program: Path, code: str, test_text: str) -> ExecResult:
+    """The program under its own module name and as `solution`, next to the test file."""
+    work = Path(tempfile.mkdtemp(prefix="fixloop-exec-"))
+    try:
+        (work / "solution.py").write_text(code, encoding="utf-8")
+        if program.stem != "solution":
+            (work / program.name).write_text(code, encoding="utf-8")
+        (work / "test_program.py").write_text(test_text, encoding="utf-8")
+        return sandbox.run_command(
+            work, "python -m pytest test_program.py", timeout_s=3 * sandbox.limits.timeout_s
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_human(result: ExecResult, feedback: str) -> None:
+    color = _STATUS_COLORS.get(result.status.value, typer.colors.RED)
+    memory = f", peak {result.peak_memory_kb // 1024} MB" if result.peak_memory_kb else ""
+    typer.secho(
+        f"{result.status.value.upper()}  {result.n_passed}/{result.n_tests} tests, "
+        f"{result.duration_s:.2f} s{memory}, isolation {result.isolation.level}",
+        fg=color,
+        bold=True,
+    )
+    for test in result.tests:
+        mark = "ok " if test.status.value == "passed" else test.status.value
+        typer.echo(f"  [{mark}] {test.name.splitlines()[0]}")
+    if result.stdout.text:
+        typer.echo("--- stdout ---")
+        typer.echo(result.stdout.text.rstrip("\n"))
+    if not result.passed:
+        typer.echo("--- feedback ---")
+        typer.echo(feedback)

@@ -1,0 +1,241 @@
+"""`fixloop solve "TASK"`: one headless episode of the repair loop, logged like any other.
+
+Exit status: 0 when the final program passes its checks, 1 when it does not,
+2 for bad usage, 3 when the model or sandbox failed (the message says why).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, fail, settings
+
+EXIT = {"passed": 0, "failed": 1, "cancelled": 1, "error": 3}
+
+
+def parse_tests_file(path: Path) -> tuple[list[str], str, str | None]:
+    """Split a tests file into (assert statements, setup code, pytest file text).
+
+    A file with `test_*` functions is a pytest file; otherwise each top-level
+    `assert` is one test and the other top-level statements (imports, helpers)
+    are setup run before them.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read --tests {path}: {exc.strerror}")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        fail(f"--tests {path} is not valid Python (line {exc.lineno}: {exc.msg})")
+    if any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test")
+        for node in tree.body
+    ):
+        return [], "", text
+    asserts = [
+        ast.get_source_segment(text, n) or "" for n in tree.body if isinstance(n, ast.Assert)
+    ]
+    setup = "\n".join(
+        ast.get_source_segment(text, n) or "" for n in tree.body if not isinstance(n, ast.Assert)
+    )
+    if not asserts:
+        fail(f"--tests {path} has no assert statements and no test_* functions")
+    return asserts, setup, None
+
+
+def solve(
+    task: Annotated[str, typer.Argument(help="The task, in words (or @FILE to read it).")],
+    tests: Annotated[
+        Path | None,
+        typer.Option("--tests", help="A file of assert statements, or a pytest file."),
+    ] = None,
+    asserts: Annotated[
+        list[str] | None,
+        typer.Option("--assert", help="An assert statement the code must pass (repeatable)."),
+    ] = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    adapter: AdapterOpt = None,
+    n_ctx: NCtxOpt = None,
+    max_turns: Annotated[
+        int | None, typer.Option("--max-turns", help="Attempts before giving up (default 4).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Tokens per reply at most.")
+    ] = None,
+    entry_point: Annotated[
+        str | None, typer.Option("--entry-point", help="Name the function must have.")
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", help="Work on the files of this git repository (workspace task)."),
+    ] = None,
+    test_cmd: Annotated[
+        str | None,
+        typer.Option("--test-cmd", help="Workspace check, e.g. 'pytest -x tests/test_foo.py'."),
+    ] = None,
+    files: Annotated[
+        list[str] | None, typer.Option("--file", help="Workspace file the task is about.")
+    ] = None,
+    accept: Annotated[
+        bool, typer.Option("--accept", help="Accept the result when it passes (commits in --repo).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the outcome, session id and log path as JSON.")
+    ] = False,
+) -> None:
+    """Solve one task headlessly: write, run, repair until the checks pass or turns run out."""
+    from agent.backends import BackendError, make_backend
+    from agent.events import EpisodeFinished, ErrorRaised, Task, TaskKind, TokenDelta
+    from agent.session import AgentSession
+
+    if task.startswith("@"):
+        try:
+            task = Path(task[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read the task file {task[1:]}: {exc.strerror}")
+    if not task.strip():
+        fail("the task is empty; describe what the code should do")
+    cfg = settings(
+        model=model,
+        base_url=base_url,
+        adapter=adapter,
+        n_ctx=n_ctx,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+    )
+    tests_list = list(asserts or [])
+    setup, test_file = "", None
+    if tests is not None:
+        file_asserts, setup, test_file = parse_tests_file(tests)
+        tests_list += file_asserts
+    for statement in tests_list:
+        try:
+            ast.parse(statement)
+        except SyntaxError as exc:
+            fail(f"--assert {statement!r} is not a Python statement ({exc.msg})")
+    if repo is not None:
+        if not test_cmd:
+            fail("--repo needs --test-cmd (the command that checks the work, e.g. 'pytest -x')")
+        the_task = Task(
+            text=task,
+            kind=TaskKind.WORKSPACE,
+            workdir=str(repo.resolve()),
+            test_cmd=test_cmd,
+            files=list(files or []),
+        )
+    else:
+        if test_cmd or files:
+            fail("--test-cmd and --file apply to workspace tasks; add --repo PATH")
+        the_task = Task(
+            text=task,
+            tests=tests_list,
+            test_setup=setup,
+            test_file=test_file,
+            entry_point=entry_point,
+            suite="cli",
+        )
+    try:
+        backend = make_backend(cfg)
+    except BackendError as exc:
+        fail(str(exc), code=3)
+    try:
+        session = AgentSession(the_task, backend, cfg, purpose="solve")
+    except (ValueError, OSError, RuntimeError) as exc:  # e.g. WorkspaceError: not a repo
+        fail(str(exc))
+    notice = getattr(session.env, "notice", None)
+    if notice:
+        typer.secho(str(notice), fg=typer.colors.YELLOW, err=True)
+    stream_tokens = sys.stderr.isatty() and not as_json
+    finished: EpisodeFinished | None = None
+    errors: list[str] = []
+    try:
+        for event in session.start():
+            if isinstance(event, TokenDelta):
+                if stream_tokens:
+                    sys.stderr.write(event.text)
+                    sys.stderr.flush()
+                continue
+            if isinstance(event, ErrorRaised):
+                errors.append(event.message)
+            if not as_json:
+                _progress(event)
+            if isinstance(event, EpisodeFinished):
+                finished = event
+        if accept and finished is not None and finished.outcome == "passed":
+            for event in session.accept():
+                if not as_json:
+                    _progress(event)
+    except KeyboardInterrupt:
+        session.cancel()
+        raise
+    finally:
+        session.close()
+    assert finished is not None
+    if as_json:
+        payload = {
+            "outcome": finished.outcome,
+            "session_id": session.session_id,
+            "log_path": str(session.log_path),
+            "turns": finished.turns,
+            "best_turn": finished.best_turn,
+            "best_passed": finished.best_passed,
+            "n_tests": finished.n_tests,
+            "final_code": finished.final_code,
+            "completion_tokens": finished.completion_tokens,
+            "duration_s": round(finished.duration_s, 3),
+            "model": backend.identity.key,
+            "errors": errors,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        if finished.final_code:
+            typer.echo(f"\n--- final code (turn {finished.best_turn}) ---\n{finished.final_code}")
+        typer.echo(
+            f"outcome: {finished.outcome}  tests: {finished.best_passed}/{finished.n_tests}  "
+            f"turns: {finished.turns}  time: {finished.duration_s:.1f}s\n"
+            f"session: {session.session_id}\nlog: {session.log_path}"
+        )
+        for message in errors:
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT[finished.outcome])
+
+
+def _progress(event: object) -> None:
+    """One short line per loop step on stderr, so a terminal shows where the episode is."""
+    from agent.events import (
+        CodeProposed,
+        Committed,
+        ContextTrimmed,
+        ExecFinished,
+        FormatError,
+        ModelReplied,
+        TurnStarted,
+    )
+
+    line: str | None = None
+    if isinstance(event, TurnStarted):
+        line = f"\n== turn {event.turn} =="
+    elif isinstance(event, ModelReplied):
+        line = f"\n[{event.completion_tokens} tokens, {event.tokens_per_s:.1f} tok/s]"
+    elif isinstance(event, CodeProposed) and event.duplicate_of is not None:
+        line = f"[same program as turn {event.duplicate_of}: asking for a different approach]"
+    elif isinstance(event, FormatError):
+        line = f"[format error: {event.message}]"
+    elif isinstance(event, ExecFinished):
+        r = event.result
+        label = "hidden tests" if event.hidden else "tests"
+        line = f"[{label}: {r.status} {r.n_passed}/{r.n_tests} in {r.duration_s:.2f}s]"
+    elif isinstance(event, ContextTrimmed):
+        line = f"[context: dropped {event.dropped_messages} messages to fit {event.n_ctx} tokens]"
+    elif isinstance(event, Committed):
+        line = f"[committed {event.sha[:10]}: {event.message}]"
+    if line is not None:
+        typer.echo(line, err=True)

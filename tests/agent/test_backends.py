@@ -1,0 +1,129 @@
+"""Backend selection, the scripted backend, and the OpenAI HTTP backend against a local server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.backends import Backend, BackendError, make_backend
+from agent.backends.openai_http import OpenAIBackend, api_root
+from agent.backends.scripted import ScriptedBackend
+from agent.config import Settings
+from agent.events import ChatMessage, SamplingParams, Task
+from agent.session import AgentSession
+from tests.agent.openai_server import CannedOpenAI, serve
+
+MESSAGES = [
+    ChatMessage(role="system", content="You write Python."),
+    ChatMessage(role="user", content="Reverse a string."),
+]
+
+
+def test_scripted_backend_streams_pieces_and_counts() -> None:
+    backend = ScriptedBackend(["one two three four"], piece_chars=3)
+    assert isinstance(backend, Backend)
+    chunks = list(backend.stream_chat(MESSAGES, SamplingParams(max_tokens=100)))
+    assert "".join(c.text for c in chunks) == "one two three four"
+    assert len(chunks) > 3
+    last = chunks[-1]
+    assert last.finish_reason == "stop" and last.completion_tokens == 4
+    assert last.prompt_tokens == backend.count_tokens(MESSAGES)
+    with pytest.raises(BackendError, match="no reply left"):
+        backend.stream_chat(MESSAGES, SamplingParams())
+
+
+def test_scripted_backend_cuts_at_max_tokens() -> None:
+    backend = ScriptedBackend(["a b c d e f"])
+    chunks = list(backend.stream_chat(MESSAGES, SamplingParams(max_tokens=3)))
+    assert "".join(c.text for c in chunks) == "a b c"
+    assert chunks[-1].finish_reason == "length"
+
+
+def test_unknown_model_name_says_what_is_known(tmp_path: Path) -> None:
+    settings = Settings(model="no-such-model", data_dir=tmp_path, cache_dir=tmp_path)
+    with pytest.raises(BackendError, match=r"unknown model 'no-such-model'.*qwen2\.5-coder-1\.5b"):
+        make_backend(settings)
+
+
+def test_missing_package_message_reaches_the_user_unchanged(tmp_path: Path) -> None:
+    from agent.models import MissingPackageError, Registry, ensure_model
+
+    spec = Registry(tmp_path).get("qwen2.5-coder-0.5b")
+    try:
+        ensure_model(spec, tmp_path / "cache")
+    except MissingPackageError as exc:
+        expected = str(exc)
+    else:
+        pytest.skip("the 0.5B part packages are installed here")
+    settings = Settings(model="qwen2.5-coder-0.5b", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.raises(BackendError) as info:
+        make_backend(settings)
+    assert str(info.value) == expected
+
+
+def test_a_directory_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="not a Hugging Face checkpoint"):
+        make_backend(Settings(model=str(tmp_path), data_dir=tmp_path))
+
+
+def test_a_missing_gguf_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="does not exist"):
+        make_backend(Settings(model=str(tmp_path / "nope.gguf"), data_dir=tmp_path))
+
+
+def test_api_root_adds_v1_only_to_a_bare_host() -> None:
+    assert api_root("http://h:8080") == "http://h:8080/v1"
+    assert api_root("http://h:8080/") == "http://h:8080/v1"
+    assert api_root("http://h:11434/v1/") == "http://h:11434/v1"
+    assert api_root("http://h/api/openai/v1") == "http://h/api/openai/v1"
+
+
+def test_openai_backend_streams_from_a_local_server(tmp_path: Path) -> None:
+    with serve(CannedOpenAI(["Hello there, world!"], api_key="sekrit")) as server:
+        settings = Settings(
+            base_url=server.url, api_key="sekrit", data_dir=tmp_path, model="whatever"
+        )
+        backend = make_backend(settings)
+        assert isinstance(backend, OpenAIBackend)
+        assert backend.identity.backend == "openai" and backend.identity.name == "tiny-coder"
+        assert backend.identity.location == server.url
+        params = SamplingParams(temperature=0.3, max_tokens=50, seed=7)
+        chunks = list(backend.stream_chat(MESSAGES, params))
+        backend.close()
+    assert "".join(c.text for c in chunks) == "Hello there, world!"
+    last = chunks[-1]
+    assert last.finish_reason == "stop" and last.prompt_tokens == 42 and last.completion_tokens == 4
+    sent = server.requests[0]
+    assert sent["model"] == "tiny-coder" and sent["stream"] is True
+    assert sent["messages"] == [m.model_dump() for m in MESSAGES]
+    assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.3, 50, 7)
+
+
+def test_openai_backend_errors_name_the_fix(tmp_path: Path) -> None:
+    with serve(CannedOpenAI([], api_key="right")) as server:
+        with pytest.raises(BackendError, match=r"HTTP 401.*API key"):
+            OpenAIBackend(server.url, api_key="wrong")
+        backend = OpenAIBackend(server.url, api_key="right")
+        with pytest.raises(BackendError, match="HTTP 500"):
+            list(backend.stream_chat(MESSAGES, SamplingParams()))
+        backend.close()
+    with pytest.raises(BackendError, match="cannot reach the model server"):
+        OpenAIBackend(server.url)  # the server is gone
+
+
+def test_a_whole_episode_over_http(tmp_path: Path) -> None:
+    replies = [
+        "```python\ndef rev(s):\n    return s\n```",
+        "```python\ndef rev(s):\n    return s[::-1]\n```",
+    ]
+    with serve(CannedOpenAI(replies)) as server:
+        settings = Settings(base_url=server.url, sessions_dir=tmp_path, data_dir=tmp_path)
+        backend = make_backend(settings)
+        task = Task(text="Reverse a string.", tests=["assert rev('ab') == 'ba'"])
+        session = AgentSession(task, backend, settings, purpose="solve")
+        events = list(session.start())
+        backend.close()  # type: ignore[attr-defined]
+    assert events[-1].type == "episode_finished" and events[-1].outcome == "passed"
+    second = server.requests[1]["messages"]
+    assert second[-1]["role"] == "user" and "expected: 'ba'" in second[-1]["content"]

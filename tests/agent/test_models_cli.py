@@ -1,0 +1,67 @@
+"""`fixloop models` and `fixloop config` through the real console script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+FIXLOOP = [sys.executable, "-m", "fixloop"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FIXLOOP, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_version_and_help() -> None:
+    out = _run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("fixloop ")
+    for cmd in ([], ["models"], ["config"]):
+        res = _run(*cmd, "--help")
+        assert res.returncode == 0, res.stderr
+        assert "Usage" in res.stdout
+
+
+def test_add_verify_and_refuse_corruption(tmp_path: Path, smollm_path: Path) -> None:
+    env = {"FIXLOOP_CACHE_DIR": str(tmp_path / "cache")}
+    local = tmp_path / "mine.gguf"
+    shutil.copyfile(smollm_path, local)
+    res = _run("models", "add", str(local), "--name", "mine", env=env)
+    assert res.returncode == 0, res.stderr
+    listing = _run("models", "list", env=env).stdout
+    assert "mine" in listing and "smollm2-135m" in listing and "qwen2.5-coder-1.5b" in listing
+    res = _run("models", "verify", "mine", env=env)
+    assert res.returncode == 0 and "mine: verified" in res.stdout
+    with local.open("r+b") as fh:
+        fh.seek(5000)
+        byte = fh.read(1)
+        fh.seek(5000)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    res = _run("models", "verify", "mine", env=env)
+    assert res.returncode == 1
+    assert "refusing to load 'mine'" in res.stderr and "sha256" in res.stderr
+
+
+def test_unknown_model_and_bad_path_are_clear(tmp_path: Path) -> None:
+    res = _run("models", "pull", "no-such-model")
+    assert res.returncode == 2 and "unknown model 'no-such-model'" in res.stderr
+    res = _run("models", "add", str(tmp_path / "nope.gguf"), "--name", "x")
+    assert res.returncode == 2 and "is not a file" in res.stderr
+
+
+def test_config_show_names_sources(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("max_turns = 7\n")
+    res = _run("--config", str(cfg), "--model", "smollm2-135m", "config", "show",
+               env={"FIXLOOP_TEMPERATURE": "0.5"})
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines()[1:]}
+    assert "(flag)" in lines["model"]
+    assert "(env:FIXLOOP_TEMPERATURE)" in lines["temperature"]
+    assert f"(file:{cfg})" in lines["max_turns"]
+    assert "(default)" in lines["n_ctx"]

@@ -1,0 +1,119 @@
+"""Parsing and applying the model's proposed edits: whole files and SEARCH/REPLACE blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.environment import FormatProblem
+from agent.workspace.edits import apply_edits, files_from_rendering, parse_edits, render_files
+
+SOURCE = "def inclusive_range(start, stop):\n    return list(range(start, stop))\n"
+
+
+def read_from(files: dict[str, str]):
+    return lambda path: files.get(path)
+
+
+def test_search_replace_block_applies_to_the_named_file() -> None:
+    reply = (
+        "The upper end is excluded. Fix:\n\n"
+        "ranges.py\n```python\n<<<<<<< SEARCH\n    return list(range(start, stop))\n=======\n"
+        "    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```\n"
+    )
+    edits = parse_edits(reply)
+    assert [(e.path, e.search, e.replace) for e in edits] == [
+        ("ranges.py", "    return list(range(start, stop))\n",
+         "    return list(range(start, stop + 1))\n")
+    ]
+    files = apply_edits(edits, read_from({"ranges.py": SOURCE}))
+    assert files == {"ranges.py": SOURCE.replace("stop))", "stop + 1))")}
+
+
+def test_several_blocks_and_files_apply_in_order() -> None:
+    reply = (
+        "**pkg/a.py**\n```python\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n"
+        "<<<<<<< SEARCH\nx = 2\n=======\nx = 3\n>>>>>>> REPLACE\n```\n"
+        "```python pkg/b.py\nprint('new file')\n```\n"
+    )
+    files = apply_edits(parse_edits(reply), read_from({"pkg/a.py": "x = 1\ny = 0\n"}))
+    assert files == {"pkg/a.py": "x = 3\ny = 0\n", "pkg/b.py": "print('new file')\n"}
+
+
+def test_whole_file_with_path_line_and_file_prefix() -> None:
+    reply = "File: `ranges.py`\n```python\nVALUE = 1\n```\n"
+    assert apply_edits(parse_edits(reply), read_from({})) == {"ranges.py": "VALUE = 1\n"}
+
+
+def test_unlabelled_block_needs_a_default_path() -> None:
+    reply = "```python\nVALUE = 1\n```"
+    with pytest.raises(FormatProblem, match="no file path"):
+        parse_edits(reply)
+    [edit] = parse_edits(reply, default_path="ranges.py")
+    assert (edit.path, edit.content) == ("ranges.py", "VALUE = 1\n")
+
+
+def test_trailing_whitespace_differences_are_forgiven() -> None:
+    reply = (
+        "ranges.py\n```\n<<<<<<< SEARCH\n    return list(range(start, stop))   \n=======\n"
+        "    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```"
+    )
+    files = apply_edits(parse_edits(reply), read_from({"ranges.py": SOURCE}))
+    assert "stop + 1" in files["ranges.py"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        ("no code at all", "contains no file edits"),
+        ("x.py\n```\n<<<<<<< SEARCH\na\n>>>>>>> REPLACE\n```", "no ======= line"),
+        ("x.py\n```\n<<<<<<< SEARCH\na\n=======\nb\n```", "does not end with >>>>>>> REPLACE"),
+        ("```\n<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n```", "has no file path"),
+        ("../outside.py\n```python\nx = 1\n```", "outside the repository"),
+        ("/etc/passwd\n```\nroot\n```", "is absolute"),
+        ("```python pkg/../../up.py\nx = 1\n```", "outside the repository"),
+        (".git/config\n```\n[core]\n```", "inside .git"),
+    ],
+)
+def test_invalid_replies_raise_a_clear_format_problem(reply: str, message: str) -> None:
+    with pytest.raises(FormatProblem, match=message):
+        parse_edits(reply)
+
+
+def test_search_that_does_not_match_says_so() -> None:
+    reply = "ranges.py\n```\n<<<<<<< SEARCH\nreturn range(stop)\n=======\nx\n>>>>>>> REPLACE\n```"
+    with pytest.raises(FormatProblem, match="does not match the file") as info:
+        apply_edits(parse_edits(reply), read_from({"ranges.py": SOURCE}))
+    assert "return range(stop)" in info.value.message
+
+
+def test_ambiguous_search_is_refused() -> None:
+    reply = "a.py\n```\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```"
+    with pytest.raises(FormatProblem, match="occurs 2 times"):
+        apply_edits(parse_edits(reply), read_from({"a.py": "x = 1\nx = 1\n"}))
+
+
+def test_empty_search_creates_only_new_files() -> None:
+    reply = "new.py\n```\n<<<<<<< SEARCH\n=======\nA = 1\n>>>>>>> REPLACE\n```"
+    assert apply_edits(parse_edits(reply), read_from({})) == {"new.py": "A = 1\n"}
+    with pytest.raises(FormatProblem, match="empty but the file exists"):
+        apply_edits(parse_edits(reply), read_from({"new.py": "B = 2\n"}))
+
+
+def test_rendering_round_trips_even_with_fences_inside() -> None:
+    files = {
+        "ranges.py": SOURCE,
+        "docs/notes.md": "Example:\n\n```python\nprint(1)\n```\n",
+        "data/empty.txt": "",
+    }
+    code = render_files(files)
+    assert files_from_rendering(code, read_from({})) == {
+        **files, "data/empty.txt": ""
+    }
+
+
+def test_a_path_named_in_the_sentence_before_the_block_is_used() -> None:
+    reply = "Here is the corrected `ranges.py` (the end was excluded):\n```python\nA = 1\n```"
+    assert [(e.path, e.content) for e in parse_edits(reply)] == [("ranges.py", "A = 1\n")]
+    ambiguous = "Since tests/test_ranges.py expects it, change ranges.py:\n```python\nA = 1\n```"
+    with pytest.raises(FormatProblem, match="no file path"):
+        parse_edits(ambiguous)

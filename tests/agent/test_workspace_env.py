@@ -1,0 +1,279 @@
+"""A real repository with a failing pytest test, repaired by the agent (scripted backend).
+
+Everything is real but the model: the git repository, the scratch copy, the sandboxed
+pytest runs, the session log, the commit, and `fixloop undo` / `accept --edited` /
+`harvest` through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import git
+import pytest
+from typer.testing import CliRunner
+
+from agent.backends.scripted import ScriptedBackend
+from agent.config import Settings
+from agent.environment import FormatProblem
+from agent.events import (
+    CodeProposed,
+    Committed,
+    Correction,
+    EpisodeFinished,
+    ErrorRaised,
+    ExecFinished,
+    FormatError,
+    Task,
+    TaskKind,
+    UserRejected,
+)
+from agent.session import AgentSession
+from agent.session_log import read_session
+from agent.workspace import WorkspaceEnv
+from fixloop.cli import app
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "offbyone_repo"
+TEST_CMD = f"{sys.executable} -m pytest -q"
+BUGGY = "    return list(range(start, stop))\n"
+
+NO_MATCH = (
+    "ranges.py\n```python\n<<<<<<< SEARCH\n    return range(start, stop)\n=======\n"
+    "    return range(start, stop + 1)\n>>>>>>> REPLACE\n```"
+)
+WRONG_FIX = (
+    "The range is too short.\n\nranges.py\n```python\n<<<<<<< SEARCH\n" + BUGGY + "=======\n"
+    "    return list(range(start, stop + 2))\n>>>>>>> REPLACE\n```"
+)
+RIGHT_FIX = (
+    "`range` excludes its end, so add one.\n\nranges.py\n```python\n<<<<<<< SEARCH\n"
+    "    return list(range(start, stop + 2))\n=======\n"
+    "    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```"
+)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
+
+
+@pytest.fixture
+def user_repo(tmp_path: Path) -> Iterator[git.Repo]:
+    """The fixture as a user's repository: committed, plus uncommitted work of the user's."""
+    root = tmp_path / "offbyone"
+    shutil.copytree(FIXTURE, root)
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "Test User")
+        cfg.set_value("user", "email", "test@example.com")
+    repo.index.add(["ranges.py", "tests/test_ranges.py", "README.md"])
+    repo.index.commit("initial")
+    (root / "README.md").write_text((root / "README.md").read_text() + "\nMy notes.\n")
+    (root / "scratchpad.txt").write_text("untracked work in progress\n")
+    yield repo
+    repo.close()  # ends gitpython's `git cat-file` helpers
+
+
+def settings_for(tmp_path: Path) -> Settings:
+    return Settings(sessions_dir=tmp_path / "sessions", max_turns=4)
+
+
+def run_session(repo_dir: Path, tmp_path: Path, replies: list[str]) -> AgentSession:
+    task = Task(text="Make the tests pass: inclusive_range drops its upper end.",
+                kind=TaskKind.WORKSPACE, workdir=str(repo_dir), test_cmd=TEST_CMD)
+    env = WorkspaceEnv(repo_dir, TEST_CMD)
+    return AgentSession(task, ScriptedBackend(replies), settings_for(tmp_path), purpose="solve",
+                        env=env)
+
+
+def test_agent_repairs_a_repo_in_a_scratch_copy_then_accept_and_undo(
+    user_repo: git.Repo, tmp_path: Path
+) -> None:
+    root = Path(user_repo.working_tree_dir)
+    before, head = snapshot(root), user_repo.head.commit.hexsha
+    session = run_session(root, tmp_path, [NO_MATCH, WRONG_FIX, RIGHT_FIX])
+    events = list(session.start())
+
+    assert [e.message[:40] for e in events if isinstance(e, FormatError)] == [
+        "The SEARCH text for ranges.py does not m"
+    ]
+    runs = [e.result for e in events if isinstance(e, ExecFinished)]
+    assert [r.status.value for r in runs] == ["failed", "passed"]
+    assert [r.n_passed for r in runs] == [1, 3] and runs[1].n_tests == 3
+    finished = events[-1]
+    assert isinstance(finished, EpisodeFinished) and finished.outcome == "passed"
+    assert finished.turns == 3
+    # The second attempt's SEARCH quoted the first attempt: it built on it.
+    proposed = [e for e in events if isinstance(e, CodeProposed)][-1]
+    assert "stop + 1" in proposed.code and proposed.code.startswith("ranges.py\n")
+    # The first prompt showed the failing test and the module it imports.
+    first_prompt = session.backend.calls[0].messages[1].content  # type: ignore[attr-defined]
+    assert "tests/test_ranges.py" in first_prompt and "def inclusive_range" in first_prompt
+    assert "currently fails" in first_prompt
+    # Nothing in the working tree changed before accept.
+    assert snapshot(root) == before and user_repo.head.commit.hexsha == head
+
+    accepted = list(session.accept())
+    session.close()
+    [committed] = [e for e in accepted if isinstance(e, Committed)]
+    assert committed.files == ["ranges.py"] and committed.repo == str(root)
+    commit = user_repo.head.commit
+    assert commit.hexsha == committed.sha and commit.parents[0].hexsha == head
+    assert list(commit.stats.files) == ["ranges.py"]
+    assert f"Fixloop-Session: {session.session_id}" in commit.message
+    assert commit.message.startswith("fixloop: Make the tests pass")
+    fixed = before["ranges.py"].decode().replace("stop))", "stop + 1))")
+    assert (root / "ranges.py").read_text() == fixed
+    after = snapshot(root)
+    assert {k: v for k, v in after.items() if k != "ranges.py"} == {
+        k: v for k, v in before.items() if k != "ranges.py"
+    }
+    assert set(user_repo.git.status("--porcelain").splitlines()) == {
+        " M README.md", "?? scratchpad.txt"
+    }
+    logged = read_session(session.log_path).of_type(Committed)
+    assert [c.sha for c in logged] == [commit.hexsha]
+
+    result = CliRunner().invoke(app, ["undo", "--repo", str(root),
+                                      "--sessions-dir", str(tmp_path / "sessions")])
+    assert result.exit_code == 0, result.output
+    assert snapshot(root) == before and user_repo.head.commit.hexsha == head
+    assert read_session(session.log_path).of_type(UserRejected)[-1].reason.startswith("undone")
+    again = CliRunner().invoke(app, ["undo", "--repo", str(root)])
+    assert again.exit_code == 1 and "is not a fixloop commit" in again.output
+
+
+def test_accept_edited_logs_the_users_correction_and_harvest_the_follow_up(
+    user_repo: git.Repo, tmp_path: Path
+) -> None:
+    root = Path(user_repo.working_tree_dir)
+    sessions = str(tmp_path / "sessions")
+    session = run_session(root, tmp_path, [WRONG_FIX, RIGHT_FIX])
+    assert list(session.start())[-1].outcome == "passed"  # type: ignore[union-attr]
+    session.close()
+    # The user applies the proposal their own way (a docstring tweak on top) and accepts.
+    mine = (root / "ranges.py").read_text().replace("stop))", "stop + 1))").replace(
+        "both ends included.", "both ends included (stop too)."
+    )
+    (root / "ranges.py").write_text(mine)
+    runner = CliRunner()
+    result = runner.invoke(app, ["accept", "--edited", "--repo", str(root),
+                                 "--sessions-dir", sessions])
+    assert result.exit_code == 0, result.output
+    assert "logged as a correction" in result.output
+    commit = user_repo.head.commit
+    assert (commit.tree / "ranges.py").data_stream.read().decode() == mine
+    assert list(commit.stats.files) == ["ranges.py"]
+    [correction] = read_session(session.log_path).of_type(Correction)
+    assert correction.source == "accept_edited" and correction.commit == commit.hexsha
+    assert correction.final == {"ranges.py": mine}
+    assert "+    \"\"\"The integers from start to stop, both ends included (stop too).\"\"\"" in (
+        correction.diff
+    )
+    # Later the user fixes fixloop's line again in an ordinary commit: harvest finds it.
+    (root / "ranges.py").write_text(mine.replace("stop + 1))", "stop + 1, 1))"))
+    user_repo.index.add(["ranges.py"])
+    fix = user_repo.index.commit("use an explicit step").hexsha
+    result = runner.invoke(app, ["harvest", "--repo", str(root), "--sessions-dir", sessions])
+    assert result.exit_code == 0, result.output
+    assert "follow-up" in result.output and "[logged]" in result.output
+    corrections = read_session(session.log_path).of_type(Correction)
+    assert [c.source for c in corrections] == ["accept_edited", "harvest"]
+    assert corrections[-1].commit == fix
+    rerun = runner.invoke(app, ["harvest", "--repo", str(root), "--sessions-dir", sessions])
+    assert "[already logged]" in rerun.output
+    assert len(read_session(session.log_path).of_type(Correction)) == 2
+
+
+def test_outside_git_it_works_in_a_scratch_workspace_and_says_so(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    shutil.copytree(FIXTURE, plain)
+    before = snapshot(plain)
+    session = run_session(plain, tmp_path, [RIGHT_FIX.replace("stop + 2", "stop")])
+    env = session.env
+    assert isinstance(env, WorkspaceEnv)
+    assert "not a git repository" in env.notice and str(env.scratch.dir) in env.notice
+    assert list(session.start())[-1].outcome == "passed"  # type: ignore[union-attr]
+    accepted = list(session.accept())
+    session.close()
+    assert not any(isinstance(e, Committed) for e in accepted)
+    assert snapshot(plain) == before
+    assert "stop + 1" in (env.scratch.dir / "ranges.py").read_text()
+    assert "accepted files are in the scratch workspace" in env.notice
+    env.scratch.close(force=True)
+
+
+def test_editing_an_existing_test_is_refused_unless_the_user_named_it(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    shutil.copytree(FIXTURE, plain)
+    cheat = "tests/test_ranges.py\n```python\ndef test_nothing():\n    pass\n```"
+    env = WorkspaceEnv(plain, TEST_CMD)
+    try:
+        env.prompt(Task(text="fix the range", kind=TaskKind.WORKSPACE))
+        with pytest.raises(FormatProblem, match="Do not change the existing test"):
+            env.parse(cheat)
+        new_test = "tests/test_more.py\n```python\ndef test_more():\n    assert True\n```"
+        assert env.parse(new_test).code.startswith("tests/test_more.py")
+    finally:
+        env.scratch.close(force=True)
+    named = WorkspaceEnv(plain, TEST_CMD, files=["tests/test_ranges.py"])
+    try:
+        assert "test_nothing" in named.parse(cheat).code
+    finally:
+        named.scratch.close(force=True)
+
+
+def test_a_conflicting_dirty_hunk_is_refused_then_fixloop_accept_commits_from_the_log(
+    user_repo: git.Repo, tmp_path: Path
+) -> None:
+    root = Path(user_repo.working_tree_dir)
+    head = user_repo.head.commit.hexsha
+    session = run_session(root, tmp_path, [RIGHT_FIX.replace("stop + 2", "stop")])
+    assert list(session.start())[-1].outcome == "passed"  # type: ignore[union-attr]
+    # While the user looked at the proposal, they edited the very line it changes.
+    original = (root / "ranges.py").read_text()
+    mine = original.replace(BUGGY, "    return list(range(start, stop))  # why empty?\n")
+    (root / "ranges.py").write_text(mine)
+    accepted = list(session.accept())
+    session.close()
+    [error] = [e for e in accepted if isinstance(e, ErrorRaised)]
+    assert error.where == "accept" and error.message.startswith("Refusing to accept")
+    assert "ranges.py" in error.message and "Nothing was changed" in error.message
+    assert user_repo.head.commit.hexsha == head and (root / "ranges.py").read_text() == mine
+    # The user drops their edit and accepts the logged proposal from the command line.
+    (root / "ranges.py").write_text(original)
+    result = CliRunner().invoke(app, ["accept", session.session_id[:15], "--repo", str(root),
+                                      "--sessions-dir", str(tmp_path / "sessions"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["sha"] == user_repo.head.commit.hexsha and payload["files"] == ["ranges.py"]
+    assert "stop + 1" in (root / "ranges.py").read_text()
+    assert read_session(session.log_path).of_type(Committed)[-1].sha == payload["sha"]
+    assert set(user_repo.git.status("--porcelain").splitlines()) == {
+        " M README.md", "?? scratchpad.txt"
+    }
+
+
+def test_edits_through_a_symlink_out_of_the_repository_are_refused(
+    user_repo: git.Repo, tmp_path: Path
+) -> None:
+    root, outside = Path(user_repo.working_tree_dir), tmp_path / "outside"
+    outside.mkdir()
+    (root / "docs").symlink_to(outside, target_is_directory=True)
+    user_repo.index.add(["docs"])
+    user_repo.index.commit("docs live elsewhere")
+    env = WorkspaceEnv(root, TEST_CMD)
+    try:
+        assert (env.scratch.dir / "docs").is_symlink()
+        with pytest.raises(FormatProblem, match="leads outside"):
+            env.parse("docs/evil.py\n```python\nX = 1\n```")
+    finally:
+        env.close()
+    assert list(outside.iterdir()) == []

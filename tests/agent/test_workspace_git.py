@@ -1,0 +1,229 @@
+"""Accept, undo and harvest on real temporary git repositories (no model, no sandbox)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import git
+import pytest
+
+from agent.workspace import (
+    GitRepo,
+    WorkspaceError,
+    accept_files,
+    commit_message,
+    harvest,
+    session_of,
+    undo_last,
+)
+
+MODULE = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(8))
+FIXED = MODULE.replace("return x + 1\n", "return x + 100\n")
+
+
+def init_repo(root: Path, files: dict[str, str]) -> git.Repo:
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "Test User")
+        cfg.set_value("user", "email", "test@example.com")
+    write(root, files)
+    repo.index.add(list(files))
+    repo.index.commit("initial")
+    return repo
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+def status(repo: git.Repo) -> str:
+    return repo.git.status("--porcelain")
+
+
+def accept(root: Path, proposed: dict[str, str], base: dict[str, str | None], sid: str = "s-1"):
+    message = commit_message("make f1 add 100", proposed, sid, "Test command: pytest (passed)")
+    with GitRepo(root) as repo:
+        return accept_files(repo, proposed, base, message)
+
+
+def undo(root: Path):
+    with GitRepo(root) as repo:
+        return undo_last(repo)
+
+
+def harvest_in(root: Path, **kwargs: int):
+    with GitRepo(root) as repo:
+        return harvest(repo, **kwargs)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[git.Repo]:
+    repo = init_repo(tmp_path, {"mod.py": MODULE, "notes.txt": "todo\n", "staged.txt": "a\n"})
+    yield repo
+    repo.close()  # ends gitpython's `git cat-file` helpers
+
+
+def test_accept_commits_only_fixloops_hunk_and_keeps_the_users_work(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    # The user's uncommitted work: a far-away hunk in the same file, an unrelated
+    # dirty file, a staged change and an untracked file.
+    dirty_mod = MODULE.replace("return x + 7\n", "return x + 7  # mine\n")
+    write(root, {"mod.py": dirty_mod, "notes.txt": "todo\nmore\n", "untracked.txt": "u\n"})
+    write(root, {"staged.txt": "a\nb\n"})
+    repo.index.add(["staged.txt"])
+    before_head = repo.head.commit.hexsha
+    proposed = dirty_mod.replace("return x + 1\n", "return x + 100\n")
+
+    sha, files = accept(root, {"mod.py": proposed}, {"mod.py": dirty_mod})
+
+    assert files == ["mod.py"]
+    commit = repo.commit(sha)
+    assert commit.parents[0].hexsha == before_head and repo.head.commit.hexsha == sha
+    assert session_of(commit.message) == "s-1"
+    assert commit.message.rstrip().endswith("Fixloop-Session: s-1")
+    assert list(commit.stats.files) == ["mod.py"]
+    # The commit has fixloop's hunk and not the user's.
+    assert (commit.tree / "mod.py").data_stream.read().decode() == FIXED
+    # The working tree has both; everything else is exactly as the user left it.
+    assert (root / "mod.py").read_text() == proposed
+    assert (root / "notes.txt").read_text() == "todo\nmore\n"
+    assert (root / "untracked.txt").read_text() == "u\n"
+    assert set(status(repo).splitlines()) == {
+        " M mod.py", " M notes.txt", "M  staged.txt", "?? untracked.txt",
+    }
+    assert "# mine" in repo.git.diff("mod.py") and "+ 100" not in repo.git.diff("mod.py")
+
+
+def test_conflicting_dirty_hunk_is_refused_and_nothing_changes(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    dirty_mod = MODULE.replace("return x + 1\n", "return x + 1  # mine\n")
+    write(root, {"mod.py": dirty_mod})
+    head, tree_status = repo.head.commit.hexsha, status(repo)
+    # Proposed against HEAD's content (e.g. the user edited after the snapshot) -> overlap.
+    with pytest.raises(WorkspaceError, match=r"overlaps .*mod\.py first") as info:
+        accept(root, {"mod.py": FIXED}, {"mod.py": MODULE})
+    assert "Nothing was changed" in str(info.value)
+    assert repo.head.commit.hexsha == head and status(repo) == tree_status
+    assert (root / "mod.py").read_text() == dirty_mod
+
+
+def test_proposal_touching_the_users_dirty_lines_is_refused(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    dirty_mod = MODULE.replace("return x + 1\n", "return x + 1  # mine\n")
+    write(root, {"mod.py": dirty_mod})
+    proposed = dirty_mod.replace("return x + 1  # mine\n", "return x + 100  # mine\n")
+    with pytest.raises(WorkspaceError, match="uncommitted changes in the same lines"):
+        accept(root, {"mod.py": proposed}, {"mod.py": dirty_mod})
+    assert (root / "mod.py").read_text() == dirty_mod
+
+
+def test_undo_restores_the_tree_and_keeps_dirty_work(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    first = repo.head.commit.hexsha
+    sha, _ = accept(root, {"mod.py": FIXED, "new_helper.py": "X = 1\n"},
+                    {"mod.py": MODULE, "new_helper.py": None})
+    write(root, {"notes.txt": "todo\nlater\n"})
+    undone = undo(root)
+    assert (undone.sha, undone.session_id) == (sha, "s-1")
+    assert sorted(undone.files) == ["mod.py", "new_helper.py"]
+    assert repo.head.commit.hexsha == first
+    assert (root / "mod.py").read_text() == MODULE and not (root / "new_helper.py").exists()
+    assert status(repo) == " M notes.txt"
+    with pytest.raises(WorkspaceError, match="is not a fixloop commit"):
+        undo(root)
+
+
+def test_undo_refuses_once_fixloops_commit_is_not_head(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    accept(root, {"mod.py": FIXED}, {"mod.py": MODULE})
+    write(root, {"notes.txt": "done\n"})
+    repo.index.add(["notes.txt"])
+    user_head = repo.index.commit("user's own commit").hexsha
+    with pytest.raises(WorkspaceError, match="only reverts fixloop's last commit"):
+        undo(root)
+    assert repo.head.commit.hexsha == user_head
+
+
+def test_undo_refuses_when_the_user_changed_fixloops_lines(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    sha, _ = accept(root, {"mod.py": FIXED}, {"mod.py": MODULE})
+    edited = FIXED.replace("x + 100", "x + 101")
+    write(root, {"mod.py": edited})
+    with pytest.raises(WorkspaceError, match=r"changed lines in mod\.py"):
+        undo(root)
+    assert repo.head.commit.hexsha == sha and (root / "mod.py").read_text() == edited
+
+
+def test_harvest_finds_a_follow_up_fix_of_fixloops_lines(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    sha, _ = accept(root, {"mod.py": FIXED}, {"mod.py": MODULE}, sid="sess-42")
+    # An unrelated commit, then one that touches other lines of the same file (not a fix
+    # of fixloop's work), then the user's real correction of fixloop's line.
+    write(root, {"notes.txt": "x\n"})
+    repo.index.add(["notes.txt"])
+    repo.index.commit("notes")
+    write(root, {"mod.py": FIXED.replace("x + 6", "x + 60")})
+    repo.index.add(["mod.py"])
+    repo.index.commit("tweak f6")
+    final = FIXED.replace("x + 6", "x + 60").replace("return x + 100", "return x + 1 if x else 0")
+    write(root, {"mod.py": final})
+    repo.index.add(["mod.py"])
+    fix = repo.index.commit("fix fixloop's f1").hexsha
+
+    [found] = harvest_in(root, window=5)
+    assert (found.session_id, found.fixloop_sha, found.fix_sha, found.kind) == (
+        "sess-42", sha, fix, "follow-up"
+    )
+    c = found.correction
+    assert c.source == "harvest" and c.commit == fix
+    assert c.proposed == {"mod.py": FIXED} and c.final == {"mod.py": final}
+    assert "-    return x + 100" in c.diff and "+    return x + 1 if x else 0" in c.diff
+    # Outside the window it is not found.
+    assert harvest_in(root, window=2) == []
+
+
+def test_harvest_finds_an_amended_fixloop_commit(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    sha, _ = accept(root, {"mod.py": FIXED}, {"mod.py": MODULE}, sid="sess-7")
+    amended = FIXED.replace("x + 100", "x + 99")
+    write(root, {"mod.py": amended})
+    repo.git.commit("-a", "--amend", "--no-edit")
+    [found] = harvest_in(root)
+    assert (found.session_id, found.fixloop_sha, found.kind) == ("sess-7", sha, "amend")
+    assert found.correction.final == {"mod.py": amended}
+    assert found.correction.proposed == {"mod.py": FIXED}
+
+
+def test_a_staged_change_in_fixloops_file_stays_staged_and_out_of_the_commit(
+    repo: git.Repo,
+) -> None:
+    root = Path(repo.working_tree_dir)
+    staged = MODULE.replace("return x + 6\n", "return x + 6  # staged\n")
+    write(root, {"mod.py": staged})
+    repo.index.add(["mod.py"])
+    proposed = staged.replace("return x + 1\n", "return x + 100\n")
+    sha, _ = accept(root, {"mod.py": proposed}, {"mod.py": staged})
+    assert (repo.commit(sha).tree / "mod.py").data_stream.read().decode() == FIXED
+    assert (root / "mod.py").read_text() == proposed
+    staged_diff = repo.git.diff("--cached", "mod.py")
+    assert "+    return x + 6  # staged" in staged_diff and "x + 100" not in staged_diff
+    assert repo.git.diff("mod.py") == ""  # index and working tree agree
+
+
+def test_outside_git_and_without_identity_the_errors_say_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(WorkspaceError, match="is not inside a git repository"):
+        GitRepo(tmp_path)
+    git.Repo.init(tmp_path / "noid", initial_branch="main").close()
+    for name, value in {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path),
+                        "GIT_CONFIG_NOSYSTEM": "1"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(WorkspaceError, match=r"git config user\.name"):
+        accept(tmp_path / "noid", {"b.py": "B = 1\n"}, {"b.py": None})
+    assert not (tmp_path / "noid" / "b.py").exists()

@@ -1,0 +1,123 @@
+"""Export on CPU: tiny fine-tunes -> GGUF -> load and generate in llama.cpp -> registry."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.tiny import make_tiny_base, write_toy_data
+from trainer.train.config import TrainConfig
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("llama_cpp")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from agent import paths
+    from agent.models import builtin_models, ensure_model
+
+    smollm = ensure_model(
+        builtin_models()["smollm2-135m"], paths.default_cache_dir(), progress=False
+    )
+    root = tmp_path_factory.mktemp("export")
+    return {
+        "base": make_tiny_base(root / "base", smollm),
+        "data": write_toy_data(root / "toy"),
+        "runs": root / "runs",
+        "registry": root / "registry",
+        # The converter is fetched once per machine into the real cache (a 77 MB sdist).
+        "cache": paths.default_cache_dir(),
+    }
+
+
+def _train(env: dict[str, Path], method: str, base: Path, **kw: object) -> Path:
+    from trainer.train.loop import run_training
+
+    cfg = TrainConfig.model_validate(
+        {"method": method, "base": str(base), "data_dir": env["data"], "out_dir": env["runs"],
+         "lr": 5e-3, "max_steps": 4, "batch_size": 4, "lora_r": 8, "lora_alpha": 16,
+         "max_len": 128, "warmup_ratio": 0.0, **kw}
+    )
+    return run_training(
+        cfg, cache_dir=env["cache"], registry_dir=env["registry"], progress=False
+    ).run_dir
+
+
+def test_leti_run_exports_merged_quantized_and_registered(env: dict[str, Path]) -> None:
+    from llama_cpp import Llama
+
+    from agent.models import Registry
+    from trainer.export.pipeline import ExportError, export_run
+
+    run = _train(env, "leti", env["base"])
+    result = export_run(run, cache_dir=env["cache"], data_dir=env["registry"], progress=False)
+    assert result.gguf.read_bytes()[:4] == b"GGUF"
+    assert result.gguf.name.endswith("-Q4_K_M.gguf")
+    assert result.check is not None and result.check.tokens == 8
+    # LeTI's tokens survived the round trip as single special tokens.
+    vocab = Llama(model_path=str(result.gguf), vocab_only=True, verbose=False)
+    good = vocab.tokenize(b"<|good|>", add_bos=False, special=True)
+    assert len(good) == 1 and good[0] >= 49152
+    vocab.close()
+
+    reg = Registry(env["registry"])
+    spec = reg.get(result.name)
+    assert spec.kind == "trained" and spec.path == result.gguf.resolve()
+    assert spec.sha256 == hashlib.sha256(result.gguf.read_bytes()).hexdigest()
+    lin = spec.lineage
+    manifest = env["data"] / "manifest.json"
+    assert lin["method"] == "leti" and lin["base"] == str(env["base"])
+    assert lin["data_manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert lin["metrics"]["steps"] == 4 and lin["export"] == "merged"
+    assert reg.active() is None  # registered, not promoted: that is the gate's call
+    with pytest.raises(ExportError, match="cannot carry"):
+        export_run(run, cache_dir=env["cache"], data_dir=env["registry"], lora_only=True,
+                   name="x", progress=False)
+
+
+def test_lora_only_export_applies_to_a_quantized_gguf_base(env: dict[str, Path]) -> None:
+    from llama_cpp import Llama
+
+    from agent.models import Registry
+    from trainer.export.converter import ensure_converter
+    from trainer.export.pipeline import export_run
+    from trainer.export.quantize import quantize
+
+    conv = ensure_converter(env["cache"])
+    f16 = env["runs"].parent / "tiny-f16.gguf"
+    conv.run(conv.hf_script, [str(env["base"]), "--outfile", str(f16), "--outtype", "f16"])
+    base_gguf = quantize(f16, env["runs"].parent / "tiny-Q8_0.gguf", "Q8_0")
+    assert base_gguf.stat().st_size < f16.stat().st_size
+
+    run = _train(env, "sft", base_gguf)  # the base is dequantized by transformers
+    result = export_run(run, cache_dir=env["cache"], data_dir=env["registry"], lora_only=True,
+                        progress=False)
+    assert result.adapter is not None and result.adapter.read_bytes()[:4] == b"GGUF"
+    assert result.gguf == base_gguf.resolve()
+    spec = Registry(env["registry"]).get(result.name)
+    assert spec.adapter == result.adapter.resolve() and spec.lineage["export"] == "lora"
+
+    def last_logits(lora: Path | None) -> list[float]:
+        llm = Llama(model_path=str(base_gguf), lora_path=str(lora) if lora else None,
+                    n_ctx=64, logits_all=True, verbose=False)
+        llm.eval(llm.tokenize(b"def add(a, b):"))
+        out = [float(x) for x in llm.scores[llm.n_tokens - 1][:200]]
+        llm.close()
+        return out
+
+    plain, tuned = last_logits(None), last_logits(result.adapter)
+    assert max(abs(a - b) for a, b in zip(plain, tuned, strict=True)) > 1e-3
+
+
+def test_unknown_quantization_is_refused() -> None:
+    from trainer.export.quantize import QuantizeError, check_quant
+
+    assert check_quant("q8_0") == "Q8_0"
+    with pytest.raises(QuantizeError, match="Q4_K_M, Q8_0"):
+        check_quant("Q3_K")

@@ -1,0 +1,143 @@
+"""The promotion gate, through the real eval harness and sandbox on MBPP validation tasks.
+
+The models are tiny task-aware backends: each answers a task with MBPP's reference
+solution when it "knows" the task and with a broken program otherwise, so their eval
+outcomes differ in a known way and the gate's real decision logic can be checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.backends.base import StreamChunk
+from agent.config import Settings
+from agent.events import ChatMessage, ModelIdentity, SamplingParams, Task
+from agent.models import ModelSpec, Registry
+from trainer.gate import MetricComparison, decide, paired_bootstrap_ci, run_gate
+
+N_TASKS = 6
+
+
+class OracleBackend:
+    """Replies with the reference solution for the tasks in `knows`, else a broken program."""
+
+    def __init__(self, name: str, solutions: dict[str, str], knows: set[str]) -> None:
+        self.identity = ModelIdentity(name=name, backend="scripted")
+        self.n_ctx = 4096
+        self.solutions = solutions
+        self.knows = knows
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + 4 for m in messages)
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        response_format: dict[str, Any] | None = None,
+    ) -> Iterator[StreamChunk]:
+        first_user = next(m.content for m in messages if m.role == "user")
+        text = next(t for t in self.solutions if t in first_user)
+        code = self.solutions[text] if text in self.knows else "result = None\n"
+        reply = f"```python\n{code}\n```"
+        yield StreamChunk(text=reply)
+        yield StreamChunk(
+            text="", finish_reason="stop", prompt_tokens=self.count_tokens(messages),
+            completion_tokens=len(reply.split()),
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Any]:
+    from agent.eval.suites import load_mbpp, mbpp_dir
+
+    tasks: list[Task] = load_mbpp("validation")[:N_TASKS]
+    refs = {
+        f"mbpp/{row['task_id']}": row["code"]
+        for row in map(json.loads, (mbpp_dir() / "validation.jsonl").read_text().splitlines())
+    }
+    solutions = {t.text: refs[t.task_id or ""] for t in tasks}
+    texts = [t.text for t in tasks]
+    settings = Settings(
+        data_dir=tmp_path / "data", sessions_dir=tmp_path / "sessions",
+        cache_dir=tmp_path / "cache", max_turns=2,
+    )
+    reg = Registry(settings.data_dir)
+    dummy = tmp_path / "dummy.gguf"
+    dummy.write_bytes(b"GGUF")
+    for name in ("current", "better", "worse"):
+        reg.add(ModelSpec(name=name, description=name, filename=dummy.name, sha256="0" * 64,
+                          size=4, path=dummy, kind="trained"))
+    knows = {"current": set(texts[:3]), "better": set(texts), "worse": set()}
+    backends = {n: OracleBackend(n, solutions, k) for n, k in knows.items()}
+    return {"tasks": tasks, "settings": settings, "registry": reg, "backends": backends}
+
+
+def test_gate_promotes_a_better_model_and_refuses_a_worse_one(world: dict[str, Any]) -> None:
+    reg: Registry = world["registry"]
+    common = {"settings": world["settings"], "tasks": world["tasks"], "current": "current",
+              "backend_for": world["backends"].get, "progress": False}
+
+    worse = run_gate("worse", **common)
+    assert not worse.report.promoted
+    assert reg.active() is None
+    assert any("worse on pass@1 beyond noise" in r for r in worse.report.reasons), worse.report.markdown()
+    p1 = worse.report.metrics[0]
+    assert (p1.current_rate, p1.candidate_rate, p1.diff) == (0.5, 0.0, -0.5)
+    assert p1.ci95[1] < 0 and sorted(p1.only_current) == sorted(
+        t.task_id for t in world["tasks"][:3]
+    )
+    assert reg.get("worse").lineage["gate"]["promoted"] is False  # kept, inactive
+
+    better = run_gate("better", **common)
+    rep = better.report
+    assert rep.promoted and reg.active() == "better"
+    assert [m.metric for m in rep.metrics] == ["pass@1", "pass within 2 turns"]
+    assert all(m.diff == 0.5 and m.ci95[0] > 0 for m in rep.metrics)
+    assert rep.tasks == N_TASKS and rep.suites == {"mbpp": N_TASKS}
+    md = (Path(rep.out_dir) / "gate.md").read_text()
+    assert "PROMOTED" in md and "| pass@1 | 3/6 50.0%" in md
+    assert reg.get("better").lineage["gate"]["promoted"] is True
+    # Evaluation episodes were logged as real sessions.
+    assert len(list(world["settings"].sessions_dir.rglob("*.jsonl"))) >= 3 * N_TASKS
+
+
+def test_gate_refuses_a_model_that_is_only_as_good(world: dict[str, Any]) -> None:
+    world["backends"]["better"].knows = set(world["backends"]["current"].knows)
+    result = run_gate("better", settings=world["settings"], tasks=world["tasks"],
+                      current="current", backend_for=world["backends"].get, progress=False)
+    assert not result.report.promoted
+    assert any(r.startswith("no gain") for r in result.report.reasons)
+    assert world["registry"].active() is None
+
+
+def _metric(diff: float, ci: tuple[float, float]) -> MetricComparison:
+    return MetricComparison(metric="m", current="", candidate="", current_rate=0.5,
+                            candidate_rate=0.5 + diff, diff=diff, ci95=ci, mcnemar_p=1.0,
+                            only_candidate=[], only_current=[])
+
+
+def test_decision_rule() -> None:
+    # A small loss within noise on one metric, a gain on the other: promoted.
+    ok, reasons = decide([_metric(-0.02, (-0.1, 0.05)), _metric(0.06, (-0.01, 0.12))])
+    assert ok and "within noise" in reasons[0]
+    # Worse beyond noise on one metric outweighs any gain on the other.
+    ok, reasons = decide([_metric(-0.1, (-0.2, -0.01)), _metric(0.3, (0.1, 0.5))])
+    assert not ok and "beyond noise" in reasons[0]
+    # With require_significant a gain within noise is not enough.
+    ok, _ = decide([_metric(0.02, (-0.05, 0.1))] * 2, require_significant=True)
+    assert not ok
+    ok, _ = decide([_metric(0.2, (0.05, 0.3))] * 2, require_significant=True)
+    assert ok
+
+
+def test_paired_bootstrap_interval() -> None:
+    assert paired_bootstrap_ci([0] * 20) == (0.0, 0.0)
+    lo, hi = paired_bootstrap_ci([1] * 10 + [0] * 30)
+    assert 0.0 < lo < 0.25 < hi < 0.5
+    assert paired_bootstrap_ci([1, -1] * 10) == paired_bootstrap_ci([1, -1] * 10)  # seeded

@@ -1,0 +1,138 @@
+"""Fine-tuning on CPU: a tiny random Llama with the real SmolLM2 tokenizer, every method."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.tiny import make_tiny_base, write_toy_data
+from trainer.train import rundir
+from trainer.train.config import LETI_TOKENS, METHODS, TrainConfig
+from trainer.train.data import DataError, load_examples
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("accelerate")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from agent import paths
+    from agent.models import builtin_models, ensure_model
+
+    smollm = ensure_model(
+        builtin_models()["smollm2-135m"], paths.default_cache_dir(), progress=False
+    )
+    root = tmp_path_factory.mktemp("tiny")
+    return make_tiny_base(root / "base", smollm), write_toy_data(root / "data")
+
+
+def _cfg(tiny: tuple[Path, Path], tmp_path: Path, method: str, **kw: object) -> TrainConfig:
+    base, data = tiny
+    opts: dict[str, object] = {
+        "method": method,
+        "base": str(base),
+        "data_dir": data,
+        "out_dir": tmp_path / "runs",
+        "lr": 5e-3,
+        "batch_size": 4,
+        "max_steps": 12,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "warmup_ratio": 0.0,
+        "max_len": 128,
+        "save_every": 6,
+        "beta": 0.5,
+    }
+    opts.update(kw)
+    return TrainConfig.model_validate(opts)
+
+
+def _train(cfg: TrainConfig, tmp_path: Path, **kw: object):  # noqa: ANN202
+    from trainer.train.loop import run_training
+
+    return run_training(
+        cfg, cache_dir=tmp_path / "cache", registry_dir=tmp_path / "data", progress=False, **kw
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_trains_and_the_loss_falls(
+    method: str, tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    result = _train(_cfg(tiny, tmp_path, method), tmp_path)
+    m = result.metrics
+    assert m["steps"] == 12
+    assert m["final_loss"] < 0.8 * m["first_loss"], (m["first_loss"], m["final_loss"])
+    run = result.run_dir
+    assert run.parent == tmp_path / "runs" and run.name.endswith(f"-{method}")
+    for name in (rundir.CONFIG, rundir.DATA, rundir.METRICS, rundir.LOSS_PNG, rundir.HISTORY):
+        assert (run / name).is_file(), name
+    assert (run / rundir.ADAPTER / "adapter_config.json").is_file()
+    assert (run / rundir.LOSS_PNG).read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((run / rundir.DATA).read_text())
+    manifest = tiny[1] / "manifest.json"
+    import hashlib
+
+    assert data["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    history = rundir.read_history(run)
+    assert [h["step"] for h in history] == list(range(1, 13))
+    assert all(h["tokens_per_s"] and h["tokens_per_s"] > 0 for h in history)
+    if method == "dpo":
+        assert m["reward_acc"] == 1.0
+    if method == "leti":
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(run / rundir.TOKENIZER)
+        ids = [tok.convert_tokens_to_ids(t) for t in LETI_TOKENS]
+        assert len(set(ids)) == 4 and all(i >= 49152 for i in ids)
+        # One token each, never split into pieces.
+        assert tok("<|good|>x", add_special_tokens=False)["input_ids"][0] == ids[0]
+
+
+def test_resume_continues_to_the_same_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    cfg = _cfg(tiny, tmp_path, "sft", max_steps=6, save_every=3, batch_size=2, lora_dropout=0.1)
+    whole = _train(cfg, tmp_path)
+    # An interrupted copy: it got as far as the step-3 checkpoint.
+    cut = tmp_path / "cut"
+    shutil.copytree(whole.run_dir, cut)
+    for p in (rundir.ADAPTER, rundir.METRICS, "checkpoints/step-6"):
+        target = cut / p
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    resumed = _train(None, tmp_path, resume=cut)  # type: ignore[arg-type]
+    assert resumed.run_dir == cut
+    assert [h["step"] for h in rundir.read_history(cut)] == [1, 2, 3, 4, 5, 6]
+    a = load_file(whole.run_dir / rundir.ADAPTER / "adapter_model.safetensors")
+    b = load_file(cut / rundir.ADAPTER / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() < 1e-5, key
+
+
+def test_training_takes_the_train_split_only(tiny: tuple[Path, Path]) -> None:
+    _, data = tiny
+    assert len(load_examples(data, "leti")) == 8
+    assert len(load_examples(data, "leti", split=None)) == 9
+    assert len(load_examples(data, "leti", split="validation")) == 1
+
+
+def test_bad_data_is_refused_with_the_line(tmp_path: Path) -> None:
+    (tmp_path / "dpo.jsonl").write_text('{"prompt": "p", "chosen": "c"}\n')
+    with pytest.raises(DataError, match=r"dpo.jsonl:1: missing field 'rejected'"):
+        load_examples(tmp_path, "dpo")
+    with pytest.raises(DataError, match="Run `fixloop data build`"):
+        load_examples(tmp_path, "kto")
+
+
+def test_unknown_base_names_the_known_models(tmp_path: Path) -> None:
+    from trainer.train.modeling import BaseModelError, resolve_base
+
+    with pytest.raises(BaseModelError, match="unknown model 'nope'"):
+        resolve_base("nope", cache_dir=tmp_path, data_dir=tmp_path)

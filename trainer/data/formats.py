@@ -1,0 +1,359 @@
+"""Row builders, one per output format (see PAPERS.md for the methods).
+
+- LeTI: each executed attempt as `<|good|>` or `<|bad|><|lang_feedback|>fb<|/lang_feedback|>`,
+  then the task and the program.
+- ILF: (task, old code, feedback, refinement) triples whose refinement passed, and the
+  final SFT rows (task -> passing refinement), one per task; `prompt`/`completion` text.
+- SFT: TRL's conversational `messages`: the first prompt and the session's good solution.
+- DPO: TRL's conversational `prompt`/`chosen`/`rejected`, pairs at the same task.
+- KTO: TRL's conversational `prompt`/`completion`/`label`.
+- episodes: RLEF's multi-turn conversation with its feedback turns and the final reward.
+
+Every row also carries `task_key`, `task_id`, `session_id`, `model` (and `split`, set by
+the build), so rows can be traced back to the logs they came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+from agent.events import ChatMessage, TaskKind
+from agent.extract import normalize_code
+from agent.sandbox import render_feedback
+from agent.sandbox.result import ExecResult
+from trainer.data.episodes import (
+    Attempt,
+    Episode,
+    Judgement,
+    Solution,
+    corrected_code,
+    fence,
+    judge,
+)
+
+Row = dict[str, Any]
+
+FORMATS = ("leti", "ilf", "sft", "dpo", "kto", "episodes")
+
+GOOD = "<|good|>"
+BAD = "<|bad|>"
+FEEDBACK_OPEN = "<|lang_feedback|>"
+FEEDBACK_CLOSE = "<|/lang_feedback|>"
+LETI_SPECIAL_TOKENS = (GOOD, BAD, FEEDBACK_OPEN, FEEDBACK_CLOSE)
+
+
+def _messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _meta(episode: Episode) -> Row:
+    return {
+        "task_key": episode.task_key,
+        "task_id": episode.task.task_id,
+        "session_id": episode.session_id,
+        "model": episode.model_key,
+    }
+
+
+# ---------------------------------------------------------------- LeTI
+
+
+def render_exec_feedback(result: ExecResult, code: str) -> str:
+    """The interpreter's feedback on a failed run, exactly as the loop renders it for the model."""
+    return render_feedback(result, code)
+
+
+def leti_text(passed: bool, feedback: str, task: str, program: str) -> str:
+    """LeTI's training text: reward token, feedback span when it failed, task, program."""
+    head = GOOD if passed else f"{BAD}{FEEDBACK_OPEN}{feedback}{FEEDBACK_CLOSE}"
+    return f"{head}{task.rstrip()}\n{program.rstrip()}\n"
+
+
+def _attempt_feedback(attempt: Attempt) -> str:
+    assert attempt.result is not None and attempt.code is not None
+    if attempt.passed:
+        return ""
+    # Rendered from the result rather than taken from the repair turn, which also
+    # carries the loop's instructions ("Find the mistake and fix it...").
+    return render_exec_feedback(attempt.result, attempt.code)
+
+
+def leti_rows(episode: Episode) -> list[Row]:
+    """One row per executed attempt (the model's and the user's edits that were run)."""
+    task = episode.task_prompt()
+    rows: list[Row] = []
+    executed: list[tuple[str, str, ExecResult, str, int]] = []
+    for attempt in episode.attempts:
+        if attempt.executed and attempt.code is not None and attempt.result is not None:
+            executed.append(
+                ("model", attempt.code, attempt.result, _attempt_feedback(attempt), attempt.turn)
+            )
+    for action in episode.actions:
+        event = action.event
+        if action.kind == "edit" and getattr(event, "result", None) is not None:
+            result: ExecResult = event.result  # type: ignore[union-attr]
+            code: str = event.edited  # type: ignore[union-attr]
+            feedback = "" if result.passed else render_exec_feedback(result, code)
+            executed.append(("user_edit", code, result, feedback, event.turn))
+    for source, code, result, feedback, turn in executed:
+        rows.append(
+            {
+                "text": leti_text(result.passed, feedback, task, code),
+                "reward": "good" if result.passed else "bad",
+                "passed": result.passed,
+                "status": result.status.value,
+                "feedback": feedback,
+                "task": task,
+                "program": code,
+                "source": source,
+                "turn": turn,
+                **_meta(episode),
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- ILF
+
+
+def ilf_prompt(old_code: str, feedback: str, task: str) -> str:
+    """The refinement prompt of ILF's released code, followed by the task prompt."""
+    return (
+        f"OLD CODE:\n{old_code.rstrip()}\n\nFEEDBACK:\n{feedback.rstrip()}\n\nREFINEMENT:\n{task}"
+    )
+
+
+def _edit_feedback(original: str, edited: str) -> str:
+    diff = difflib.unified_diff(
+        original.splitlines(), edited.splitlines(), "proposed", "edited", lineterm=""
+    )
+    return "The user edited the code:\n" + "\n".join(diff)
+
+
+def ilf_triples(episode: Episode, judgement: Judgement | None = None) -> list[Row]:
+    """(task, old code, feedback, refinement) where the refinement passed its tests.
+
+    Typed feedback: the refinement is the first passing attempt after the correction
+    (and before the next one). Hand edit: the edited code, when it passed (or was
+    accepted where the task has no tests). Refinements the user later rejected or
+    corrected again are left out.
+    """
+    judgement = judgement or judge(episode)
+    disowned = {
+        normalize_code(s.code) for s in judgement.bad if s.why in ("rejected", "criticized")
+    }
+    task = episode.task_prompt()
+    feedback_positions = [a.after for a in episode.actions if a.kind == "feedback"]
+    accepted = {
+        normalize_code(a.event.code)  # type: ignore[union-attr]
+        for a in episode.actions
+        if a.kind == "accept"
+    }
+    rows: list[Row] = []
+    for action in episode.actions:
+        event = action.event
+        if action.kind == "feedback":
+            later = [p for p in feedback_positions if p > action.after]
+            stop = later[0] if later else len(episode.attempts)
+            refinement = next(
+                (a for a in episode.attempts[action.after : stop] if a.passed and a.code),
+                None,
+            )
+            if refinement is None or normalize_code(refinement.code or "") in disowned:
+                continue
+            old, feedback, new, kind = event.code, event.text, refinement.code or "", "user"  # type: ignore[union-attr]
+        elif action.kind == "edit":
+            old, new = event.original, event.edited  # type: ignore[union-attr]
+            if normalize_code(old) == normalize_code(new) or normalize_code(new) in disowned:
+                continue
+            result = event.result  # type: ignore[union-attr]
+            ok = result.passed if result is not None else normalize_code(new) in accepted
+            if not ok:
+                continue
+            feedback, kind = _edit_feedback(old, new), "edit"
+        elif action.kind == "correction":
+            old, new = corrected_code(event)  # type: ignore[arg-type]
+            if normalize_code(old) == normalize_code(new) or normalize_code(new) in disowned:
+                continue
+            feedback, kind = f"The user edited the code:\n{event.diff}", event.source  # type: ignore[union-attr]
+        else:
+            continue
+        rows.append(
+            {
+                "kind": "refinement",
+                "prompt": ilf_prompt(old, feedback, task),
+                "completion": new.rstrip() + "\n",
+                "task": task,
+                "old_code": old,
+                "feedback": feedback,
+                "feedback_kind": kind,
+                "refinement": new,
+                **_meta(episode),
+            }
+        )
+    return rows
+
+
+def ilf_final_rows(triples: Sequence[Row]) -> list[Row]:
+    """ILF's final SFT rows: task prompt -> passing refinement, one per task (the latest)."""
+    latest: dict[str, Row] = {}
+    for row in triples:
+        latest[row["task_key"]] = row
+    return [
+        {
+            **row,
+            "kind": "final",
+            "prompt": row["task"],
+            "completion": row["refinement"].rstrip() + "\n",
+        }
+        for row in latest.values()
+    ]
+
+
+# ---------------------------------------------------------------- SFT
+
+
+def sft_completion(final: Solution, episode: Episode) -> str:
+    """The assistant message for the first prompt.
+
+    The model's own reply when it answered the first prompt; a repaired or
+    user-written function is given as a fenced block (a repair reply talks about
+    feedback the first prompt never showed). Workspace replies are edit
+    renderings and are kept whole.
+    """
+    if episode.task.kind != TaskKind.FUNCTION:
+        return final.completion
+    if final.source == "model" and final.prompt == episode.prompt_messages():
+        return final.completion
+    return fence(final.code, episode.task)
+
+
+def sft_rows(episode: Episode, judgement: Judgement | None = None) -> list[Row]:
+    judgement = judgement or judge(episode)
+    final = judgement.final
+    if final is None:
+        return []
+    messages = [*_messages(episode.prompt_messages()), *_assistant(sft_completion(final, episode))]
+    return [{"messages": messages, "source": final.source, "why": final.why, **_meta(episode)}]
+
+
+# ---------------------------------------------------------------- DPO
+
+
+def dpo_rows(group: Sequence[tuple[Episode, Judgement]]) -> list[Row]:
+    """Pairs for one task: every distinct bad attempt against a good solution.
+
+    Good solutions (accepted, passing, user-corrected) and bad attempts (failing,
+    rejected, corrected) are pooled over the task's sessions; each bad attempt is
+    paired with the good ones in turn. The prompt is the good solution's first prompt.
+    """
+    chosen: list[tuple[Episode, Solution]] = []
+    seen_good: set[str] = set()
+    for episode, judgement in group:
+        if judgement.final is not None:
+            key = normalize_code(judgement.final.code)
+            if key not in seen_good:
+                seen_good.add(key)
+                chosen.append((episode, judgement.final))
+    if not chosen:
+        return []
+    rows: list[Row] = []
+    seen_bad: set[str] = set()
+    for episode, judgement in group:
+        for bad in judgement.bad:
+            key = normalize_code(bad.code) if bad.code else "reply:" + bad.completion
+            if key in seen_bad or key in seen_good:
+                continue
+            good_episode, good = chosen[len(seen_bad) % len(chosen)]
+            seen_bad.add(key)
+            rows.append(
+                {
+                    "prompt": _messages(good_episode.prompt_messages()),
+                    "chosen": _assistant(sft_completion(good, good_episode)),
+                    "rejected": _assistant(bad.completion),
+                    "rejected_why": bad.why,
+                    "chosen_why": good.why,
+                    "rejected_session_id": episode.session_id,
+                    **_meta(good_episode),
+                }
+            )
+    return rows
+
+
+# ---------------------------------------------------------------- KTO
+
+
+def kto_rows(episode: Episode, judgement: Judgement | None = None) -> list[Row]:
+    """Every judged completion, labelled, in the exact context it answered."""
+    judgement = judgement or judge(episode)
+    labelled = [(s, True) for s in ([judgement.final] if judgement.final else [])]
+    labelled += [(s, False) for s in judgement.bad]
+    return [
+        {
+            "prompt": _messages(solution.prompt),
+            "completion": _assistant(solution.completion),
+            "label": label,
+            "why": solution.why,
+            "turn": solution.turn,
+            **_meta(episode),
+        }
+        for solution, label in labelled
+    ]
+
+
+# ---------------------------------------------------------------- RLEF episodes
+
+
+def episode_messages(episode: Episode) -> list[dict[str, str]]:
+    """The conversation: first prompt, then each reply and the feedback turn that followed.
+
+    A cycle that starts over (after typed feedback or a retry) continues the same
+    conversation: the user's correction is a user turn like execution feedback.
+    """
+    messages = _messages(episode.prompt_messages())
+    feedback_after: dict[int, list[str]] = {}
+    for action in episode.actions:
+        if action.kind == "feedback":
+            feedback_after.setdefault(action.after, []).append(action.event.text)  # type: ignore[union-attr]
+    for attempt in episode.attempts:
+        pending = feedback_after.pop(attempt.index, [])
+        if pending and messages[-1]["role"] != "user":
+            messages.append({"role": "user", "content": "\n\n".join(pending)})
+        if attempt.reply is None:
+            continue
+        messages.append({"role": "assistant", "content": attempt.reply})
+        if attempt.feedback is not None:
+            messages.append({"role": "user", "content": attempt.feedback})
+    return messages
+
+
+def episode_rows(episode: Episode) -> list[Row]:
+    """RLEF: one multi-turn episode per session, with the final reward where it exists.
+
+    `reward` is the loop's +1/-1 from the held-out tests (None where the task has
+    none); `passed` is whether the final program passed the public tests.
+    """
+    if not any(a.reply is not None for a in episode.attempts):
+        return []
+    outcome = episode.outcome
+    messages = episode_messages(episode)
+    while messages and messages[-1]["role"] == "user" and len(messages) > 2:
+        messages.pop()  # a feedback turn nobody answered
+    return [
+        {
+            "messages": messages,
+            "reward": outcome.reward if outcome else None,
+            "hidden_passed": outcome.hidden_passed if outcome else None,
+            "passed": bool(outcome and outcome.outcome == "passed"),
+            "outcome": outcome.outcome if outcome else "unfinished",
+            "turns": sum(a.reply is not None for a in episode.attempts),
+            "feedback_kinds": episode.feedback_kinds(),
+            **_meta(episode),
+        }
+    ]

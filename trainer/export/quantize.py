@@ -1,0 +1,41 @@
+"""Re-quantize a GGUF with llama.cpp (`llama_model_quantize`)."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+# name -> llama_ftype (llama.h): LLAMA_FTYPE_MOSTLY_Q8_0 = 7, LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
+QUANT_TYPES: dict[str, int] = {"Q4_K_M": 15, "Q8_0": 7}
+DEFAULT_QUANT = "Q4_K_M"
+
+
+class QuantizeError(RuntimeError):
+    pass
+
+
+def check_quant(quant: str) -> str:
+    q = quant.upper()
+    if q not in QUANT_TYPES:
+        raise QuantizeError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_TYPES)}.")
+    return q
+
+
+def quantize(src: Path, dst: Path, quant: str = DEFAULT_QUANT, *, threads: int = 0) -> Path:
+    """Write `dst` as `src` quantized to `quant` (tensors that do not fit a block size fall back)."""
+    import llama_cpp
+
+    q = check_quant(quant)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = QUANT_TYPES[q]
+    params.nthread = threads
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.part")
+    rc = llama_cpp.llama_model_quantize(
+        str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+    )
+    if rc != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise QuantizeError(f"llama_model_quantize({src.name} -> {q}) failed with code {rc}.")
+    tmp.replace(dst)
+    return dst

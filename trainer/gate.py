@@ -1,0 +1,292 @@
+"""The promotion gate: a candidate model replaces the current one only if it is not worse.
+
+Both models run the same held-out tasks (MBPP's validation split and the user's own
+held-out session tasks) through the eval harness (`agent.eval.runner.run_suite`), each
+task scored on two metrics:
+
+- pass@1: the first attempt passes;
+- pass within turns: the repair loop passes within the turn budget.
+
+For each metric the report gives both rates with 95% Wilson intervals and the paired
+difference (candidate - current) with a 95% paired-bootstrap interval and McNemar's exact
+p-value. The rule (also printed in the report):
+
+1. refused if the candidate is worse beyond noise on either metric (the interval of the
+   difference lies entirely below 0);
+2. refused if it is not better: the two differences do not add up to a gain;
+3. with `require_significant`, refused unless one metric's gain is beyond noise;
+4. otherwise promoted (`Registry.set_active`). A refused candidate stays registered but
+   inactive; `fixloop models use VERSION` switches to it anyway, or back.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from agent.models import Registry
+
+if TYPE_CHECKING:
+    from agent.backends.base import Backend
+    from agent.config import Settings
+    from agent.eval.results import SuiteResult
+    from agent.events import Task
+
+BOOTSTRAP_SAMPLES = 4000
+
+
+class GateError(ValueError):
+    """A gate that cannot run as asked; the message says what to do."""
+
+
+class MetricComparison(BaseModel):
+    metric: str  # "pass@1" or "pass within N turns"
+    current: str  # e.g. "12/30 40.0% [24.6-57.7]"
+    candidate: str
+    current_rate: float
+    candidate_rate: float
+    diff: float  # candidate - current
+    ci95: tuple[float, float]  # paired bootstrap interval of diff
+    mcnemar_p: float
+    only_candidate: list[str]  # tasks the candidate passes and the current model fails
+    only_current: list[str]
+
+    @property
+    def worse_beyond_noise(self) -> bool:
+        return self.ci95[1] < 0
+
+    @property
+    def better_beyond_noise(self) -> bool:
+        return self.ci95[0] > 0
+
+
+class GateReport(BaseModel):
+    candidate: str
+    current: str
+    tasks: int
+    suites: dict[str, int]  # suite -> number of tasks
+    max_turns: int
+    metrics: list[MetricComparison]
+    promoted: bool
+    reasons: list[str]
+    rule: str
+    out_dir: str
+    created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def table(self) -> str:
+        """The before/after table (Markdown)."""
+        lines = [
+            f"| metric | current ({self.current}) | candidate ({self.candidate}) "
+            "| difference [95% CI] | McNemar p |",
+            "|---|---|---|---|---|",
+        ]
+        for m in self.metrics:
+            lo, hi = m.ci95
+            lines.append(
+                f"| {m.metric} | {m.current} | {m.candidate} | {100 * m.diff:+.1f} pts "
+                f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {m.mcnemar_p:.3g} |"
+            )
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        verdict = "PROMOTED (now the default model)" if self.promoted else "NOT promoted"
+        suites = ", ".join(f"{k}: {v}" for k, v in self.suites.items())
+        return (
+            f"# Gate: {self.candidate} vs {self.current}\n\n"
+            f"{self.tasks} held-out tasks ({suites}), up to {self.max_turns} turns each.\n\n"
+            f"{self.table()}\n\n**{verdict}**\n\n"
+            + "\n".join(f"- {r}" for r in self.reasons)
+            + f"\n\nRule: {self.rule}\n"
+        )
+
+
+RULE = (
+    "promote only if the candidate is not worse beyond noise on pass@1 nor on pass within "
+    "turns (95% paired-bootstrap interval of the difference not entirely below 0) and the "
+    "two differences add up to a gain."
+)
+
+
+def paired_bootstrap_ci(
+    diffs: Sequence[int], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of the mean of per-task differences (-1, 0, +1), resampled."""
+    n = len(diffs)
+    if n == 0:
+        return (-1.0, 1.0)
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(samples))
+    return (means[int(0.025 * samples)], means[min(samples - 1, int(0.975 * samples))])
+
+
+def compare_metric(
+    name: str, current: SuiteResult, candidate: SuiteResult, *, first_attempt: bool
+) -> MetricComparison:
+    from agent.eval.metrics import binomial_rate, paired_comparison
+
+    cur = current.task_passed(first_attempt=first_attempt)
+    cand = candidate.task_passed(first_attempt=first_attempt)
+    pc = paired_comparison(cand, cur)
+    shared = [t for t in cand if t in cur]
+    diffs = [int(cand[t]) - int(cur[t]) for t in shared]
+    n = len(shared)
+    cur_rate = binomial_rate(sum(cur[t] for t in shared), n)
+    cand_rate = binomial_rate(sum(cand[t] for t in shared), n)
+    return MetricComparison(
+        metric=name,
+        current=cur_rate.short(),
+        candidate=cand_rate.short(),
+        current_rate=cur_rate.rate,
+        candidate_rate=cand_rate.rate,
+        diff=(sum(diffs) / n) if n else 0.0,
+        ci95=paired_bootstrap_ci(diffs),
+        mcnemar_p=pc.p_value,
+        only_candidate=pc.only_a,
+        only_current=pc.only_b,
+    )
+
+
+def decide(
+    metrics: Sequence[MetricComparison], *, require_significant: bool = False
+) -> tuple[bool, list[str]]:
+    """Apply the rule; (promote?, the reasons in words)."""
+    reasons: list[str] = []
+    worse = [m for m in metrics if m.worse_beyond_noise]
+    for m in worse:
+        lo, hi = m.ci95
+        reasons.append(
+            f"worse on {m.metric} beyond noise: {100 * m.diff:+.1f} pts, "
+            f"95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}] lies below 0"
+        )
+    gain = sum(m.diff for m in metrics)
+    if not worse and gain <= 0:
+        reasons.append(
+            "no gain: "
+            + ", ".join(f"{m.metric} {100 * m.diff:+.1f} pts" for m in metrics)
+            + "; nothing to switch for"
+        )
+    if require_significant and not worse and gain > 0:
+        if not any(m.better_beyond_noise for m in metrics):
+            reasons.append("the gain is within noise (required: beyond noise on one metric)")
+    promote = not reasons
+    if promote:
+        for m in metrics:
+            note = "beyond noise" if m.better_beyond_noise else "within noise"
+            reasons.append(f"{m.metric}: {100 * m.diff:+.1f} pts ({note})")
+    return promote, reasons
+
+
+def gate_tasks(
+    *,
+    sessions_dir: Path | None,
+    mbpp_split: str = "validation",
+    limit: int | None = None,
+    include_sessions: bool = True,
+) -> list[Task]:
+    """MBPP's held-out split (first `limit` tasks) plus the user's held-out session tasks."""
+    from agent.eval.suites import load_mbpp, load_sessions
+
+    tasks = load_mbpp(mbpp_split)
+    if limit is not None:
+        tasks = tasks[:limit]
+    if include_sessions and sessions_dir is not None and sessions_dir.is_dir():
+        own = load_sessions(sessions_dir)
+        tasks += own[:limit] if limit is not None else own
+    return tasks
+
+
+BackendFactory = Callable[[str], "Backend | None"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    report: GateReport
+    current: SuiteResult
+    candidate: SuiteResult
+
+
+def run_gate(
+    candidate: str,
+    *,
+    settings: Settings,
+    tasks: Sequence[Task],
+    current: str | None = None,
+    max_turns: int | None = None,
+    out_dir: Path | None = None,
+    workers: int = 1,
+    promote: bool = True,
+    require_significant: bool = False,
+    backend_for: BackendFactory | None = None,
+    progress: bool = True,
+) -> GateResult:
+    """Evaluate current and candidate on `tasks`, decide, promote or not, write the report."""
+    from agent.eval.runner import run_suite
+
+    registry = Registry(settings.data_dir)
+    spec = registry.get(candidate)
+    current = current or registry.active() or settings.model
+    if current == candidate:
+        raise GateError(
+            f"{candidate!r} is already the current model; compare it with another "
+            "(--current NAME)."
+        )
+    registry.get(current)
+    if not tasks:
+        raise GateError("no held-out tasks to evaluate on.")
+    turns = max_turns or settings.max_turns
+    out = out_dir or settings.data_dir / "gate" / candidate
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, SuiteResult] = {}
+    for name in (current, candidate):
+        model_settings = settings.model_copy(
+            update={"model": name, "adapter": None, "base_url": None}
+        )
+        results[name] = run_suite(
+            list(tasks),
+            model_settings,
+            max_turns=turns,
+            out_dir=out,
+            workers=workers,
+            purpose="eval",
+            progress=progress,
+            backend=backend_for(name) if backend_for else None,
+            suite_name="gate",
+        )
+    cur, cand = results[current], results[candidate]
+    metrics = [
+        compare_metric("pass@1", cur, cand, first_attempt=True),
+        compare_metric(f"pass within {turns} turns", cur, cand, first_attempt=False),
+    ]
+    ok, reasons = decide(metrics, require_significant=require_significant)
+    promoted = ok and promote
+    if ok and not promote:
+        reasons.append("would be promoted; left inactive because promotion was turned off")
+    suites: dict[str, int] = {}
+    for t in tasks:
+        suites[t.suite or "custom"] = suites.get(t.suite or "custom", 0) + 1
+    report = GateReport(
+        candidate=candidate,
+        current=current,
+        tasks=len(tasks),
+        suites=suites,
+        max_turns=turns,
+        metrics=metrics,
+        promoted=promoted,
+        reasons=reasons,
+        rule=RULE,
+        out_dir=str(out),
+    )
+    (out / "gate.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    (out / "gate.md").write_text(report.markdown(), encoding="utf-8")
+    if spec.kind == "trained":
+        lineage = {**spec.lineage, "gate": report.model_dump(mode="json", exclude={"rule"})}
+        registry.add(spec.model_copy(update={"lineage": lineage}), overwrite=True)
+    if promoted:
+        registry.set_active(candidate)
+    return GateResult(report, cur, cand)

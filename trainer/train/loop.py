@@ -1,0 +1,391 @@
+"""One training run with accelerate: the same code on CPU, one GPU, or `accelerate launch`.
+
+`run_training(cfg, ...)` loads the base (GGUF or HF dir), adds LeTI's tokens when the
+method needs them, wraps it in LoRA (or trains it fully), and optimizes the method's
+objective with a tqdm bar (loss, tokens/s), checkpoints every `save_every` steps, and
+resumes from the last checkpoint. bf16 autocast on CUDA when supported.
+
+Checkpoints hold only the trainable weights (the LoRA adapter, or everything for --full),
+the optimizer, scheduler and RNG states: DDP-safe; FSDP sharded states are not supported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.train import rundir
+from trainer.train.config import TrainConfig
+from trainer.train.data import file_sha256, load_examples, manifest_info
+from trainer.train.modeling import (
+    BaseSource,
+    add_leti_tokens,
+    load_model,
+    load_tokenizer,
+    resolve_base,
+    wrap_lora,
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "accelerate", "fixloop"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _use_bf16(cfg: TrainConfig) -> bool:
+    import torch
+
+    if cfg.bf16 is not None:
+        if cfg.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+            raise ValueError("--bf16 needs a CUDA GPU with bf16 support; drop the flag on CPU.")
+        return cfg.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _prepare_run(
+    cfg: TrainConfig | None, resume: Path | None, cache_dir: Path, registry_dir: Path
+) -> tuple[TrainConfig, Path, BaseSource]:
+    """The config, run directory and base for a new run or a resumed one."""
+    if resume is not None:
+        meta = rundir.read_json(resume / rundir.CONFIG)
+        return TrainConfig.model_validate(meta["config"]), resume, BaseSource.from_dict(meta["base"])
+    assert cfg is not None
+    base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
+    return cfg, rundir.new_run_dir(cfg.out_dir, cfg.method), base
+
+
+def run_training(
+    cfg: TrainConfig | None,
+    *,
+    cache_dir: Path,
+    registry_dir: Path,
+    resume: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume the run in `resume`) and return the run directory and its metrics."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list, set_seed
+    from tqdm import tqdm
+    from transformers import get_scheduler
+
+    from trainer.train.batches import Collator, EpochSampler, tokenize_all
+    from trainer.train.losses import dpo_loss, forward_logps, kto_loss, lm_loss
+
+    cfg, run_dir, base = _prepare_run(cfg, resume, cache_dir, registry_dir)
+    bf16 = _use_bf16(cfg)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, mixed_precision="bf16" if bf16 else "no"
+    )
+    # Every process must write to the same run directory: the main process names it.
+    shared = [str(run_dir)]
+    broadcast_object_list(shared)
+    run_dir = Path(shared[0])
+    set_seed(cfg.seed)
+    main = accelerator.is_main_process
+
+    examples = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)
+    tokenizer = load_tokenizer(base)
+    dtype = torch.bfloat16 if (bf16 and cfg.lora) else torch.float32
+    model = load_model(base, dtype)
+    new_ids = add_leti_tokens(tokenizer, model) if cfg.needs_leti_tokens else []
+    items = tokenize_all(cfg.method, examples, tokenizer, cfg.max_len)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    preference = cfg.method in ("dpo", "kto")
+    ref_model = None
+    if preference and not cfg.lora:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
+    if cfg.lora:
+        model = wrap_lora(model, cfg, new_ids)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in trainable)
+    n_total = sum(p.numel() for p in model.parameters())
+
+    sampler = EpochSampler(len(items), cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        items,  # type: ignore[arg-type]
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=Collator(tokenizer.pad_token_id),
+    )
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    scheduler = get_scheduler(
+        "cosine",
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total) * accelerator.num_processes,
+        num_training_steps=total * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+
+    step, epoch, skip, history, elapsed, tokens_seen = 0, 0, 0, [], 0.0, 0
+    ckpt = rundir.latest_checkpoint(run_dir) if resume is not None else None
+    if ckpt is not None:
+        state = _load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
+        step, epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
+        elapsed, tokens_seen = state["elapsed_s"], state["tokens"]
+        history = [h for h in rundir.read_history(run_dir) if h["step"] <= step]
+    elif resume is not None and main:
+        print(f"no checkpoint in {run_dir}; starting it from step 0", file=sys.stderr)
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        manifest, manifest_sha = manifest_info(cfg.data_dir)
+        if ckpt is None:
+            rundir.write_json(
+                run_dir / rundir.CONFIG,
+                {
+                    "config": cfg.model_dump(mode="json"),
+                    "base": base.as_dict(),
+                    "leti_token_ids": new_ids,
+                    "versions": _versions(),
+                    "processes": accelerator.num_processes,
+                    "device": str(accelerator.device),
+                    "bf16": bf16,
+                },
+            )
+            rundir.write_json(
+                run_dir / rundir.DATA,
+                {
+                    "data_dir": str(cfg.data_dir.resolve()),
+                    "manifest": str(manifest) if manifest else None,
+                    "manifest_sha256": manifest_sha or None,
+                    "dataset_file": str(cfg.data_file.resolve()),
+                    "dataset_sha256": file_sha256(cfg.data_file),
+                    "examples": len(items),
+                },
+            )
+        with (run_dir / rundir.HISTORY).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(h) + "\n" for h in history)
+    accelerator.wait_for_everyone()
+
+    def loss_of(batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        if not preference:
+            return lm_loss(model, batch)
+        seqs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+        policy = forward_logps(model, seqs)
+        with torch.no_grad():
+            if ref_model is not None:
+                ref = forward_logps(ref_model, seqs)
+            else:
+                with accelerator.unwrap_model(model).disable_adapter():
+                    ref = forward_logps(model, seqs)
+        if cfg.method == "dpo":
+            return dpo_loss(policy, ref, cfg.beta)
+        n = batch["desirable"].shape[0]
+        return kto_loss(
+            policy[:n], ref[:n], policy[n:], ref[n:], batch["desirable"], cfg.beta,
+            cfg.kto_desirable_weight, cfg.kto_undesirable_weight, gather=accelerator.gather,
+        )
+
+    model.train()
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc=f"train {cfg.method}",
+        unit="step",
+        disable=not (progress and main),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    window_losses: list[float] = []
+    window_extra: dict[str, list[float]] = {}
+    window_tokens = 0
+    window_start = time.perf_counter()
+    done = step >= total
+    while not done:
+        sampler.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        batch_in_epoch = skip
+        for batch in batches:
+            batch_in_epoch += 1
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss, extra = loss_of(batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            window_losses.append(loss.detach().float().item())
+            for k, v in extra.items():
+                window_extra.setdefault(k, []).append(v)
+            window_tokens += int(batch["attention_mask"].sum().item())
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            now = time.perf_counter()
+            dt = now - window_start
+            stats = torch.tensor(
+                [sum(window_losses) / len(window_losses), float(window_tokens)],
+                device=accelerator.device,
+            )
+            stats = accelerator.reduce(stats, "sum")
+            mean_loss = stats[0].item() / accelerator.num_processes
+            tokens = int(stats[1].item())
+            tokens_seen += tokens
+            elapsed += dt
+            row = {
+                "step": step,
+                "epoch": epoch,
+                "loss": round(mean_loss, 6),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens": tokens,
+                "tokens_per_s": round(tokens / dt, 1) if dt > 0 else None,
+                **{k: round(sum(v) / len(v), 6) for k, v in window_extra.items()},
+            }
+            history.append(row)
+            if main:
+                with (run_dir / rundir.HISTORY).open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            bar.set_postfix(loss=f"{mean_loss:.4f}", tok_s=f"{row['tokens_per_s'] or 0:.0f}")
+            bar.update(1)
+            window_losses, window_extra, window_tokens = [], {}, 0
+            window_start = time.perf_counter()
+            if step % cfg.save_every == 0 or step >= total:
+                _save_checkpoint(
+                    run_dir, cfg, accelerator, model, optimizer, scheduler,
+                    {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                     "elapsed_s": elapsed, "tokens": tokens_seen},
+                )
+            if step >= total:
+                done = True
+                break
+        else:
+            epoch += 1
+            skip = 0
+            continue
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    metrics = _summary(cfg, history, elapsed, tokens_seen, n_trainable, n_total, len(items))
+    if main:
+        out = run_dir / (rundir.ADAPTER if cfg.lora else rundir.FULL_MODEL)
+        unwrapped.save_pretrained(out)
+        tokenizer.save_pretrained(run_dir / rundir.TOKENIZER)
+        rundir.write_json(run_dir / rundir.METRICS, metrics)
+        if history:
+            rundir.plot_loss(history, run_dir / rundir.LOSS_PNG, f"{cfg.method} on {base.name}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(run_dir, metrics)
+
+
+def _summary(
+    cfg: TrainConfig,
+    history: list[dict[str, Any]],
+    elapsed: float,
+    tokens: int,
+    n_trainable: int,
+    n_total: int,
+    n_examples: int,
+) -> dict[str, Any]:
+    import torch
+
+    losses = [h["loss"] for h in history]
+    tail = losses[-max(1, len(losses) // 10) :] if losses else []
+    out: dict[str, Any] = {
+        "method": cfg.method,
+        "steps": len(history),
+        "examples": n_examples,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": sum(tail) / len(tail) if tail else None,
+        "min_loss": min(losses) if losses else None,
+        "tokens": tokens,
+        "train_seconds": round(elapsed, 3),
+        "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None,
+        "trainable_params": n_trainable,
+        "total_params": n_total,
+    }
+    for key in ("reward_acc", "margin", "kl"):
+        if history and key in history[-1]:
+            out[key] = history[-1][key]
+    if torch.cuda.is_available():
+        out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return out
+
+
+def _trainable_state(model: Any) -> dict[str, Any]:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(
+    run_dir: Path,
+    cfg: TrainConfig,
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    counters: dict[str, Any],
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        root = run_dir / rundir.CHECKPOINTS
+        target = root / f"step-{counters['step']}"
+        tmp = root / f".tmp-step-{counters['step']}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(_trainable_state(accelerator.unwrap_model(model)), tmp / "trainable.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+        rundir.write_json(tmp / "state.json", counters)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        ckpts = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        for old in ckpts[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(
+    ckpt: Path, accelerator: Any, model: Any, optimizer: Any, scheduler: Any
+) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(ckpt / "trainable.safetensors")
+    unwrapped = accelerator.unwrap_model(model)
+    result = unwrapped.load_state_dict(weights, strict=False)
+    if result.unexpected_keys:
+        raise rundir.RunDirError(
+            f"{ckpt} does not match this model ({len(result.unexpected_keys)} unknown tensors, "
+            f"e.g. {result.unexpected_keys[0]}); start a new run instead of --resume."
+        )
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+    rng = torch.load(ckpt / "rng.pt", weights_only=True)
+    torch.set_rng_state(rng["torch"])
+    return rundir.read_json(ckpt / "state.json")

@@ -1,0 +1,126 @@
+"""Load a base model for training: from a GGUF (dequantized by transformers) or an HF directory.
+
+Also: LeTI's special tokens (added to the tokenizer, embeddings resized) and the LoRA wrap.
+torch/transformers/peft are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from trainer.train.config import LETI_TOKENS, TrainConfig
+
+
+class BaseModelError(ValueError):
+    """A --base that cannot be trained from; the message says what to pass instead."""
+
+
+@dataclass(frozen=True)
+class BaseSource:
+    """Where the base weights come from."""
+
+    name: str  # what the user passed (registry name or path)
+    kind: Literal["gguf", "hf"]
+    path: Path  # the .gguf file or the HF model directory
+    sha256: str | None = None  # of the GGUF, when it came from the registry
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "path": str(self.path), "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BaseSource:
+        return cls(data["name"], data["kind"], Path(data["path"]), data.get("sha256"))
+
+
+def resolve_base(base: str, *, cache_dir: Path, data_dir: Path) -> BaseSource:
+    """A registry name, a .gguf file or an HF directory (with config.json) -> BaseSource."""
+    candidate = Path(base).expanduser()
+    if candidate.is_dir():
+        if not (candidate / "config.json").is_file():
+            raise BaseModelError(
+                f"{candidate} is a directory without config.json; pass a Hugging Face model "
+                "directory, a .gguf file or a registered model name (`fixloop models list`)."
+            )
+        return BaseSource(base, "hf", candidate.resolve())
+    if candidate.suffix == ".gguf":
+        if not candidate.is_file():
+            raise BaseModelError(f"{candidate} does not exist.")
+        return BaseSource(base, "gguf", candidate.resolve())
+    from agent.models import Registry, ensure_model
+    from agent.models.registry import UnknownModelError
+
+    try:
+        spec = Registry(data_dir).get(base)
+    except UnknownModelError as exc:
+        raise BaseModelError(str(exc)) from exc
+    if spec.adapter is not None:
+        raise BaseModelError(
+            f"{base!r} is a base model plus a LoRA adapter; train from a merged export "
+            "(`fixloop export RUN_DIR` without --lora-only) or from its base model."
+        )
+    return BaseSource(base, "gguf", ensure_model(spec, cache_dir), spec.sha256)
+
+
+def load_tokenizer(src: BaseSource) -> Any:
+    from transformers import AutoTokenizer
+
+    if src.kind == "gguf":
+        tok = AutoTokenizer.from_pretrained(str(src.path.parent), gguf_file=src.path.name)
+    else:
+        tok = AutoTokenizer.from_pretrained(str(src.path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(src: BaseSource, dtype: Any) -> Any:
+    """The base as a plain (unquantized) transformers model in `dtype`."""
+    from transformers import AutoModelForCausalLM
+
+    if src.kind == "gguf":
+        model = AutoModelForCausalLM.from_pretrained(
+            str(src.path.parent), gguf_file=src.path.name, dtype=dtype
+        )
+        # Dequantized on load: drop the GGUF quantizer so save_pretrained writes plain weights.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=dtype)
+    return model
+
+
+def add_leti_tokens(tokenizer: Any, model: Any | None) -> list[int]:
+    """Add LeTI's reward/feedback tokens (idempotent) and resize the embeddings; their ids."""
+    missing = [t for t in LETI_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, replace_additional_special_tokens=False
+        )
+    if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    return [tokenizer.convert_tokens_to_ids(t) for t in LETI_TOKENS]
+
+
+def wrap_lora(model: Any, cfg: TrainConfig, new_token_ids: list[int]) -> Any:
+    """LoRA on the linear layers; the new tokens' embedding rows are trained too."""
+    from peft import LoraConfig, get_peft_model
+
+    extra: dict[str, Any] = {}
+    if new_token_ids:
+        extra["trainable_token_indices"] = new_token_ids
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+        **extra,
+    )
+    with warnings.catch_warnings():
+        # peft probes `is_gradient_checkpointing`, which transformers 5 deprecates.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        return get_peft_model(model, lora)

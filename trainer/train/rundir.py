@@ -1,0 +1,100 @@
+"""The run directory: `runs/<timestamp>-<method>/` and what goes in it.
+
+    config.json      the TrainConfig, the resolved base and library versions
+    data.json        the data manifest's sha256, the dataset file's sha256, counts
+    history.jsonl    one line per optimizer step (loss, lr, tokens/s, ...)
+    metrics.json     the summary (first/final loss, tokens/s, peak GPU memory, ...)
+    loss.png         the loss curve
+    adapter/         the LoRA adapter (or model/ for --full), tokenizer/ beside it
+    checkpoints/step-N/  trainable weights, optimizer, scheduler, RNG, step counters
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.json"
+DATA = "data.json"
+HISTORY = "history.jsonl"
+METRICS = "metrics.json"
+LOSS_PNG = "loss.png"
+ADAPTER = "adapter"
+FULL_MODEL = "model"
+TOKENIZER = "tokenizer"
+CHECKPOINTS = "checkpoints"
+
+
+class RunDirError(ValueError):
+    """A run directory that is missing or incomplete; the message says what to do."""
+
+
+def new_run_dir(out_dir: Path, method: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = out_dir / f"{stamp}-{method}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = out_dir / f"{stamp}-{method}-{n}"
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: is {path.parent} a finished `fixloop train` run?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / HISTORY
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted(
+        (p for p in (run_dir / CHECKPOINTS).glob("step-*") if (p / "state.json").is_file()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    return ckpts[-1] if ckpts else None
+
+
+def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
+    """Loss per optimizer step, with a moving average when there are enough points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    losses = [h["loss"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, losses, lw=1, alpha=0.5 if len(steps) > 20 else 1.0, label="loss")
+    window = max(1, len(steps) // 20)
+    if window > 1:
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
+        ax.plot(steps, smooth, lw=2, label=f"moving average ({window})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

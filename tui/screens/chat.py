@@ -1,0 +1,371 @@
+"""The main screen: type a task, watch the agent write, run and repair, then review.
+
+Every call into the agent session runs in one thread worker (group "agent") that
+posts each event back as an `AgentEvent` message; the handlers here, on the UI
+thread, are the only code that touches widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, LoadingIndicator, Static
+
+from agent import events as ev
+from agent.backends.base import Backend
+from agent.config import Settings
+from tui.messages import AgentEvent, BackendFailed, BackendReady, SessionCycleDone
+from tui.screens.edit import EditScreen
+from tui.task_text import task_from_prompt
+from tui.widgets.prompt import PromptInput
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.transcript import TokenRate, Transcript
+
+BackendFactory = Callable[[Settings], Backend]
+REVIEW_ACTIONS = ("accept", "reject", "edit", "feedback", "retry")
+WELCOME = (
+    "Describe a Python function and add `assert` lines as its tests, then press Enter.\n"
+    "fixloop writes the code, runs the tests in a sandbox and repairs it from the failures.\n"
+    "Then: [b]a[/] accept · [b]r[/] reject · [b]e[/] edit · [b]f[/] feedback · [b]t[/] retry"
+    " · [b]ctrl+p[/] all commands"
+)
+
+
+def default_backend_factory(settings: Settings) -> Backend:
+    from agent.backends import make_backend
+
+    return make_backend(settings)
+
+
+class ChatScreen(Screen[None]):
+    """One agent session at a time, driven from the prompt and the review keys."""
+
+    CSS_PATH = "chat.tcss"
+    AUTO_FOCUS = "#prompt"
+
+    BINDINGS = [  # noqa: RUF012 - Textual's declared API
+        Binding("escape", "cancel", "Cancel", tooltip="Stop the model (keeps the log)"),
+        Binding("ctrl+c", "cancel", "Cancel", show=False, priority=True),
+        Binding("a", "accept", "Accept", tooltip="Keep this result (commits in a repository)"),
+        Binding("r", "reject", "Reject", tooltip="Discard this result"),
+        Binding("e", "edit", "Edit", tooltip="Edit the code yourself; it is run again"),
+        Binding("f", "feedback", "Feedback", tooltip="Tell the agent what to fix"),
+        Binding("t", "retry", "Retry", tooltip="Try the task again from scratch"),
+        Binding("i", "focus_prompt", "Prompt", tooltip="Type a new task"),
+        Binding("ctrl+n", "new_task", "New", tooltip="Clear and start a new task"),
+        Binding("ctrl+o", "sessions", "Sessions", tooltip="Browse logged sessions"),
+        Binding("ctrl+l", "models", "Models", tooltip="Pick a model"),
+    ]
+
+    busy: reactive[bool] = reactive(False, bindings=True)
+    can_review: reactive[bool] = reactive(False, bindings=True)
+    model_ready: reactive[bool] = reactive(False, bindings=True)
+
+    def __init__(self, settings: Settings, backend_factory: BackendFactory | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.backend_factory = backend_factory or default_backend_factory
+        self.backend: Backend | None = None
+        self.session = None  # agent.session.AgentSession, once a task was sent
+        self.pending_task: str | None = None
+        self.rate = TokenRate()
+        self.current_action: str | None = None
+        self.cancel_requested_at: float | None = None
+        self.last_cycle_s: float | None = None  # cancel -> control back, for tests
+        self.last_log_path: Path | None = None  # the newest session's log, kept after it closes
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Transcript(id="transcript", max_turns=self.settings.max_turns)
+        with Horizontal(id="loading"):
+            yield LoadingIndicator()
+            yield Static(f"loading {self.settings.model} …", id="loading-text")
+        yield PromptInput(id="prompt")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.status.model = self.settings.model
+        self.status.max_attempts = self.settings.max_turns
+        self.transcript.mount(Static(WELCOME, id="welcome"))
+        self.load_model()
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.query_one("#transcript", Transcript)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one("#prompt", PromptInput)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    # ------------------------------------------------------------------ model
+    def load_model(self, settings: Settings | None = None) -> None:
+        """(Re)load the model in a worker; the prompt stays usable meanwhile."""
+        if settings is not None:
+            self.settings = settings
+        self.model_ready = False
+        self.backend = None
+        self.status.model = self.settings.model
+        self.status.state = "loading model"
+        self.query_one("#loading-text", Static).update(f"loading {self.settings.model} …")
+        self.query_one("#loading").display = True
+        self._load_backend(self.settings)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model")
+    def _load_backend(self, settings: Settings) -> None:
+        started = time.monotonic()
+        try:
+            backend = self.backend_factory(settings)
+        except Exception as exc:  # the message already says how to fix it
+            self.post_message(BackendFailed(str(exc)))
+            return
+        self.post_message(BackendReady(backend, time.monotonic() - started))
+
+    @on(BackendReady)
+    def _backend_ready(self, message: BackendReady) -> None:
+        self.backend = message.backend
+        self.model_ready = True
+        self.query_one("#loading").display = False
+        self.status.model = message.backend.identity.name
+        self.status.state = "ready"
+        self.log.info(f"{message.backend.identity.name} loaded in {message.load_s:.1f}s")
+        if self.pending_task is not None:
+            text, self.pending_task = self.pending_task, None
+            self.start_task(text)
+
+    @on(BackendFailed)
+    async def _backend_failed(self, message: BackendFailed) -> None:
+        self.query_one("#loading").display = False
+        self.status.state = "model failed to load"
+        self.pending_task = None
+        await self.transcript.note(f"could not load the model: {message.error}", "error")
+        self.notify(message.error, title="Model failed to load", severity="error", timeout=10)
+
+    # ------------------------------------------------------------------ prompt
+    @on(PromptInput.Submitted)
+    def _submitted(self, message: PromptInput.Submitted) -> None:
+        if self.busy:
+            self.notify("The agent is still working: press Esc to cancel it first.")
+            message.prompt.load_text(message.text)
+            return
+        if message.mode == "feedback":
+            self.prompt.set_mode("task")
+            self.send_feedback(message.text)
+        else:
+            self.start_task(message.text)
+
+    @on(PromptInput.ModeLeft)
+    def _mode_left(self) -> None:
+        self.prompt.set_mode("task")
+        self.transcript.focus()
+
+    def start_task(self, text: str) -> None:
+        if self.backend is None:
+            self.pending_task = text
+            self.notify("The model is still loading; the task starts as soon as it is ready.")
+            return
+        from agent.session import AgentSession
+
+        self._close_session()
+        welcome = self.transcript.query("#welcome")
+        if welcome:
+            welcome.remove()
+        task = task_from_prompt(text)
+        self.session = AgentSession(
+            task,
+            self.backend,
+            self.settings,
+            purpose="chat",
+            sessions_dir=self.settings.sessions_dir,
+        )
+        self.last_log_path = self.session.log_path
+        self.run_session("start", self.session.start)
+
+    def send_feedback(self, text: str) -> None:
+        if self.session is None:
+            return
+        self.run_session("feedback", lambda: self.session.feedback(text))
+
+    # ------------------------------------------------------------------ worker
+    def run_session(self, action: str, call: Callable[[], Iterator[ev.Event]]) -> None:
+        self.busy = True
+        self.can_review = False
+        self.current_action = action
+        self.cancel_requested_at = None
+        if action in ("start", "feedback", "retry"):
+            self.status.tokens_per_s = None
+        self.status.state = {"start": "thinking", "edit": "running your code"}.get(action, action)
+        if action in ("start", "feedback", "retry", "edit"):
+            self.status.start_clock()
+        self._drive(action, call)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="agent")
+    def _drive(self, action: str, call: Callable[[], Iterator[ev.Event]]) -> None:
+        error: str | None = None
+        try:
+            for event in call():
+                self.post_message(AgentEvent(event))
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.post_message(SessionCycleDone(action, error))
+
+    @on(AgentEvent)
+    async def _agent_event(self, message: AgentEvent) -> None:
+        event = message.event
+        await self.transcript.apply(event)
+        self._update_status(event)
+
+    def _update_status(self, event: ev.Event) -> None:
+        status = self.status
+        match event:
+            case ev.SessionStarted():
+                status.model = event.model.name
+                status.max_attempts = int(event.config.get("max_turns", status.max_attempts))
+            case ev.TurnStarted():
+                status.attempt = self.transcript.attempt_in_cycle(event.turn)
+                status.state = "generating"
+                self.rate.reset()
+            case ev.TokenDelta():
+                rate = self.rate.tick()
+                if rate is not None:
+                    status.tokens_per_s = rate
+            case ev.ModelReplied():
+                if event.tokens_per_s > 0:
+                    status.tokens_per_s = event.tokens_per_s
+            case ev.CodeProposed():
+                status.state = "running tests"
+            case ev.ExecFinished():
+                status.state = "passed" if event.result.passed else "repairing"
+            case ev.UserEdited():
+                status.state = "edit passed" if event.result and event.result.passed else "edited"
+            case ev.EpisodeFinished():
+                status.stop_clock()
+                status.state = f"{event.outcome} · review"
+            case ev.UserAccepted():
+                status.state = "accepted"
+            case ev.UserRejected():
+                status.state = "rejected"
+            case _:
+                pass
+
+    @on(SessionCycleDone)
+    async def _cycle_done(self, message: SessionCycleDone) -> None:
+        await self.transcript.finish_stream()
+        self.busy = False
+        if self.cancel_requested_at is not None:
+            self.last_cycle_s = time.monotonic() - self.cancel_requested_at
+            self.cancel_requested_at = None
+        if self.status.clock_running:
+            self.status.stop_clock()
+        if message.error is not None:
+            self.status.state = "error"
+            await self.transcript.note(f"{message.action} failed: {message.error}", "error")
+            self.notify(message.error, title=f"{message.action} failed", severity="error")
+        done = message.action in ("accept", "reject")
+        if done:
+            self._close_session()
+        self.can_review = self.session is not None
+        if self.can_review and not self.prompt.text.strip():
+            self.transcript.focus()  # the single-key review actions work straight away
+        else:
+            self.prompt.focus()
+
+    # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in REVIEW_ACTIONS:
+            if self.busy or self.session is None or not self.can_review:
+                return None  # shown dimmed: there is nothing to review right now
+            if action in ("accept", "edit") and self.session.proposal is None:
+                return None
+            return True
+        if action == "cancel":
+            return self.busy
+        return True
+
+    def action_cancel(self) -> None:
+        if self.busy and self.session is not None:
+            self.cancel_requested_at = time.monotonic()
+            self.status.state = "cancelling"
+            self.session.cancel()
+            return
+
+    def action_accept(self) -> None:
+        if self.session is not None:
+            self.run_session("accept", self.session.accept)
+
+    def action_reject(self) -> None:
+        if self.session is not None:
+            self.run_session("reject", lambda: self.session.reject(""))
+
+    def action_retry(self) -> None:
+        if self.session is not None:
+            self.run_session("retry", self.session.retry)
+
+    def action_feedback(self) -> None:
+        turn = self.transcript.last_turn
+        self.prompt.set_mode("feedback", f"on attempt {turn}" if turn else None)
+        self.prompt.focus()
+
+    def action_edit(self) -> None:
+        if self.session is None or self.session.proposal is None:
+            return
+        code = self.session.proposal.code
+
+        def edited(new_code: str | None) -> None:
+            if new_code is not None and self.session is not None:
+                self.run_session("edit", lambda: self.session.edit(new_code))
+
+        title = "your edit" if self.session.edited else f"attempt {self.transcript.last_turn}"
+        self.app.push_screen(EditScreen(code, title=title), edited)
+
+    def action_focus_prompt(self) -> None:
+        self.prompt.focus()
+
+    async def action_new_task(self) -> None:
+        if self.busy:
+            self.notify("Press Esc to cancel the running task first.")
+            return
+        self._close_session()
+        self.can_review = False
+        await self.transcript.clear()
+        self.status.attempt = 0
+        self.status.tokens_per_s = None
+        self.status.elapsed_s = 0.0
+        self.status.state = "ready" if self.model_ready else "loading model"
+        self.prompt.set_mode("task")
+        self.prompt.focus()
+
+    def action_sessions(self) -> None:
+        from tui.screens.sessions import SessionBrowser
+
+        self.app.push_screen(SessionBrowser(self.settings.sessions_dir))
+
+    def action_models(self) -> None:
+        from tui.screens.models import ModelPicker
+
+        def picked(name: str | None) -> None:
+            if name and name != self.settings.model:
+                if self.busy:
+                    self.notify("Cancel the running task before switching models.")
+                    return
+                self.load_model(self.settings.model_copy(update={"model": name}))
+
+        self.app.push_screen(ModelPicker(self.settings, current=self.settings.model), picked)
+
+    def _close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None

@@ -1,0 +1,96 @@
+"""A logged session played back read-only through the chat screen's own widgets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from agent import events as ev
+from agent.session_log import SessionLogError, SessionRecord, read_session
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.transcript import Transcript
+
+
+def replay_title(record: SessionRecord) -> str:
+    header = record.header
+    when = datetime.fromtimestamp(header.ts).strftime("%Y-%m-%d %H:%M")
+    outcome = record.outcome.outcome if record.outcome else "unfinished"
+    torn = " · last line torn (crash?)" if record.torn_tail else ""
+    return f"Replay {header.session_id} · {when} · {header.model.name} · {outcome}{torn}"
+
+
+class ReplayScreen(Screen[None]):
+    """Shows every logged event of one session; nothing can be changed from here."""
+
+    CSS_PATH = "replay.tcss"
+    BINDINGS = [  # noqa: RUF012 - Textual's declared API
+        Binding("escape,q", "close", "Back"),
+        Binding("home", "top", "Top", show=False),
+        Binding("end", "bottom", "Bottom", show=False),
+    ]
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.record: SessionRecord | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Replay {self.path.name}", id="replay-title")
+        yield Transcript(id="transcript")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        transcript = self.query_one(Transcript)
+        status = self.query_one(StatusBar)
+        try:
+            self.record = read_session(self.path)
+        except SessionLogError as exc:
+            await transcript.note(str(exc), "error")
+            status.state = "unreadable log"
+            return
+        record = self.record
+        self.query_one("#replay-title", Static).update(replay_title(record))
+        status.model = record.header.model.name
+        status.max_attempts = int(record.header.config.get("max_turns", 0) or 0)
+        status.state = "replay"
+        for event in [record.header, *record.events]:
+            await transcript.apply(event)
+            apply_status(status, event, transcript)
+        last = record.events[-1].ts if record.events else record.header.ts
+        status.stop_clock(last - record.header.ts)
+        transcript.focus()
+
+    def action_close(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
+
+    def action_top(self) -> None:
+        self.query_one(Transcript).scroll_home(animate=False)
+
+    def action_bottom(self) -> None:
+        self.query_one(Transcript).scroll_end(animate=False)
+
+
+def apply_status(status: StatusBar, event: ev.Event, transcript: Transcript) -> None:
+    """What a logged event says about the status bar (no live timing in a replay)."""
+    match event:
+        case ev.TurnStarted():
+            status.attempt = transcript.attempt_in_cycle(event.turn)
+        case ev.ModelReplied() if event.tokens_per_s > 0:
+            status.tokens_per_s = event.tokens_per_s
+        case ev.EpisodeFinished():
+            status.state = f"replay · {event.outcome}"
+        case ev.UserAccepted():
+            status.state = "replay · accepted"
+        case ev.UserRejected():
+            status.state = "replay · rejected"
+        case _:
+            pass

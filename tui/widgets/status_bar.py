@@ -1,0 +1,86 @@
+"""One line under the transcript: model, state, tokens per second, attempt k of n, elapsed."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+def format_elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    if minutes >= 60:
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+class StatusBar(Static):
+    """A read-only summary line; every field is a reactive the screens set."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 1;
+        width: 1fr;
+        padding: 0 1;
+        background: $panel;
+        color: $text-muted;
+    }
+    """
+
+    model: reactive[str] = reactive("")
+    state: reactive[str] = reactive("idle")
+    tokens_per_s: reactive[float | None] = reactive(None)
+    attempt: reactive[int] = reactive(0)
+    max_attempts: reactive[int] = reactive(0)
+    elapsed_s: reactive[float] = reactive(0.0)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._started_at: float | None = None
+        self._frozen_elapsed: float | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self._tick)
+
+    def start_clock(self, *, reset: bool = True) -> None:
+        """Count elapsed time from now (or go on from where it stopped)."""
+        base = 0.0 if reset else self.elapsed_s
+        self._started_at = time.monotonic() - base
+        self._frozen_elapsed = None
+
+    def stop_clock(self, elapsed_s: float | None = None) -> None:
+        """Freeze the clock, optionally at a known duration (e.g. from the log)."""
+        if elapsed_s is not None:
+            self.elapsed_s = elapsed_s
+        elif self._started_at is not None:
+            self.elapsed_s = time.monotonic() - self._started_at
+        self._started_at = None
+
+    @property
+    def clock_running(self) -> bool:
+        return self._started_at is not None
+
+    def _tick(self) -> None:
+        if self._started_at is not None:
+            self.elapsed_s = time.monotonic() - self._started_at
+
+    def render(self) -> Text:
+        parts: list[tuple[str, str]] = []
+        parts.append(("◆ ", "bold"))
+        parts.append((self.model or "no model", "bold"))
+        parts.append(("  │  ", "dim"))
+        parts.append((self.state, "italic"))
+        if self.tokens_per_s is not None:
+            parts.append(("  │  ", "dim"))
+            parts.append((f"{self.tokens_per_s:.1f} tok/s", ""))
+        if self.attempt:
+            parts.append(("  │  ", "dim"))
+            total = f" of {self.max_attempts}" if self.max_attempts else ""
+            parts.append((f"attempt {self.attempt}{total}", ""))
+        parts.append(("  │  ", "dim"))
+        parts.append((format_elapsed(self.elapsed_s), ""))
+        return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
