@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from agent.backends import make_backend  # noqa: E402
 from agent.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from agent.config import load_settings  # noqa: E402
+from agent.environment import FunctionEnv  # noqa: E402
 from agent.events import ModelReplied, PromptSent, Task, TokenDelta  # noqa: E402
 from agent.session import AgentSession  # noqa: E402
 
@@ -43,7 +44,9 @@ TASK = Task(
 
 def agent_run(backend: LlamaCppBackend, settings, sessions: Path) -> tuple[float, int, str, list]:
     """Seconds from the episode's start to its ModelReplied, tokens, text, messages sent."""
-    session = AgentSession(TASK, backend, settings, purpose="eval", sessions_dir=sessions)
+    # Generate the whole reply (no stop at the end of the code block) so both paths match.
+    env = FunctionEnv(stop_after_code=False)
+    session = AgentSession(TASK, backend, settings, purpose="eval", env=env, sessions_dir=sessions)
     started = time.perf_counter()
     sent: list = []
     events = session.start()
@@ -82,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--max-tokens", type=int, default=160)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--machine", default="cpu-2c")
     parser.add_argument("--record", action="store_true", help="append a row to docs/BENCHMARKS.md")
@@ -96,14 +99,20 @@ def main() -> None:
         parser.error("the benchmark compares against llama-cpp-python: use a GGUF model")
     with tempfile.TemporaryDirectory() as tmp:
         sessions = Path(tmp)
-        _, tokens, agent_text, messages = agent_run(backend, settings, sessions)  # warm-up
-        _, raw_text = raw_run(backend, messages, args.max_tokens)
-        if raw_text != agent_text:
-            print("warning: raw and agent replies differ; the ratio compares unequal work")
-        agent_times, raw_times = [], []
-        for _ in tqdm(range(args.reps), desc="agent vs raw", unit="pair"):
-            raw_times.append(raw_run(backend, messages, args.max_tokens)[0])
-            agent_times.append(agent_run(backend, settings, sessions)[0])
+        # Warm-up: load, fill the prompt cache, and take the exact messages the agent sends.
+        _, tokens, _, messages = agent_run(backend, settings, sessions)
+        raw_run(backend, messages, args.max_tokens)
+        agent_times, raw_times, same = [], [], 0
+        for rep in tqdm(range(args.reps), desc="agent vs raw", unit="pair"):
+            if rep % 2:  # alternate which path goes first
+                agent_s_, _, agent_text, _ = agent_run(backend, settings, sessions)
+                raw_s_, raw_text = raw_run(backend, messages, args.max_tokens)
+            else:
+                raw_s_, raw_text = raw_run(backend, messages, args.max_tokens)
+                agent_s_, _, agent_text, _ = agent_run(backend, settings, sessions)
+            agent_times.append(agent_s_)
+            raw_times.append(raw_s_)
+            same += agent_text == raw_text
     agent_s, raw_s = statistics.median(agent_times), statistics.median(raw_times)
     result = {
         "model": backend.identity.key,
@@ -113,6 +122,7 @@ def main() -> None:
         "ratio": round(raw_s / agent_s, 4),
         "agent_s": [round(t, 3) for t in agent_times],
         "raw_s": [round(t, 3) for t in raw_times],
+        "identical_replies": f"{same}/{args.reps}",
         "python": platform.python_version(),
     }
     print(json.dumps(result, indent=2))

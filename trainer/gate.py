@@ -171,9 +171,9 @@ def decide(
             + ", ".join(f"{m.metric} {100 * m.diff:+.1f} pts" for m in metrics)
             + "; nothing to switch for"
         )
-    if require_significant and not worse and gain > 0:
-        if not any(m.better_beyond_noise for m in metrics):
-            reasons.append("the gain is within noise (required: beyond noise on one metric)")
+    significant = any(m.better_beyond_noise for m in metrics)
+    if require_significant and not worse and gain > 0 and not significant:
+        reasons.append("the gain is within noise (required: beyond noise on one metric)")
     promote = not reasons
     if promote:
         for m in metrics:
@@ -233,8 +233,7 @@ def run_gate(
     current = current or registry.active() or settings.model
     if current == candidate:
         raise GateError(
-            f"{candidate!r} is already the current model; compare it with another "
-            "(--current NAME)."
+            f"{candidate!r} is already the current model; compare it with another (--current NAME)."
         )
     registry.get(current)
     if not tasks:

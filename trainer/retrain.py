@@ -92,9 +92,8 @@ def report_markdown(
         "",
         f"- data: {cfg.data_dir} ({m['examples']} {cfg.method} examples)",
         f"- training: {m['steps']} steps, loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
-        f"{m['tokens_per_s']} tokens/s" + (
-            f", peak GPU memory {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else ""
-        ),
+        f"{m['tokens_per_s']} tokens/s"
+        + (f", peak GPU memory {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else ""),
         f"- export: {export.gguf}" + (f" + adapter {export.adapter}" if export.adapter else ""),
         "",
         gate.report.markdown().split("\n", 2)[2],

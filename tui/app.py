@@ -16,15 +16,15 @@ LIGHT_THEME = "textual-light"
 DARK_THEME = "textual-dark"
 
 PALETTE: dict[str, tuple[str, str]] = {
-    "accept": ("Accept", "Keep the result (commits when in a git repository)  [a]"),
-    "reject": ("Reject", "Discard the result  [r]"),
-    "edit": ("Edit code", "Edit the code yourself; it is run again and logged  [e]"),
-    "feedback": ("Feedback", "Tell the agent what to fix; it refines from your words  [f]"),
-    "retry": ("Retry", "Run the task again from scratch  [t]"),
-    "cancel": ("Cancel", "Stop the model mid-stream, keep the log  [esc / ctrl+c]"),
-    "new_task": ("New task", "Clear the conversation and type a new task  [ctrl+n]"),
-    "sessions": ("Sessions", "Browse logged sessions and replay one  [ctrl+o]"),
-    "models": ("Models", "Pick the model and see the active version  [ctrl+l]"),
+    "accept": ("Accept", "Keep the result (commits when in a git repository) · key a"),
+    "reject": ("Reject", "Discard the result · key r"),
+    "edit": ("Edit code", "Edit the code yourself; it is run again and logged · key e"),
+    "feedback": ("Feedback", "Tell the agent what to fix; it refines from your words · key f"),
+    "retry": ("Retry", "Run the task again from scratch · key t"),
+    "cancel": ("Cancel", "Stop the model mid-stream, keep the log · key esc / ctrl+c"),
+    "new_task": ("New task", "Clear the conversation and type a new task · key ctrl+n"),
+    "sessions": ("Sessions", "Browse logged sessions and replay one · key ctrl+o"),
+    "models": ("Models", "Pick the model and see the active version · key ctrl+l"),
 }
 
 
@@ -43,12 +43,14 @@ class FixloopApp(App[None]):
         backend_factory: BackendFactory | None = None,
         replay: Path | None = None,
         blink: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.blink = blink  # False in tests and screenshots: a cursor frozen on
         self.backend_factory = backend_factory
         self.replay_path = replay
+        self.cwd = cwd or Path.cwd()
         self.theme = settings.theme if settings.theme in self.available_themes else DARK_THEME
 
     def get_default_screen(self) -> Screen:
@@ -56,7 +58,7 @@ class FixloopApp(App[None]):
             from tui.screens.replay import ReplayScreen
 
             return ReplayScreen(self.replay_path)
-        return ChatScreen(self.settings, self.backend_factory)
+        return ChatScreen(self.settings, self.backend_factory, self.cwd)
 
     @property
     def chat(self) -> ChatScreen | None:
@@ -79,7 +81,7 @@ class FixloopApp(App[None]):
                 yield SystemCommand(title, help_text, getattr(chat, f"action_{action}"))
         yield SystemCommand(
             "Light/dark theme",
-            "Switch between the light and dark theme  [ctrl+t]",
+            "Switch between the light and dark theme · key ctrl+t",
             self.action_toggle_dark,
         )
         yield from super().get_system_commands(screen)

@@ -9,6 +9,7 @@ context budgeting is exact. `response_format={"type": "json_object",
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,27 @@ from agent.events import ChatMessage, ModelIdentity, SamplingParams
 
 _CACHE: dict[tuple[str, str | None, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def default_threads() -> int:
+    """Cores not already busy: all of them on an idle machine, one on a saturated one.
+
+    llama.cpp synchronises its threads at every layer, so a thread that has to
+    wait for a core slows every token; on a loaded machine fewer threads are faster.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    idle = cores - os.getloadavg()[0]
+    return max(1, min(cores, round(idle)))
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free cached models before interpreter shutdown tears down llama_cpp's globals."""
+    with _CACHE_LOCK:
+        for llm, _ in _CACHE.values():
+            llm.close()
+        _CACHE.clear()
 
 
 def _load(
@@ -45,7 +67,7 @@ def _load(
             llm = Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or os.cpu_count() or 1,
+                n_threads=n_threads or default_threads(),
                 n_gpu_layers=n_gpu,
                 lora_path=str(adapter) if adapter else None,
                 verbose=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ class TransformersBackend:
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter)
+            with warnings.catch_warnings():  # peft uses an API transformers deprecated for v6
+                warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+                model = PeftModel.from_pretrained(model, adapter)
         self.model = model.to(self.device).eval()
         if not getattr(self.tokenizer, "chat_template", None):
             raise BackendError(

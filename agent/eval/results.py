@@ -35,7 +35,7 @@ class EpisodeRecord(BaseModel):
     prompt_tokens: int = 0
     gen_s: float = 0.0  # time in the model
     exec_s: float = 0.0  # time in the sandbox
-    wall_s: float = 0.0  # the whole episode
+    wall_s: float = 0.0  # the episode, less any wait for another worker's generation
     session_id: str = ""
     log_path: str = ""
     error: str | None = None

@@ -75,17 +75,44 @@ class RunHeader(BaseModel):
 
 # ---------------------------------------------------------------- one model at a time
 class SerializedBackend:
-    """A backend shared by worker threads: one generation (or token count) at a time."""
+    """A backend shared by worker threads: one generation (or token count) at a time.
+
+    A thread takes the lock when it first counts tokens for a turn (the loop does
+    that before it starts timing the reply) and keeps it until its reply has
+    streamed, so time spent waiting for another episode's generation is not
+    counted as generation time. The wait is kept per thread (`take_wait`).
+    """
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.identity: ModelIdentity = inner.identity
         self.n_ctx: int = inner.n_ctx
         self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _acquire(self) -> None:
+        if getattr(self._local, "owned", False):
+            return
+        started = time.perf_counter()
+        self._lock.acquire()
+        self._local.owned = True
+        self._local.wait = getattr(self._local, "wait", 0.0) + time.perf_counter() - started
+
+    def release(self) -> None:
+        """Give the model up if this thread holds it (after an episode, whatever happened)."""
+        if getattr(self._local, "owned", False):
+            self._local.owned = False
+            self._lock.release()
+
+    def take_wait(self) -> float:
+        """Seconds this thread waited for the model since the last call."""
+        wait = getattr(self._local, "wait", 0.0)
+        self._local.wait = 0.0
+        return float(wait)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
-        with self._lock:
-            return self.inner.count_tokens(messages)
+        self._acquire()
+        return self.inner.count_tokens(messages)
 
     def stream_chat(
         self,
@@ -93,8 +120,11 @@ class SerializedBackend:
         params: SamplingParams,
         response_format: dict[str, Any] | None = None,
     ) -> Iterator[StreamChunk]:
-        with self._lock:  # held until the stream is exhausted or closed
+        self._acquire()
+        try:
             yield from self.inner.stream_chat(messages, params, response_format)
+        finally:
+            self.release()
 
 
 # ---------------------------------------------------------------- scoring an episode
@@ -404,6 +434,10 @@ def run_suite(
                     events.append(event)
         finally:
             session.close()
+            waited = 0.0
+            if isinstance(shared, SerializedBackend):
+                shared.release()
+                waited = shared.take_wait()
             with active_lock:
                 active.discard(session)
         end = next((e for e in reversed(events) if isinstance(e, EpisodeFinished)), None)
@@ -417,7 +451,7 @@ def run_suite(
             label=label,
             model_key=backend.identity.key,
             max_turns=max_turns,
-            wall_s=time.perf_counter() - started,
+            wall_s=time.perf_counter() - started - waited,
             session_id=session.session_id,
             log_path=str(session.log_path),
             env=scorer,

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
 from agent.sandbox.limits import SandboxLimits
 from agent.sandbox.result import ExecResult, ExecStatus
 from agent.sandbox.sandbox import Sandbox

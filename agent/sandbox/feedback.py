@@ -117,7 +117,9 @@ def render_feedback(result: ExecResult, code: str, max_chars: int = 3000) -> str
     program_error = [t for t in failing if t.name == "program"]
     if load_errors and len(load_errors) == len(failing):
         first = load_errors[0]
-        parts[0] = f"Error: your program raised {first.exception_type} while loading, so no test ran."
+        parts[0] = (
+            f"Error: your program raised {first.exception_type} while loading, so no test ran."
+        )
         parts.append(_trim_traceback(first.traceback or first.message) or "")
         if not first.traceback and (src := _source_line(code, first.lineno)):
             parts.append(src)

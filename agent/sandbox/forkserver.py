@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import shutil
 import socket
@@ -28,6 +29,14 @@ import harness  # noqa: E402 - the sibling module, imported by path; not left on
 sys.path.remove(_HERE)
 
 MAX_FDS = 5
+# Imported once here so that each forked job finds them loaded, as a program forked from a
+# warm interpreter would: the harness's own lazy imports, and the standard modules that MBPP-
+# and HumanEval-style programs import most (typing for `List`, re, math, collections, ...).
+PRELOAD = (
+    "ast", "traceback", "linecache", "signal", "contextlib", "resource", "typing", "re",
+    "math", "cmath", "collections", "heapq", "itertools", "functools", "operator", "bisect",
+    "string", "random", "datetime", "array", "copy", "fractions", "decimal", "statistics",
+)  # fmt: skip
 
 
 def _clean_dir(path: str) -> None:
@@ -40,9 +49,25 @@ def _clean_dir(path: str) -> None:
                     os.unlink(entry.path)
 
 
+PR_SET_DUMPABLE = 4
+
+
+def _set_dumpable(value: int) -> bool:
+    """Non-dumpable: without CAP_SYS_PTRACE (dropped) no job can ptrace or open /proc/PID/mem
+    of the server. True when it took effect."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_DUMPABLE, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _child(header: dict, fds: list[int], sock: socket.socket, jobdir: str) -> None:
     code = harness.EXIT_CHILD_CRASHED
     try:
+        _set_dumpable(1)  # the job is an ordinary process again
         os.setsid()
         sock.close()
         stdin_r, stdout_w, stderr_w, spec_r, result_w = fds
@@ -55,7 +80,7 @@ def _child(header: dict, fds: list[int], sock: socket.socket, jobdir: str) -> No
         os.environ["HOME"] = os.path.join(jobdir, "home")
         os.environ["TMPDIR"] = os.path.join(jobdir, "tmp")
         with open(spec_r, "rb") as fh:
-            spec = json.loads(fh.read())
+            spec = marshal.loads(fh.read())
         harness.apply_limits(spec.get("limits", {}))
         code = harness.run_job(spec, result_w)
         harness._flush_std()
@@ -110,8 +135,14 @@ def serve(sock: socket.socket, workdir: str) -> None:
 def main(argv: list[str]) -> None:
     ctrl_fd, workdir, sys_path = int(argv[1]), argv[2], json.loads(argv[3])
     sys.path.extend(p for p in sys_path if p not in sys.path)
+    for name in PRELOAD:
+        try:  # noqa: SIM105 - contextlib is not imported yet
+            __import__(name)
+        except ImportError:
+            pass
+    protected = _set_dumpable(0)
     sock = socket.socket(fileno=ctrl_fd)
-    sock.send(json.dumps({"ready": os.getpid()}).encode())
+    sock.send(json.dumps({"ready": os.getpid(), "protected": protected}).encode())
     serve(sock, workdir)
 
 

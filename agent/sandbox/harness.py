@@ -3,31 +3,27 @@
 Standard library only: this file runs inside the sandbox (as a script in cold mode, imported
 by the fork server in warm mode), under the program's own interpreter and limits.
 
-Protocol: the job spec is a JSON object; results are JSON lines written to a result fd:
+Protocol: the job spec is a `marshal`-ed dict; results are JSON lines written to a result fd:
   {"kind": "load", "ok": true} | {"kind": "load", "ok": false, "error": {...}}
-  {"kind": "test", ...TestResult fields}
+  {"kind": "test", "index": I, ...TestResult fields}
   {"kind": "program", "exit_code": N}
   {"kind": "exit", "exit_code": N | null, "signal": N | null, "maxrss_kb": N}  (supervisor)
-Each line is also a heartbeat: the host extends its deadline when one arrives, because the
-harness enforces per-test timeouts itself (a hanging test is that test's timeout).
+Assert tests run one after another in the program's process (one module, state shared, as in
+MBPP's and HumanEval's own harnesses), each under a SIGALRM timer. Each line is a heartbeat:
+the host moves its deadline to one test's timeout after it, so a test the timer cannot stop
+is killed by the host, which then runs the remaining tests in a new job (`start`).
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import io
-import json
-import linecache
-import operator
+import marshal
 import os
-import select
-import signal
 import sys
 import time
-import traceback
 import types
-from typing import Any
+
+# Kept light: these imports are part of every cold run's start-up time, so `ast`, `traceback`,
+# `linecache`, `signal` and `contextlib` are imported only where needed (hence try/except/pass).
 
 SOLUTION_FILE = "solution.py"
 TEST_FILE = "<test>"
@@ -36,18 +32,19 @@ REPR_LIMIT = 600
 TRACEBACK_LIMIT = 4000
 EXIT_CHILD_CRASHED = 70
 
-_COMPARE_OPS: dict[type[ast.cmpop], tuple[Any, str]] = {
-    ast.Eq: (operator.eq, "=="),
-    ast.NotEq: (operator.ne, "!="),
-    ast.Lt: (operator.lt, "<"),
-    ast.LtE: (operator.le, "<="),
-    ast.Gt: (operator.gt, ">"),
-    ast.GtE: (operator.ge, ">="),
-    ast.Is: (operator.is_, "is"),
-    ast.IsNot: (operator.is_not, "is not"),
-    ast.In: (lambda a, b: a in b, "in"),
-    ast.NotIn: (lambda a, b: a not in b, "not in"),
+_COMPARE_OPS: dict[str, tuple[object, str]] = {  # ast class name -> (function, symbol)
+    "Eq": (lambda a, b: a == b, "=="),
+    "NotEq": (lambda a, b: a != b, "!="),
+    "Lt": (lambda a, b: a < b, "<"),
+    "LtE": (lambda a, b: a <= b, "<="),
+    "Gt": (lambda a, b: a > b, ">"),
+    "GtE": (lambda a, b: a >= b, ">="),
+    "Is": (lambda a, b: a is b, "is"),
+    "IsNot": (lambda a, b: a is not b, "is not"),
+    "In": (lambda a, b: a in b, "in"),
+    "NotIn": (lambda a, b: a not in b, "not in"),
 }
+_SOURCES: dict[str, str] = {}  # pseudo-files shown in tracebacks (solution, test, setup)
 
 
 def short_repr(value: object, limit: int = REPR_LIMIT) -> str:
@@ -61,12 +58,25 @@ def short_repr(value: object, limit: int = REPR_LIMIT) -> str:
 
 
 def _register_source(filename: str, source: str) -> None:
-    lines = [line if line.endswith("\n") else line + "\n" for line in source.splitlines()]
-    linecache.cache[filename] = (len(source), None, lines, filename)
+    """Remember a pseudo-file's source; it reaches linecache when a traceback is formatted."""
+    _SOURCES[filename] = source
+    if "linecache" in sys.modules:  # already loaded (by the program): keep it current
+        _sync_linecache()
 
 
-def describe_exception(exc: BaseException) -> dict[str, Any]:
+def _sync_linecache() -> None:
+    import linecache
+
+    for filename, source in _SOURCES.items():
+        lines = [line if line.endswith("\n") else line + "\n" for line in source.splitlines()]
+        linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def describe_exception(exc: BaseException) -> dict:
     """Type, message, the line in the model's program, and a traceback of the user frames."""
+    import traceback
+
+    _sync_linecache()
     frames = traceback.extract_tb(exc.__traceback__)
     own = [f for f in frames if f.filename in (SOLUTION_FILE, TEST_FILE, SETUP_FILE)]
     lineno = None
@@ -93,8 +103,33 @@ def describe_exception(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _emit(fd: int, record: dict[str, Any]) -> None:
-    data = (json.dumps(record) + "\n").encode()
+def dumps(value: object) -> str:
+    """JSON for records (dict/list/str/int/float/bool/None), as `json.dumps` writes it,
+    without importing `json` (and `re` with it) on the cold path."""
+    from _json import encode_basestring_ascii
+
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return float.__repr__(value) if value == value and abs(value) != float("inf") else "0"
+    if isinstance(value, dict):
+        items = (f"{encode_basestring_ascii(str(k))}: {dumps(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(dumps(v) for v in value) + "]"
+    return encode_basestring_ascii(repr(value))
+
+
+def _emit(fd: int, record: dict) -> None:
+    data = (dumps(record) + "\n").encode()
     while data:
         n = os.write(fd, data)
         data = data[n:]
@@ -102,25 +137,29 @@ def _emit(fd: int, record: dict[str, Any]) -> None:
 
 def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BaseException):
+        try:  # noqa: SIM105
             stream.flush()
+        except BaseException:
+            pass
 
 
 # ---------------------------------------------------------------- one test, in a forked child
 
 
-def _run_compare(test: ast.Assert, source: str, ns: dict[str, Any]) -> dict[str, Any]:
+def _run_compare(test: object, source: str, ns: dict) -> dict:
     """`assert LEFT op RIGHT`: evaluate both sides once, report them (as pytest rewriting)."""
+    import ast
+
     cmp = test.test
     assert isinstance(cmp, ast.Compare)
-    func, symbol = _COMPARE_OPS[type(cmp.ops[0])]
+    func, symbol = _COMPARE_OPS[type(cmp.ops[0]).__name__]
     left_src = ast.get_source_segment(source, cmp.left) or "left"
     left = eval(compile(ast.Expression(cmp.left), TEST_FILE, "eval"), ns)
     right = eval(compile(ast.Expression(cmp.comparators[0]), TEST_FILE, "eval"), ns)
     if func(left, right):
         return {"status": "passed"}
     actual, expected = short_repr(left), short_repr(right)
-    result: dict[str, Any] = {"status": "failed", "expression": left_src}
+    result: dict = {"status": "failed", "expression": left_src}
     if symbol == "==":
         result.update(actual=actual, expected=expected)
         result["message"] = f"{left_src} returned {actual}, expected {expected}"
@@ -132,8 +171,10 @@ def _run_compare(test: ast.Assert, source: str, ns: dict[str, Any]) -> dict[str,
     return result
 
 
-def run_one_test(source: str, ns: dict[str, Any]) -> dict[str, Any]:
+def run_one_test(source: str, ns: dict) -> dict:
     """Run one test statement in `ns`; never raises."""
+    import ast
+
     _register_source(TEST_FILE, source)
     try:
         tree = ast.parse(source, TEST_FILE)
@@ -146,11 +187,13 @@ def run_one_test(source: str, ns: dict[str, Any]) -> dict[str, Any]:
             and isinstance(body[0], ast.Assert)
             and isinstance(body[0].test, ast.Compare)
             and len(body[0].test.ops) == 1
-            and type(body[0].test.ops[0]) in _COMPARE_OPS
+            and type(body[0].test.ops[0]).__name__ in _COMPARE_OPS
         ):
             return _run_compare(body[0], source, ns)
         exec(compile(tree, TEST_FILE, "exec"), ns)
         return {"status": "passed"}
+    except TestTimeout:
+        return {"status": "timeout"}
     except AssertionError as exc:
         info = describe_exception(exc)
         message = info["message"] or "assertion is false"
@@ -159,94 +202,43 @@ def run_one_test(source: str, ns: dict[str, Any]) -> dict[str, Any]:
         return {"status": "error", **describe_exception(exc)}
 
 
-def _child_run_test(source: str, ns: dict[str, Any], wfd: int) -> None:
-    os.setpgid(0, 0)
+class TestTimeout(BaseException):
+    """Raised into a test by the per-test timer (a BaseException: `except Exception` misses it)."""
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise TestTimeout
+
+
+def run_test_timed(source: str, ns: dict, timeout_s: float) -> dict:
+    """One test in this process, interrupted by SIGALRM after `timeout_s`.
+
+    Code that does not return to the interpreter (a C-level loop) or swallows the interrupt
+    is not stopped here: the host's deadline kills the process and resumes after this test.
+    """
+    import signal
+
+    signal.signal(signal.SIGALRM, _on_alarm)
     start = time.perf_counter()
-    result = run_one_test(source, ns)
-    _flush_std()
-    result["duration_s"] = time.perf_counter() - start
-    _emit(wfd, result)
-    os._exit(0)
-
-
-def _describe_death(status: int) -> dict[str, Any]:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        hint = " (a stack overflow: recursion too deep?)" if sig == signal.SIGSEGV else ""
-        return {
-            "status": "error",
-            "exception_type": name,
-            "message": f"the process was killed by signal {name}{hint}",
-            "signal": sig,
-        }
-    code = os.WEXITSTATUS(status)
-    return {
-        "status": "error",
-        "exception_type": "SystemExit",
-        "message": f"the process exited with code {code} during this test",
-        "exit_code": code,
-    }
-
-
-def run_test_forked(source: str, ns: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run one test in a forked child so a hang, crash or exit only affects that test."""
-    rfd, wfd = os.pipe()
-    _flush_std()
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # child
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
         try:
-            os.close(rfd)
-            _child_run_test(source, ns, wfd)
+            result = run_one_test(source, ns)
         finally:
-            os._exit(EXIT_CHILD_CRASHED)
-    os.close(wfd)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
-    data = b""
-    deadline = start + timeout_s
-    timed_out = False
-    while True:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select([rfd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(rfd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(rfd)
-    if timed_out:
-        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, 9)):
-            with contextlib.suppress(OSError):
-                target()
-    _, status = os.waitpid(pid, 0)
-    duration = time.perf_counter() - start
-    if timed_out:
-        return {
-            "status": "timeout",
-            "message": f"the test did not finish within {timeout_s:g} s",
-            "duration_s": duration,
-        }
-    line = data.split(b"\n", 1)[0]
-    if line:
-        try:
-            return json.loads(line)
-        except ValueError:
-            pass
-    result = _describe_death(status)
-    result["duration_s"] = duration
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except TestTimeout:  # fired between the test's end and the disarm: still its time
+        result = {"status": "timeout"}
+    _flush_std()
+    if result["status"] == "timeout":
+        result = {"status": "timeout", "message": f"the test did not finish within {timeout_s:g} s"}
+    result["duration_s"] = time.perf_counter() - start
     return result
 
 
 # ---------------------------------------------------------------- the job
 
 
-def _fresh_module(name: str) -> dict[str, Any]:
+def _fresh_module(name: str) -> dict:
     """A real module for the program (so `import __main__` and pickling of its classes work)."""
     module = types.ModuleType(name)
     module.__file__ = os.path.abspath(SOLUTION_FILE)
@@ -254,19 +246,26 @@ def _fresh_module(name: str) -> dict[str, Any]:
     return module.__dict__
 
 
-def _exec_program(code: str, ns: dict[str, Any]) -> None:
+def _exec_program(code: str, ns: dict) -> None:
     _register_source(SOLUTION_FILE, code)
     exec(compile(code, SOLUTION_FILE, "exec"), ns)
 
 
 def _write_solution_file(code: str) -> None:
-    with contextlib.suppress(OSError), open(SOLUTION_FILE, "w", encoding="utf-8") as fh:
-        fh.write(code)
+    try:
+        with open(SOLUTION_FILE, "w", encoding="utf-8") as fh:
+            fh.write(code)
+    except OSError:
+        pass
 
 
-def run_asserts_job(spec: dict[str, Any], fd: int) -> int:
-    """Load the program once, then each test in its own forked child. Returns the exit code."""
-    code, tests = spec["code"], spec["tests"]
+def run_asserts_job(spec: dict, fd: int) -> int:
+    """Load the program, then run tests[start:] one by one, each under its own timer.
+
+    A test that ends the process (os._exit, a signal, a hang the timer cannot break) is
+    attributed by the host, which starts a new job from the next test (`start`).
+    """
+    code, tests, first = spec["code"], spec["tests"], int(spec.get("start", 0))
     _write_solution_file(code)
     ns = _fresh_module("solution")
     try:
@@ -281,17 +280,16 @@ def run_asserts_job(spec: dict[str, Any], fd: int) -> int:
         sys.stderr.write(error["traceback"])
         return 1
     _emit(fd, {"kind": "load", "ok": True})
-    for test in tests:
-        result = run_test_forked(test, ns, float(spec["test_timeout_s"]))
-        _emit(fd, {"kind": "test", "name": test, **result})
+    for index in range(first, len(tests)):
+        result = run_test_timed(tests[index], ns, float(spec["test_timeout_s"]))
+        _emit(fd, {"kind": "test", "index": index, "name": tests[index], **result})
     return 0
 
 
-def run_program_job(spec: dict[str, Any], fd: int) -> int:
+def run_program_job(spec: dict, fd: int) -> int:
     """Run the program as __main__, as `python solution.py` would, reporting its exit code."""
     code = spec["code"]
     _write_solution_file(code)
-    sys.argv = [SOLUTION_FILE]
     sys.path.insert(0, os.getcwd())  # as `python solution.py` would
     ns = _fresh_module("__main__")
     exit_code = 0
@@ -317,8 +315,9 @@ def run_program_job(spec: dict[str, Any], fd: int) -> int:
     return exit_code
 
 
-def run_job(spec: dict[str, Any], fd: int) -> int:
+def run_job(spec: dict, fd: int) -> int:
     sys.path.extend(p for p in spec.get("sys_path", []) if p not in sys.path)
+    sys.argv = [SOLUTION_FILE]
     sys.setrecursionlimit(int(spec.get("recursion_limit", 1000)))
     if spec["mode"] == "asserts":
         return run_asserts_job(spec, fd)
@@ -327,16 +326,18 @@ def run_job(spec: dict[str, Any], fd: int) -> int:
     raise ValueError(f"unknown job mode {spec['mode']!r}")
 
 
-def apply_limits(limits: dict[str, Any]) -> None:
+def apply_limits(limits: dict) -> None:
     """Per-process rlimits (inherited by everything the program starts)."""
     import resource
 
     def cap(which: int, value: int) -> None:
-        soft, hard = resource.getrlimit(which)
+        _soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        with contextlib.suppress(ValueError, OSError):
+        try:  # noqa: SIM105
             resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
 
     if limits.get("memory_bytes"):
         cap(resource.RLIMIT_AS, int(limits["memory_bytes"]))
@@ -349,7 +350,7 @@ def apply_limits(limits: dict[str, Any]) -> None:
     cap(resource.RLIMIT_CORE, 0)
 
 
-def supervise(spec: dict[str, Any], fd: int) -> None:
+def supervise(spec: dict, fd: int) -> None:
     """Fork the job, wait for it, and report how it ended (exit code, signal, peak memory).
 
     The job runs in its own process group, so `os.killpg(0, 9)` in the program ends the job,
@@ -365,13 +366,17 @@ def supervise(spec: dict[str, Any], fd: int) -> None:
             code = run_job(spec, fd)
             _flush_std()
         except BaseException:
+            import traceback
+
             traceback.print_exc()
         finally:
             os._exit(code)
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105
         os.setpgid(pid, pid)
+    except OSError:
+        pass
     _, status, usage = os.wait4(pid, 0)
-    record: dict[str, Any] = {"kind": "exit", "exit_code": None, "signal": None}
+    record: dict = {"kind": "exit", "exit_code": None, "signal": None}
     if os.WIFSIGNALED(status):
         record["signal"] = os.WTERMSIG(status)
     else:
@@ -383,8 +388,8 @@ def supervise(spec: dict[str, Any], fd: int) -> None:
 def main(argv: list[str]) -> None:
     """Cold mode: `python -I harness.py SPEC_FD RESULT_FD`."""
     spec_fd, result_fd = int(argv[1]), int(argv[2])
-    with io.open(spec_fd, "rb", closefd=True) as fh:
-        spec = json.loads(fh.read())
+    with open(spec_fd, "rb", closefd=True) as fh:
+        spec = marshal.loads(fh.read())
     os.set_inheritable(result_fd, False)
     supervise(spec, result_fd)
 

@@ -64,8 +64,13 @@ def best_level() -> str:
 
 
 def available_levels() -> list[str]:
-    return [lvl for lvl in LEVELS if lvl == "process" or (lvl == "bwrap" and bwrap_path())
-            or (lvl == "netns" and unshare_path())]
+    return [
+        lvl
+        for lvl in LEVELS
+        if lvl == "process"
+        or (lvl == "bwrap" and bwrap_path())
+        or (lvl == "netns" and unshare_path())
+    ]
 
 
 _BWRAP_BASE = [

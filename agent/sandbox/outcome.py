@@ -118,9 +118,7 @@ def _status_from_tests(results: list[TestResult]) -> ExecStatus:
     return ExecStatus.FAILED
 
 
-def program_result(
-    raw: RawRun, expected_stdout: str | None, isolation: Isolation
-) -> ExecResult:
+def program_result(raw: RawRun, expected_stdout: str | None, isolation: Isolation) -> ExecResult:
     exit_code, sig, rss = _end_of_process(raw)
     program = next((r for r in raw.records if r.get("kind") == "program"), None)
     load = next((r for r in raw.records if r.get("kind") == "load"), None)
@@ -188,10 +186,10 @@ def stdout_check(actual: str, expected: str, truncated: int = 0) -> TestResult:
 def command_result(raw: RawRun, tests: list[TestResult], isolation: Isolation) -> ExecResult:
     """A test command (e.g. pytest): exit status, and per-test results where a report exists."""
     status = _crash_status(raw, raw.exit_code, raw.signal)
-    if status == ExecStatus.ERROR and tests:
-        status = ExecStatus.FAILED if _status_from_tests(tests) != ExecStatus.PASSED else status
-    if status == ExecStatus.PASSED and tests and _status_from_tests(tests) != ExecStatus.PASSED:
-        status = ExecStatus.FAILED
+    if tests and status in (ExecStatus.PASSED, ExecStatus.ERROR):
+        by_tests = _status_from_tests(tests)
+        # a non-zero exit with every reported test passing (e.g. a collection error): error
+        status = ExecStatus.ERROR if by_tests == ExecStatus.PASSED and raw.exit_code else by_tests
     return ExecResult(
         status=status,
         tests=tests,

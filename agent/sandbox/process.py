@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.sandbox.capture import CappedBuffer
-from agent.sandbox.cgroup import PidsCgroup
+from agent.sandbox.cgroup import PidsCgroup, wrap_command
 from agent.sandbox.result import CapturedText
 
 PIPE_SIZE = 1 << 20
@@ -109,9 +109,15 @@ def run_process(
         res_r, res_w = os.pipe()
     pass_fds = tuple(fd for fd in (spec_r, res_w) if fd is not None)
     start = time.monotonic()
+    argv = list(argv_for(spec_r, res_w))
+    preexec = None
+    if (cgroup is not None or rlimits) and os.path.exists("/bin/sh"):
+        argv = wrap_command(argv, cgroup.path / "cgroup.procs" if cgroup else None, rlimits)
+    else:
+        preexec = make_preexec(cgroup, rlimits)
     try:
         proc = subprocess.Popen(
-            list(argv_for(spec_r, res_w)),
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -119,7 +125,7 @@ def run_process(
             stderr=subprocess.PIPE,
             pass_fds=pass_fds,
             start_new_session=True,
-            preexec_fn=make_preexec(cgroup, rlimits),  # noqa: PLW1509 - no locks used
+            preexec_fn=preexec,  # only without /bin/sh; it takes no locks
         )
     except BaseException:
         for fd in (spec_w, res_r):
@@ -168,8 +174,8 @@ def _collect(
         nonlocal deadline
         if len(result_data) < RESULT_CAP:
             result_data.extend(chunk)
-        if heartbeat_s is not None and b"\n" in chunk:
-            deadline = max(deadline, time.monotonic() + heartbeat_s)
+        if heartbeat_s is not None and b"\n" in chunk:  # a record: the next one is due soon
+            deadline = time.monotonic() + heartbeat_s
 
     if res_r is not None:
         readers[res_r] = feed_results

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import importlib.util
 import json
+import marshal
+import os
+import queue
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agent.sandbox import harness, isolation, warm
-from agent.sandbox.cgroup import PidsCgroup
+from agent.sandbox.cgroup import GROUPS
 from agent.sandbox.junit import junit_tests
 from agent.sandbox.limits import SandboxLimits
 from agent.sandbox.outcome import asserts_result, command_result, program_result
 from agent.sandbox.process import RawRun, run_process
 from agent.sandbox.result import ExecResult, Isolation
+from agent.sandbox.resume import run_with_resume
 
 HARNESS = Path(harness.__file__).resolve()
 PROCESS_OVERHEAD = 6  # bwrap monitor + pid-1 + supervisor + job + test child, with slack
@@ -34,6 +40,12 @@ class SandboxError(RuntimeError):
 
 class Sandbox:
     """Runs untrusted Python (and test commands) in a fresh, limited, isolated process.
+
+    Assert tests run in order in one module (as MBPP's and HumanEval's harnesses do), each
+    with its own timeout; a test that hangs, crashes or exits gets that result and the
+    remaining tests run in a fresh process. Runs go to a warm fork server (a pre-started
+    interpreter inside the sandbox that forks one child per run) when bubblewrap and the pids
+    cgroup are available, else to a fresh sandboxed interpreter.
 
     Protected against (with bubblewrap and the cgroup pids controller, the default here;
     `result.isolation` says what was in effect for each run and never claims more):
@@ -59,6 +71,10 @@ class Sandbox:
       and memory use by files in the private /tmp (tmpfs);
     - forged results: code running in the harness's process can write fake test records;
       results are as trustworthy as the program is honest (as with any in-process harness);
+    - programs that attack the warm fork server of their worker by means other than killing
+      it (killing is detected, the run reported, the server restarted; /proc/PID/mem and
+      ptrace are refused: the server is non-dumpable and capabilities are dropped); files
+      left in its /tmp, /dev/shm and the run's directory are wiped between runs;
     - with the "netns" or "process" fallbacks, everything filesystem-related above
       (writes go to the real filesystem), and with "process", the network too.
     """
@@ -89,10 +105,24 @@ class Sandbox:
     # ------------------------------------------------------------------ public API
 
     def run_asserts(self, code: str, tests: list[str], setup: str = "") -> ExecResult:
-        """Load `code`, then run each assert statement separately (its own timeout)."""
-        spec = {"mode": "asserts", "code": code, "tests": list(tests), "setup": setup}
-        raw, iso = self._run_harness(spec, n_tests=len(tests))
-        return asserts_result(raw, list(tests), iso)
+        """Load `code`, then run each assert statement separately, each with its own timeout.
+
+        A test that hangs, crashes or exits the process gets that result and the remaining
+        tests still run (in a fresh process).
+        """
+        tests = list(tests)
+        spec = {"mode": "asserts", "code": code, "tests": tests, "setup": setup}
+        isolations: list[Isolation] = []
+
+        def run_from(start: int) -> RawRun:
+            raw, iso = self._run_harness({**spec, "start": start}, n_tests=len(tests) - start)
+            isolations.append(iso)
+            return raw
+
+        raw = run_with_resume(run_from, tests, self.limits.per_test_timeout_s)
+        iso = isolations[-1]
+        iso.notes = list(dict.fromkeys([*iso.notes, *raw.notes]))
+        return asserts_result(raw, tests, iso)
 
     def run_program(
         self, code: str, expected_stdout: str | None = None, stdin: str | None = None
@@ -110,22 +140,42 @@ class Sandbox:
         with self._workdir() as work:
             (work / "solution.py").write_text(code, encoding="utf-8")
             (work / "test_solution.py").write_text(test_file_text, encoding="utf-8")
+            # Plugins are not auto-loaded (the host's may be slow or irrelevant): pytest-timeout
+            # is loaded explicitly when this interpreter has it.
             command = f"{shlex.quote(self.python)} -m pytest test_solution.py"
             if self.python == sys.executable and importlib.util.find_spec("pytest_timeout"):
-                command += f" --timeout={self.limits.per_test_timeout_s:g}"
-            return self.run_command(work, command, timeout_s=3 * self.limits.timeout_s)
+                command += f" -p pytest_timeout --timeout={self.limits.per_test_timeout_s:g}"
+            return self.run_command(
+                work,
+                command,
+                timeout_s=3 * self.limits.timeout_s,
+                extra_env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+            )
 
     def run_command(
-        self, workdir: Path, command: str, *, timeout_s: float | None = None
+        self,
+        workdir: Path,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        extra_env: dict[str, str] | None = None,
+        root: Path | None = None,
     ) -> ExecResult:
         """Run a test command in `workdir` (a directory the caller prepared, e.g. a scratch copy).
 
-        `workdir` is the only writable host directory. A pytest command gets a JUnit XML report
-        added, so the result has one TestResult per test.
+        `workdir` (or `root`, a directory containing it, e.g. the scratch copy of a whole
+        repository when the command runs in a subdirectory) is the only writable host
+        directory, and under bubblewrap the only visible one below /tmp. A pytest command gets
+        a JUnit XML report added, so the result has one TestResult per test. `timeout_s`
+        overrides the limits' wall clock for this command; `extra_env` is added to the
+        scrubbed environment.
         """
         workdir = Path(workdir).resolve()
         if not workdir.is_dir():
             raise SandboxError(f"workdir {workdir} is not a directory; create it first")
+        tree = Path(root).resolve() if root is not None else workdir
+        if not workdir.is_relative_to(tree):
+            raise SandboxError(f"root {tree} must contain workdir {workdir}")
         argv = shlex.split(command)
         if not argv:
             raise SandboxError("empty command: give the test command to run, e.g. 'pytest -q'")
@@ -135,9 +185,9 @@ class Sandbox:
         if is_pytest:
             argv += [f"--junitxml={report}", "-p", "no:cacheprovider"]
         with self._private_dirs() as home:
-            env = self._env(home)
+            env = {**self._env(home), **(extra_env or {})}
             raw = self._spawn(
-                lambda _s, _r: [*self._prefix([workdir, home], workdir), *argv],
+                lambda _s, _r: [*self._prefix([tree, home], workdir), *argv],
                 cwd=workdir,
                 env=env,
                 timeout_s=timeout_s or self.limits.timeout_s,
@@ -159,8 +209,6 @@ class Sandbox:
         return iso
 
     def _pids_fallback(self) -> str:
-        import os
-
         return "none" if os.geteuid() == 0 else "rlimit"
 
     def _prefix(self, writable: list[Path], chdir: Path) -> list[str]:
@@ -172,7 +220,7 @@ class Sandbox:
         try:
             yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_later(path)
 
     @contextlib.contextmanager
     def _private_dirs(self) -> Iterator[Path]:
@@ -196,15 +244,27 @@ class Sandbox:
         }
 
     def _spawn(self, argv_for: Any, **kwargs: Any) -> RawRun:
-        extra = {"nproc": self.limits.max_processes} if not self.use_cgroup else {}
+        raw = self._spawn_raw(argv_for, **kwargs)
+        if self.level == "bwrap" and raw.signal is None and (raw.exit_code or 0) > 128:
+            # bwrap reports a child killed by signal N as exit status 128 + N
+            raw.signal, raw.exit_code = raw.exit_code - 128, None  # type: ignore[operator]
+        return raw
+
+    def _spawn_raw(self, argv_for: Any, **kwargs: Any) -> RawRun:
+        extra = {}
+        if not self.use_cgroup:  # RLIMIT_NPROC counts all of the user's processes
+            extra = {"nproc": self.limits.max_processes + _user_process_count()}
         if extra:
             kwargs["rlimits"] = {**(kwargs.get("rlimits") or {}), **extra}
         if not self.use_cgroup:
             return run_process(argv_for, max_output_bytes=self.limits.max_output_bytes, **kwargs)
-        with PidsCgroup(self.limits.max_processes + PROCESS_OVERHEAD) as cgroup:
+        cgroup = GROUPS.acquire(self.limits.max_processes + PROCESS_OVERHEAD)
+        try:
             return run_process(
                 argv_for, max_output_bytes=self.limits.max_output_bytes, cgroup=cgroup, **kwargs
             )
+        finally:
+            GROUPS.release(cgroup)
 
     def _run_harness(
         self, spec: dict[str, Any], n_tests: int, stdin: str | None = None
@@ -237,7 +297,9 @@ class Sandbox:
                     server.close()
                     continue
                 warm.POOL.release(server)
-                return raw, self._isolation(warm_run=True)
+                iso = self._isolation(warm_run=True)
+                iso.notes += raw.notes
+                return raw, iso
         with self._workdir() as work:
             (work / "home").mkdir()
             (work / "tmp").mkdir()
@@ -248,10 +310,49 @@ class Sandbox:
                 env=self._env(work),
                 timeout_s=self.limits.timeout_s,
                 heartbeat_s=heartbeat_s,
-                spec=json.dumps(spec).encode(),
+                spec=marshal.dumps(spec),
                 stdin=stdin_bytes,
             )
-            return raw, self._isolation()
+            iso = self._isolation()
+            iso.notes += raw.notes
+            return raw, iso
+
+
+def _user_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                count += entry.stat().st_uid == uid
+    return count
+
+
+_trash: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+_trash_lock = threading.Lock()
+_trash_thread: threading.Thread | None = None
+
+
+def _empty_trash() -> None:
+    while (path := _trash.get()) is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_later(path: Path) -> None:
+    """Delete a finished run's directory off the critical path (a background thread)."""
+    global _trash_thread
+    with _trash_lock:
+        if _trash_thread is None:
+            _trash_thread = threading.Thread(target=_empty_trash, name="fixloop-rm", daemon=True)
+            _trash_thread.start()
+            atexit.register(_flush_trash)
+    _trash.put(path)
+
+
+def _flush_trash() -> None:
+    if _trash_thread is not None:
+        _trash.put(None)
+        _trash_thread.join(timeout=30)
 
 
 @functools.cache

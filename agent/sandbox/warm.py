@@ -5,8 +5,9 @@ server runs jobs one at a time, every job in a new session, a fresh job director
 rlimits. Between jobs the host kills every process in the server's cgroup that is not the
 server itself (orphans, fork bombs, timeouts), and the server wipes the job directory, /tmp
 and /dev/shm. A job that kills the server gets a result saying so, and the next job gets a new
-server. What a job shares with later jobs of the same worker: the server process (which it
-could tamper with, e.g. by killing it) and nothing on the host.
+server. What a job shares with later jobs of the same worker: the server process, which is
+non-dumpable (no ptrace, no /proc/PID/mem without the dropped capabilities), and nothing on
+the host.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import marshal
 import os
 import selectors
 import shutil
@@ -23,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,9 @@ START_TIMEOUT_S = 20.0
 KILL_GRACE_S = 3.0
 
 
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixloop-spawn")
+
+
 class ServerDied(RuntimeError):
     """The fork server is gone (killed by a job, or broken); the worker must be restarted."""
 
@@ -49,14 +55,17 @@ class ForkServer:
         self.dir = Path(tempfile.mkdtemp(prefix="fixloop-warm-"))
         self.cgroup = PidsCgroup(SERVER_PROCESSES + 64)
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [
+        argv = self.cgroup.wrap([
             *isolation.bwrap_prefix([self.dir], self.dir, extra_ro=[FORKSERVER.parent]),
             python, "-I", "-S", "-B", "-X", "utf8",
             str(FORKSERVER), str(child.fileno()), str(self.dir), json.dumps(sys_path),
-        ]  # fmt: skip
-        cgroup = self.cgroup
+        ])  # fmt: skip
         try:
-            self.proc = subprocess.Popen(
+            # Started from one long-lived thread: bwrap's --die-with-parent is the kernel's
+            # parent-death signal, which fires when the *thread* that forked it ends, and the
+            # caller's thread (a pool worker, a TUI worker) may end long before the server.
+            self.proc = _SPAWNER.submit(
+                subprocess.Popen,
                 argv,
                 cwd=self.dir,
                 env=env(self.dir),
@@ -65,8 +74,7 @@ class ForkServer:
                 stderr=subprocess.DEVNULL,
                 pass_fds=(child.fileno(),),
                 start_new_session=True,
-                preexec_fn=cgroup.join_from_child,  # noqa: PLW1509 - no locks used
-            )
+            ).result()
         except BaseException:
             self._cleanup_files()
             raise
@@ -111,10 +119,13 @@ class ForkServer:
         max_processes: int,
     ) -> RawRun:
         """Run one harness job. Raises ServerDied when the server is gone before the job ran."""
+        if self.pending_done:  # the previous job's clean-up overlapped with the caller's work
+            self.pending_done = False
+            if not self._await_done():
+                raise ServerDied("the fork server did not finish cleaning up after the last run")
         self.jobs += 1
-        self.cgroup.max_pids = len(self.base) + max_processes + 3
         with contextlib.suppress(OSError):
-            (self.cgroup.path / "pids.max").write_text(str(self.cgroup.max_pids))
+            self.cgroup.set_max(len(self.base) + max_processes + 3)
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -160,7 +171,7 @@ class ForkServer:
         notes: list[str] = []
         sel = selectors.DefaultSelector()
         readers: dict[int, CappedBuffer | None] = {out_r: out, err_r: err, res_r: None}
-        writers: dict[int, memoryview] = {spec_w: memoryview(json.dumps(spec).encode())}
+        writers: dict[int, memoryview] = {spec_w: memoryview(marshal.dumps(spec))}
         if stdin:
             writers[stdin_w] = memoryview(stdin)
         else:
@@ -236,16 +247,15 @@ class ForkServer:
                         else:
                             if len(result_data) < RESULT_CAP:
                                 result_data.extend(chunk)
-                            if b"\n" in chunk:
-                                deadline = max(deadline, time.monotonic() + heartbeat_s)
+                            if b"\n" in chunk:  # a record: the next one is due soon
+                                deadline = time.monotonic() + heartbeat_s
         finally:
             sel.close()
             os.close(pidfd)
             for fd in [*readers, *writers]:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        if not server_died:
-            server_died = not self._await_done()
+        self.pending_done = not server_died
         if server_died:
             notes.append("the sandbox's fork server died during this run (restarted)")
         records = _parse_records(bytes(result_data))
@@ -275,6 +285,7 @@ class ForkServer:
         return bool(msg) and "done" in json.loads(msg)
 
     broken = False
+    pending_done = False
 
 
 class WarmPool:

@@ -24,12 +24,13 @@ written for the model: it is fed back as the next turn.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from agent.environment import FormatProblem
 from agent.events import FileEdit
+from agent.workspace.partial import splice_partial
 
 SEARCH_MARK = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 DIVIDER_MARK = re.compile(r"^\s*={5,9}\s*$")
@@ -47,7 +48,12 @@ _LANGS = {
 _LANG_BY_SUFFIX = {".py": "python", ".toml": "toml", ".json": "json", ".md": "markdown",
                    ".yaml": "yaml", ".yml": "yaml", ".sh": "bash", ".cfg": "ini", ".ini": "ini"}
 
-def format_help(example_path: str = "pkg/module.py") -> str:
+EXAMPLE_PATH = "path/to/file.py"
+# Paths from format examples that small models copy verbatim: read as "no path given".
+EXAMPLE_PATHS = frozenset({EXAMPLE_PATH, "pkg/module.py"})
+
+
+def format_help(example_path: str = EXAMPLE_PATH) -> str:
     """How to write edits, with `example_path` in the examples."""
     return (
         "Reply with the complete new content of each file you change, as a fenced code block "
@@ -150,14 +156,16 @@ def safe_relpath(path: str) -> str:
     return "/".join(parts)
 
 
-def _search_replace_blocks(body: str, path: str | None, where: str) -> list[FileEdit]:
+def _search_replace_blocks(
+    body: str, path: str | None, where: str, default_path: str | None = None
+) -> list[FileEdit]:
     lines = body.splitlines(keepends=True)
     edits: list[FileEdit] = []
     i = 0
     while i < len(lines):
         if not SEARCH_MARK.match(lines[i]):
             candidate = _path_candidate(lines[i]) if lines[i].strip() else None
-            if candidate:
+            if candidate and candidate not in EXAMPLE_PATHS:
                 path = candidate
             i += 1
             continue
@@ -184,6 +192,7 @@ def _search_replace_blocks(body: str, path: str | None, where: str) -> list[File
             raise FormatProblem(
                 f"A SEARCH block {where} does not end with >>>>>>> REPLACE. Close every block."
             )
+        path = path or default_path
         if path is None:
             raise FormatProblem(
                 f"A SEARCH/REPLACE block {where} has no file path. Put the path of the file "
@@ -198,8 +207,9 @@ def _search_replace_blocks(body: str, path: str | None, where: str) -> list[File
 def parse_edits(reply: str, default_path: str | None = None) -> list[FileEdit]:
     """Every edit in a model reply, in order. FormatProblem when there is none or one is invalid.
 
-    `default_path` names the file a lone, unlabelled whole-file block is taken to replace
-    (the task's single named file); without it such a block is a format problem.
+    `default_path` names the file an unlabelled SEARCH/REPLACE block or a lone, unlabelled
+    whole-file block is taken to edit (the task's single editable file); without it such a
+    block is a format problem. A path copied from the format example counts as no path.
     """
     fences = _fences(reply)
     edits: list[FileEdit] = []
@@ -210,15 +220,17 @@ def parse_edits(reply: str, default_path: str | None = None) -> list[FileEdit]:
             or _path_candidate(fence.before)
             or _path_mentioned(fence.before)
         )
+        if path in EXAMPLE_PATHS:
+            path = None
         where = f"in code block {n}" + (f" ({path})" if path else "")
         if any(SEARCH_MARK.match(ln) for ln in fence.body.splitlines()):
-            edits.extend(_search_replace_blocks(fence.body, path, where))
+            edits.extend(_search_replace_blocks(fence.body, path, where, default_path))
         elif path is not None:
             edits.append(FileEdit(path=safe_relpath(path), content=fence.body))
         elif fence.body.strip():
             unlabelled.append(fence)
     if not fences and any(SEARCH_MARK.match(ln) for ln in reply.splitlines()):
-        edits.extend(_search_replace_blocks(reply, None, "outside a code block"))
+        edits.extend(_search_replace_blocks(reply, None, "outside a code block", default_path))
     if unlabelled:
         if default_path is not None and not edits and len(unlabelled) == 1:
             edits.append(FileEdit(path=safe_relpath(default_path), content=unlabelled[0].body))
@@ -261,20 +273,42 @@ def _replace_once(text: str, search: str, replace: str, path: str) -> str:
 
 
 Reader = Callable[[str], str | None]
+_PLACEHOLDER = re.compile(r"<[^<>\n]{1,80}>|\.\.\.|…|#\s*\.\.\..*")
 
 
-def apply_edits(edits: list[FileEdit], read: Reader) -> dict[str, str]:
+def apply_edits(
+    edits: list[FileEdit], read: Reader, splice: bool = True, candidates: Sequence[str] = ()
+) -> dict[str, str]:
     """The new content of every file the edits change. `read(path)` gives the current text.
 
     Blocks for the same file apply in order, each to the result of the previous one.
-    An empty SEARCH creates a file that does not exist yet.
+    An empty SEARCH creates a file that does not exist yet. A "whole" Python file that
+    leaves out top-level definitions is spliced into the current one (see
+    :mod:`agent.workspace.partial`). A SEARCH block for a file that does not exist is
+    moved to the one file among `candidates` (the files the model was shown) that holds
+    its SEARCH text, if there is exactly one.
     """
     files: dict[str, str] = {}
     for edit in edits:
         path = safe_relpath(edit.path)
         current = files[path] if path in files else read(path)
+        if current is None and edit.search and edit.search.strip():
+            holders = [c for c in candidates if edit.search in (files.get(c) or read(c) or "")]
+            if len(holders) == 1:
+                path = holders[0]
+                current = files[path] if path in files else read(path)
         if edit.content is not None:
-            files[path] = edit.content
+            if _PLACEHOLDER.fullmatch(edit.content.strip()):
+                raise FormatProblem(
+                    f"The block for {path} holds a placeholder ({edit.content.strip()!r}), not "
+                    "code. Send the real content of the file."
+                )
+            spliced = (
+                splice_partial(current, edit.content)
+                if splice and current is not None and path.endswith(".py")
+                else None
+            )
+            files[path] = spliced if spliced is not None else edit.content
         elif edit.search is not None:
             replace = edit.replace or ""
             if not edit.search.strip():
@@ -310,5 +344,8 @@ def render_files(files: Mapping[str, str]) -> str:
 
 
 def files_from_rendering(code: str, read: Reader) -> dict[str, str]:
-    """The files a rendering made by :func:`render_files` (possibly edited by the user) sets."""
-    return apply_edits(parse_edits(code), read)
+    """The files a rendering made by :func:`render_files` (possibly edited by the user) sets.
+
+    Its whole files are taken as they are (never spliced: a rendering is complete).
+    """
+    return apply_edits(parse_edits(code), read, splice=False)

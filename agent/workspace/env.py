@@ -28,9 +28,9 @@ from agent.workspace.context import (
     select_files,
 )
 from agent.workspace.edits import (
+    FORMAT_HELP,
     apply_edits,
     files_from_rendering,
-    format_help,
     parse_edits,
     render_files,
 )
@@ -100,6 +100,7 @@ class WorkspaceEnv:
         self.sandbox = Sandbox(SandboxLimits(timeout_s=timeout_s, memory_mb=memory_mb))
         self.baseline: ExecResult | None = None
         self.default_path: str | None = None
+        self.shown: list[str] = []  # the files the first prompt showed the model
         self._task: Task | None = None
         self._last_files: dict[str, str] = {}
         self._results: dict[str, ExecResult] = {}
@@ -139,6 +140,7 @@ class WorkspaceEnv:
         if not named and not failing:  # nothing points anywhere: show the tests and their imports
             failing = [p for p in listed if p.endswith(".py") and _is_test_path(p)][:5]
         chosen = select_files(self.scratch.base_text, listed, named, failing, self.context_chars)
+        self.shown = [f.path for f in chosen]
         editable = [f.path for f in chosen if not _is_test_path(f.path)]
         self.default_path = editable[0] if len(editable) == 1 else None
         if self.baseline.passed:
@@ -152,28 +154,18 @@ class WorkspaceEnv:
             f"Task: {task.text.strip()}",
             status,
             "The relevant files:\n\n" + render_context(chosen, listed),
-            format_help(self.default_path or (named[0] if named else "pkg/module.py")),
+            FORMAT_HELP,
         ])
 
     def parse(self, reply: str) -> Proposal:
         edits = parse_edits(reply, default_path=self.default_path)
         self._check_tests_untouched(edits)
         try:
-            files = apply_edits(edits, self.scratch.base_text)
-        except FormatProblem:
-            if not self._last_files:
-                raise
-            # SEARCH text copied from the previous attempt: build on that attempt instead.
-            previous = self._last_files
-            files = {**previous, **apply_edits(
-                edits, lambda p: previous[p] if p in previous else self.scratch.base_text(p)
-            )}
-        changed = self._changed(files)
-        for path in changed:
-            try:
-                inside(self.scratch.dir, path)
-            except WorkspaceError as exc:
-                raise FormatProblem(str(exc)) from exc
+            for edit in edits:
+                inside(self.scratch.dir, edit.path)
+            changed = self._changed(self._apply(edits))
+        except WorkspaceError as exc:  # a symlink out of the tree, a binary file
+            raise FormatProblem(str(exc)) from exc
         if not changed:
             raise FormatProblem(
                 "Your edits leave every file exactly as it is. Change the code so that the "
@@ -181,6 +173,20 @@ class WorkspaceEnv:
             )
         self._last_files = changed
         return Proposal(code=render_files(changed), edits=edits)
+
+    def _apply(self, edits: list[FileEdit]) -> dict[str, str]:
+        try:
+            return apply_edits(edits, self.scratch.base_text, candidates=self.shown)
+        except FormatProblem:
+            if not self._last_files:
+                raise
+            # SEARCH text copied from the previous attempt: build on that attempt instead.
+            previous = self._last_files
+            return {**previous, **apply_edits(
+                edits,
+                lambda p: previous[p] if p in previous else self.scratch.base_text(p),
+                candidates=self.shown,
+            )}
 
     def _check_tests_untouched(self, edits: list[FileEdit]) -> None:
         """Existing tests are the spec: editing one needs the user to name it (`--file`)."""
@@ -215,7 +221,13 @@ class WorkspaceEnv:
         from agent.sandbox import render_feedback
 
         # No source lines: test line numbers refer to test files, not to the rendering.
-        return render_feedback(result, "", max_chars=3000)
+        text = render_feedback(result, "", max_chars=3000)
+        tail = result.stdout.text.strip()[-1200:]
+        if not result.passed and tail and tail[-200:] not in text:
+            # pytest's own summary names errors (an ImportError at collection, say) that a
+            # per-test report can leave out.
+            text = text.rstrip() + "\n\nTest output (end):\n" + tail
+        return text
 
     def render_feedback(self, result: ExecResult, proposal: Proposal) -> str:
         """What the model sees after a failed run: the test output, and how to answer."""

@@ -54,7 +54,8 @@ def exec_command(
     tests: Annotated[
         Path | None,
         typer.Option(
-            "--tests", help="A pytest file (def test_...), or a file of assert lines (one per test)."
+            "--tests",
+            help="A pytest file (def test_...), or a file of assert lines (one per test).",
         ),
     ] = None,
     asserts: Annotated[
@@ -135,7 +136,10 @@ def _run_pytest(sandbox: Sandbox, program: Path, code: str, test_text: str) -> E
             (work / program.name).write_text(code, encoding="utf-8")
         (work / "test_program.py").write_text(test_text, encoding="utf-8")
         return sandbox.run_command(
-            work, "python -m pytest test_program.py", timeout_s=3 * sandbox.limits.timeout_s
+            work,
+            "python -m pytest test_program.py",
+            timeout_s=3 * sandbox.limits.timeout_s,
+            extra_env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -47,7 +47,7 @@ def _sessions_dir(option: Path | None) -> Path:
 
 
 def _refused(message: str) -> NoReturn:
-    typer.secho(f"refused: {message}", fg=typer.colors.YELLOW, err=True)
+    typer.secho(message, fg=typer.colors.YELLOW, err=True)
     raise typer.Exit(1)
 
 

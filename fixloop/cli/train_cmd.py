@@ -17,23 +17,33 @@ MethodOpt = Annotated[
 ]
 BaseOpt = Annotated[
     str | None,
-    typer.Option("--base", help="Registered model, .gguf file or HF dir (default: current model)."),
+    typer.Option(
+        "--base", help="Registered model, .gguf file or HF dir (default: the current model)."
+    ),
 ]
 DataOpt = Annotated[
     Path | None,
-    typer.Option("--data", help="Dataset dir from `fixloop data build` (default: DATA_DIR/datasets)."),
+    typer.Option(
+        "--data", help="Dataset dir from `fixloop data build` (default: DATA_DIR/datasets)."
+    ),
 ]
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapter or all weights.")]
 EpochsOpt = Annotated[float, typer.Option("--epochs", min=0.01)]
 LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate.")]
 MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after N steps.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per device per step.")]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Sequences (or pairs) per device per step.")
+]
 AccumOpt = Annotated[int, typer.Option("--grad-accum", min=1)]
 MaxLenOpt = Annotated[int, typer.Option("--max-len", min=16, help="Tokens per sequence.")]
 RankOpt = Annotated[int, typer.Option("--lora-r", min=1)]
 OutOpt = Annotated[Path, typer.Option("--out", help="Parent of the run directory.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Train on the first N rows.")]
 SeedOpt = Annotated[int, typer.Option("--seed")]
+CheckpointingOpt = Annotated[
+    bool,
+    typer.Option("--gradient-checkpointing", help="Trade compute for memory (large models)."),
+]
 SaveOpt = Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")]
 QuantOpt = Annotated[str, typer.Option("--quant", help="Q4_K_M (default) or Q8_0.")]
 LoraOnlyOpt = Annotated[
@@ -58,6 +68,7 @@ def _train_config(
     limit: int | None,
     seed: int,
     save_every: int,
+    gradient_checkpointing: bool = False,
 ) -> Any:
     from pydantic import ValidationError
 
@@ -84,6 +95,7 @@ def _train_config(
             limit=limit,
             seed=seed,
             save_every=save_every,
+            gradient_checkpointing=gradient_checkpointing,
         )
     except ValidationError as exc:
         fail(f"invalid training options: {exc.errors()[0]['msg']}")
@@ -105,6 +117,7 @@ def train(
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     save_every: SaveOpt = 100,
+    gradient_checkpointing: CheckpointingOpt = False,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run dir from its checkpoint.")
     ] = None,
@@ -119,13 +132,29 @@ def train(
     train_cfg = None
     if resume is None:
         train_cfg = _train_config(
-            method=method, base=base, data=data, lora=lora, epochs=epochs, lr=lr,
-            max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, max_len=max_len,
-            lora_r=lora_r, out=out, limit=limit, seed=seed, save_every=save_every,
+            method=method,
+            base=base,
+            data=data,
+            lora=lora,
+            epochs=epochs,
+            lr=lr,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            max_len=max_len,
+            lora_r=lora_r,
+            out=out,
+            limit=limit,
+            seed=seed,
+            save_every=save_every,
+            gradient_checkpointing=gradient_checkpointing,
         )
     try:
         result = run_training(
-            train_cfg, cache_dir=cfg.cache_dir, registry_dir=cfg.data_dir, resume=resume,
+            train_cfg,
+            cache_dir=cfg.cache_dir,
+            registry_dir=cfg.data_dir,
+            resume=resume,
             progress=True,
         )
     except (DataError, BaseModelError, RunDirError, ValueError) as exc:
@@ -157,11 +186,22 @@ def export(
     cfg = settings()
     try:
         result = export_run(
-            run_dir, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir, quant=quant,
-            lora_only=lora_only, name=name, check=check,
+            run_dir,
+            cache_dir=cfg.cache_dir,
+            data_dir=cfg.data_dir,
+            quant=quant,
+            lora_only=lora_only,
+            name=name,
+            check=check,
         )
-    except (ExportError, ConverterError, QuantizeError, GenerationCheckError, RunDirError,
-            ValueError) as exc:
+    except (
+        ExportError,
+        ConverterError,
+        QuantizeError,
+        GenerationCheckError,
+        RunDirError,
+        ValueError,
+    ) as exc:
         fail(str(exc))
     typer.echo(f"registered {result.name}: {result.gguf}")
     if result.adapter:
@@ -198,8 +238,14 @@ def gate(
     try:
         tasks = gate_tasks(sessions_dir=cfg.sessions_dir, limit=limit)
         result = run_gate(
-            candidate, settings=cfg, tasks=tasks, current=current, max_turns=max_turns,
-            workers=workers, promote=promote, require_significant=require_significant,
+            candidate,
+            settings=cfg,
+            tasks=tasks,
+            current=current,
+            max_turns=max_turns,
+            workers=workers,
+            promote=promote,
+            require_significant=require_significant,
         )
     except (GateError, EvalError, SuiteError, UnknownModelError) as exc:
         fail(str(exc))
@@ -222,6 +268,7 @@ def retrain(
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     save_every: SaveOpt = 100,
+    gradient_checkpointing: CheckpointingOpt = False,
     quant: QuantOpt = "Q4_K_M",
     lora_only: LoraOnlyOpt = False,
     gate_limit: Annotated[
@@ -247,18 +294,47 @@ def retrain(
 
     cfg = settings()
     train_cfg = _train_config(
-        method=method, base=base, data=data, lora=lora, epochs=epochs, lr=lr,
-        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, max_len=max_len,
-        lora_r=lora_r, out=out, limit=limit, seed=seed, save_every=save_every,
+        method=method,
+        base=base,
+        data=data,
+        lora=lora,
+        epochs=epochs,
+        lr=lr,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_len=max_len,
+        lora_r=lora_r,
+        out=out,
+        limit=limit,
+        seed=seed,
+        save_every=save_every,
+        gradient_checkpointing=gradient_checkpointing,
     )
     try:
         result = run_retrain(
-            cfg, train_cfg, sessions=[cfg.sessions_dir], quant=quant, lora_only=lora_only,
-            gate_limit=gate_limit, max_turns=max_turns, workers=workers, promote=promote,
+            cfg,
+            train_cfg,
+            sessions=[cfg.sessions_dir],
+            quant=quant,
+            lora_only=lora_only,
+            gate_limit=gate_limit,
+            max_turns=max_turns,
+            workers=workers,
+            promote=promote,
             skip_build=skip_build,
         )
-    except (DataError, BaseModelError, ExportError, ConverterError, GenerationCheckError,
-            GateError, EvalError, SuiteError, ValueError) as exc:
+    except (
+        DataError,
+        BaseModelError,
+        ExportError,
+        ConverterError,
+        GenerationCheckError,
+        GateError,
+        EvalError,
+        SuiteError,
+        ValueError,
+    ) as exc:
         fail(str(exc))
     typer.echo(result.report_md.read_text(encoding="utf-8"))
     typer.echo(f"report: {result.report_md}\nplot:   {result.report_png}")

@@ -11,7 +11,14 @@ import pytest
 from agent.backends import make_backend
 from agent.backends.llama_cpp import LlamaCppBackend
 from agent.config import Settings
-from agent.events import ChatMessage, ContextTrimmed, EpisodeFinished, ModelReplied, SamplingParams
+from agent.events import (
+    ChatMessage,
+    ContextTrimmed,
+    EpisodeFinished,
+    ModelReplied,
+    PromptSent,
+    SamplingParams,
+)
 from agent.events import Task as TaskModel
 from agent.models import builtin_models
 from agent.session import AgentSession
@@ -58,18 +65,18 @@ def test_prompt_uses_the_gguf_chat_template(smol: LlamaCppBackend) -> None:
 
 
 def test_streaming_greedy_is_deterministic_and_counted(smol: LlamaCppBackend) -> None:
-    params = SamplingParams(temperature=0.0, max_tokens=24, seed=0)
+    params = SamplingParams(temperature=0.0, max_tokens=12, seed=0)
     first = list(smol.stream_chat(MESSAGES, params))
     second = list(smol.stream_chat(MESSAGES, params))
     text = "".join(c.text for c in first)
     assert text and text == "".join(c.text for c in second)
-    assert len([c for c in first if c.text]) > 5  # streamed, not in one piece
+    assert len([c for c in first if c.text]) > 3  # streamed, not in one piece
     last = first[-1]
     assert last.prompt_tokens == smol.count_tokens(MESSAGES)
     assert last.finish_reason in ("length", "stop")
-    assert 0 < (last.completion_tokens or 0) <= 24 + 1
+    assert 0 < (last.completion_tokens or 0) <= 12 + 1
     if last.finish_reason == "length":
-        assert abs((last.completion_tokens or 0) - 24) <= 2
+        assert abs((last.completion_tokens or 0) - 12) <= 2
 
 
 def test_closing_the_stream_stops_generation(smol: LlamaCppBackend) -> None:
@@ -87,7 +94,7 @@ def test_json_schema_constrains_the_output(smol: LlamaCppBackend) -> None:
         "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
         "required": ["path", "content"],
     }
-    params = SamplingParams(max_tokens=80)
+    params = SamplingParams(max_tokens=40)
     chunks = list(
         smol.stream_chat(
             MESSAGES, params, response_format={"type": "json_object", "schema": schema}
@@ -104,24 +111,29 @@ def test_json_schema_constrains_the_output(smol: LlamaCppBackend) -> None:
 def test_long_conversation_is_trimmed_not_crashed(
     smol_small_ctx: LlamaCppBackend, tmp_path: Path
 ) -> None:
+    """A task longer than the window allows: it is shortened (and logged), never overflowed."""
     backend = smol_small_ctx
     settings = Settings(
         model="smollm2-135m",
         n_ctx=512,
-        max_turns=3,
-        max_tokens=160,
+        max_turns=1,
+        max_tokens=96,
         sessions_dir=tmp_path,
         data_dir=tmp_path,
     )
-    long_task = "Write a function add(a, b) returning a + b. " + "Be careful. " * 60
+    long_task = "Write a function add(a, b) returning a + b. " + "Be careful here. " * 120
     task = TaskModel(text=long_task, tests=["assert add(1, 2) == 3"])
     session = AgentSession(task, backend, settings, purpose="solve")
     events = list(session.start())
     done = events[-1]
     assert isinstance(done, EpisodeFinished) and done.outcome in ("passed", "failed")
-    assert any(isinstance(e, ContextTrimmed) for e in events) or done.outcome == "passed"
-    for reply in (e for e in events if isinstance(e, ModelReplied)):
-        assert reply.prompt_tokens + reply.completion_tokens <= 512
+    trim = next(e for e in events if isinstance(e, ContextTrimmed))
+    assert trim.tokens_before > 512 - 96 >= trim.tokens_after and trim.n_ctx == 512
+    sent = next(e for e in events if isinstance(e, PromptSent))
+    assert backend.count_tokens(sent.messages) == sent.prompt_tokens == trim.tokens_after
+    assert "assert add(1, 2) == 3" in sent.messages[1].content  # head and tail kept
+    reply = next(e for e in events if isinstance(e, ModelReplied))
+    assert reply.prompt_tokens + reply.completion_tokens <= 512
 
 
 @pytest.fixture

@@ -231,9 +231,16 @@ def test_workers_overlap_episodes_with_one_generation_at_a_time(
         Task(text=f"Add, case {i}.", tests=[f"assert add({i}, 1) == {i + 1}"], task_id=f"w/{i}")
         for i in range(6)
     ]
-    result = run(settings, tmp_path / "out", [ADD] * 6, tasks=tasks, workers=3)
+    # each reply streams in 12 pieces of 10 ms: about 0.12 s of "generation"
+    backend = ScriptedBackend([ADD] * 6, delay_s=0.01, name="scripted")
+    result = run(settings, tmp_path / "out", [], tasks=tasks, workers=3, backend=backend)
     assert result.passed.count == 6
     assert result.pass_at_1.count == 6
+    _, records = read_results(Path(result.results_file))
+    # time spent waiting for another worker's generation is not counted as generation
+    assert all(0.1 <= r.gen_s < 0.3 for r in records), [r.gen_s for r in records]
+    # generations never overlapped: the run took at least their sum
+    assert result.elapsed_s >= result.gen_s * 0.95
 
 
 def test_two_models_side_by_side_with_flips(settings: Settings, tmp_path: Path) -> None:

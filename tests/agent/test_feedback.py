@@ -29,11 +29,13 @@ def ratio(a, b):
 
 @pytest.fixture(scope="module")
 def sandbox() -> Sandbox:
-    return Sandbox(SandboxLimits(timeout_s=2, test_timeout_s=1, memory_mb=256))
+    return Sandbox(SandboxLimits(timeout_s=1.5, test_timeout_s=1, memory_mb=256))
 
 
 def test_failed_equality_shows_input_expected_and_actual(sandbox: Sandbox) -> None:
-    result = sandbox.run_asserts(CODE, ["assert median([1, 2, 3]) == 2", "assert median([1, 2]) == 1.5"])
+    result = sandbox.run_asserts(
+        CODE, ["assert median([1, 2, 3]) == 2", "assert median([1, 2]) == 1.5"]
+    )
     text = render_feedback(result, CODE)
     assert text.startswith("1 of 2 tests failed.")
     assert "assert median([1, 2]) == 1.5" in text  # the input

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from agent.sandbox import ExecStatus, Sandbox, SandboxError, SandboxLimits, TestStatus
+from agent.sandbox import ExecStatus, Sandbox, SandboxError, SandboxLimits, TestStatus, warm
 
 CODE = """\
 def double(x):
@@ -78,9 +80,34 @@ def test_hanging_test_is_that_tests_timeout(sandbox: Sandbox) -> None:
     assert result.timed_out_tests == 1
 
 
-def test_tests_do_not_share_state(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(
+    "hang",
+    [
+        "import time\n    while True:\n        try:\n            time.sleep(0.05)\n"
+        "        except BaseException:\n            pass",
+        "import itertools\n    return sum(itertools.repeat(1))",  # C level: no timer breaks it
+    ],
+    ids=["swallows-the-timer", "c-level"],
+)
+def test_unbreakable_hang_is_killed_and_the_other_tests_still_run(
+    sandbox: Sandbox, hang: str
+) -> None:
+    code = CODE + f"\ndef stuck():\n    {hang}\n"
+    tests = ["assert double(1) == 2", "assert stuck() == 1", "assert double(2) == 4"]
+    result = sandbox.run_asserts(code, tests)
+    assert [t.status for t in result.tests] == [
+        TestStatus.PASSED,
+        TestStatus.TIMEOUT,
+        TestStatus.PASSED,
+    ]
+    assert result.status == ExecStatus.TIMEOUT
+    assert any("processes" in note for note in result.isolation.notes)
+
+
+def test_tests_run_in_order_in_one_module(sandbox: Sandbox) -> None:
+    """As in MBPP's and HumanEval's harnesses: one module, tests in order, state shared."""
     code = "items = []\ndef add(x):\n    items.append(x)\n    return len(items)\n"
-    result = sandbox.run_asserts(code, ["assert add(1) == 1", "assert add(2) == 1"])
+    result = sandbox.run_asserts(code, ["assert add(1) == 1", "assert add(2) == 2"])
     assert result.passed
 
 
@@ -151,3 +178,26 @@ def test_limits_validation() -> None:
         SandboxLimits(timeout_s=0)
     with pytest.raises(SandboxError, match="not available"):
         Sandbox(isolation_level="chroot")
+
+
+def test_warm_server_outlives_the_thread_that_started_it() -> None:
+    """bwrap's parent-death signal follows the starting *thread*; servers must not die with it."""
+    warm.POOL.close()  # no idle servers: the next run starts one in the short-lived thread
+    sandbox = Sandbox(SandboxLimits(timeout_s=5))
+    ran, go = threading.Event(), threading.Event()
+
+    def short_lived() -> None:  # starts a server, leaves it in the pool, ends on `go`
+        sandbox.run_program("pass\n")
+        ran.set()
+        go.wait()
+
+    thread = threading.Thread(target=short_lived)
+    thread.start()
+    assert ran.wait(30)
+    timer = threading.Timer(0.3, go.set)  # that thread ends in the middle of the next run
+    timer.start()
+    result = sandbox.run_program("import time\ntime.sleep(1)\nprint('done')\n")
+    thread.join()
+    timer.join()
+    assert result.status == ExecStatus.PASSED, result.isolation.notes
+    assert result.stdout.text == "done\n"

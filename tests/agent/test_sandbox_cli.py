@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from fixloop.cli import app
 from fixloop.cli.exec_cmd import as_assert, read_tests_file
 
-PROGRAM = 'def sq(x):\n    return x * x\n\nif __name__ == "__main__":\n    print(sq(int(input())))\n'
+PROGRAM = (
+    'def sq(x):\n    return x * x\n\nif __name__ == "__main__":\n    print(sq(int(input())))\n'
+)
 
 
 @pytest.fixture
@@ -36,7 +38,9 @@ def test_asserts_file_and_feedback(program: Path, tmp_path: Path) -> None:
 
 
 def test_assert_options_and_json(program: Path) -> None:
-    code, out = run(str(program), "--assert", "sq(2) == 4", "--assert", "assert sq(0) == 0", "--json")
+    code, out = run(
+        str(program), "--assert", "sq(2) == 4", "--assert", "assert sq(0) == 0", "--json"
+    )
     assert code == 0
     data = json.loads(out)
     assert data["status"] == "passed"
@@ -85,4 +89,7 @@ def test_helpers(tmp_path: Path) -> None:
     assert as_assert("x = 1") == "x = 1"
     path = tmp_path / "t.txt"
     path.write_text("assert f(1)\nfor i in range(2):\n    assert f(i)\n")
-    assert read_tests_file(path) == ("asserts", ["assert f(1)", "for i in range(2):\n    assert f(i)"])
+    assert read_tests_file(path) == (
+        "asserts",
+        ["assert f(1)", "for i in range(2):\n    assert f(i)"],
+    )

@@ -16,9 +16,8 @@ from agent.sandbox import ExecStatus, Sandbox, SandboxLimits, TestStatus, isolat
 from agent.sandbox.cgroup import GROUP_PARENT, PIDS_ROOT
 from agent.sandbox.warm import SERVER_PROCESSES
 
-
 LIMITS = SandboxLimits(
-    timeout_s=1.5, memory_mb=256, max_output_bytes=4096, max_processes=16, max_file_mb=8
+    timeout_s=1.0, memory_mb=256, max_output_bytes=4096, max_processes=16, max_file_mb=8
 )
 
 
@@ -103,7 +102,10 @@ def test_huge_allocation_is_a_memory_error(sandbox: Sandbox) -> None:
 
 def test_a_gigabyte_of_stdout_is_capped(sandbox: Sandbox) -> None:
     big = Sandbox(LIMITS.model_copy(update={"timeout_s": 20}), warm_start=sandbox.warm)
-    code = "import sys\nchunk = b'y' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.buffer.write(chunk)\n"
+    code = (
+        "import sys\nchunk = b'y' * (1 << 20)\n"
+        "for _ in range(1024):\n    sys.stdout.buffer.write(chunk)\n"
+    )
     result = big.run_program(code)
     assert result.status == ExecStatus.PASSED
     assert result.stdout.total_bytes == 1 << 30
@@ -184,7 +186,9 @@ def test_secret_environment_variable_is_not_visible(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FIXLOOP_TEST_SECRET_TOKEN", "s3cr3t-value")
-    code = "import os\nprint(os.environ.get('FIXLOOP_TEST_SECRET_TOKEN'))\nprint(sorted(os.environ))\n"
+    code = (
+        "import os\nprint(os.environ.get('FIXLOOP_TEST_SECRET_TOKEN'))\nprint(sorted(os.environ))\n"
+    )
     result = sandbox.run_program(code)
     assert result.status == ExecStatus.PASSED
     assert "s3cr3t-value" not in result.stdout.text
@@ -253,7 +257,9 @@ def test_os_exit(sandbox: Sandbox) -> None:
     result = sandbox.run_program("import os\nprint('bye', flush=True)\nos._exit(3)\n")
     assert (result.status, result.exit_code) == (ExecStatus.ERROR, 3)
     assert result.stdout.text == "bye\n"
-    in_test = sandbox.run_asserts("import os\ndef f():\n    os._exit(3)\n", ["assert f()", "assert 1"])
+    in_test = sandbox.run_asserts(
+        "import os\ndef f():\n    os._exit(3)\n", ["assert f()", "assert 1"]
+    )
     assert in_test.tests[0].status == TestStatus.ERROR
     assert "code 3" in in_test.tests[0].message
     assert in_test.tests[1].status == TestStatus.PASSED
@@ -279,3 +285,25 @@ def test_file_size_limit(sandbox: Sandbox) -> None:
     result = sandbox.run_program(code)
     assert result.status == ExecStatus.ERROR
     assert "File too large" in result.stderr.text
+
+
+@pytest.mark.parametrize("attack", ["os.kill(os.getppid(), 9)", "os.kill(-1, 9)"])
+def test_killing_the_supervisor_is_reported_and_the_next_run_works(
+    sandbox: Sandbox, attack: str
+) -> None:
+    result = sandbox.run_program(f"import os, time\n{attack}\ntime.sleep(5)\n")
+    assert result.status in (ExecStatus.KILLED, ExecStatus.ERROR)
+    assert result.status != ExecStatus.PASSED
+    again = sandbox.run_asserts("def f():\n    return 1\n", ["assert f() == 1"])
+    assert again.status == ExecStatus.PASSED
+
+
+def test_job_cannot_tamper_with_the_warm_server(sandbox: Sandbox) -> None:
+    if not sandbox.warm:
+        pytest.skip("only warm runs share a server with later runs")
+    code = (
+        "import os\ntry:\n    open(f'/proc/{os.getppid()}/mem', 'r+b')\n    print('open')\n"
+        "except OSError as exc:\n    print(type(exc).__name__)\n"
+    )
+    result = sandbox.run_program(code)
+    assert result.stdout.text == "PermissionError\n"

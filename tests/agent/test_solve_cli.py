@@ -126,7 +126,7 @@ def test_end_to_end_episode_with_smollm(smollm_path: Path) -> None:
         "--max-turns",
         "2",
         "--max-tokens",
-        "128",
+        "64",
         "--json",
         timeout=300,
     )
@@ -157,7 +157,7 @@ def test_kill_9_leaves_a_readable_log(smollm_path: Path) -> None:
             "--max-turns",
             "6",
             "--max-tokens",
-            "96",
+            "48",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

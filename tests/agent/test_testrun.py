@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 from pathlib import Path
 
@@ -65,6 +66,17 @@ def test_passing_pytest_file(sandbox: Sandbox) -> None:
     assert result.n_passed == 4
 
 
+@pytest.mark.skipif(not importlib.util.find_spec("pytest_timeout"), reason="needs pytest-timeout")
+def test_hanging_pytest_test_is_that_tests_timeout() -> None:
+    sandbox = Sandbox(SandboxLimits(timeout_s=20, test_timeout_s=1))
+    tests = "import time\n\ndef test_hang():\n    time.sleep(60)\n\ndef test_ok():\n    pass\n"
+    result = sandbox.run_pytest_file("", tests)
+    by_name = {t.name.split("::")[-1]: t.status for t in result.tests}
+    assert by_name == {"test_hang": TestStatus.TIMEOUT, "test_ok": TestStatus.PASSED}
+    assert result.status == ExecStatus.TIMEOUT
+    assert result.timed_out_tests == 1
+
+
 def test_run_command_in_a_prepared_workspace(sandbox: Sandbox, tmp_path: Path) -> None:
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
@@ -83,7 +95,8 @@ def test_run_command_in_a_prepared_workspace(sandbox: Sandbox, tmp_path: Path) -
             """
         )
     )
-    result = sandbox.run_command(tmp_path, "python -m pytest -q")
+    no_plugins = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # faster; plugins are not under test
+    result = sandbox.run_command(tmp_path, "python -m pytest -q", extra_env=no_plugins)
     assert result.status == ExecStatus.FAILED
     assert {t.name: t.status for t in result.tests} == {
         "tests/test_core.py::test_square": TestStatus.PASSED,
@@ -93,11 +106,23 @@ def test_run_command_in_a_prepared_workspace(sandbox: Sandbox, tmp_path: Path) -
 
 
 def test_run_command_plain_exit_status(sandbox: Sandbox, tmp_path: Path) -> None:
-    ok = sandbox.run_command(tmp_path, "python -c 'open(\"out.txt\", \"w\").write(\"x\")'")
+    ok = sandbox.run_command(tmp_path, 'python -c \'open("out.txt", "w").write("x")\'')
     assert ok.status == ExecStatus.PASSED and ok.tests == []
     assert (tmp_path / "out.txt").read_text() == "x"  # the workdir is writable
     bad = sandbox.run_command(tmp_path, "python -c 'raise SystemExit(5)'")
     assert (bad.status, bad.exit_code) == (ExecStatus.ERROR, 5)
+
+
+def test_run_command_in_a_subdirectory_sees_its_root(sandbox: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / "shared.txt").write_text("from the root")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    cmd = "python -c 'print(open(\"../shared.txt\").read())'"
+    result = sandbox.run_command(sub, cmd, root=tmp_path)
+    assert result.status == ExecStatus.PASSED, result.stderr.text
+    assert result.stdout.text == "from the root\n"
+    with pytest.raises(SandboxError, match="must contain"):
+        sandbox.run_command(tmp_path, "true", root=sub)
 
 
 def test_run_command_timeout(sandbox: Sandbox, tmp_path: Path) -> None:

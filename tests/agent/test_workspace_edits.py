@@ -117,3 +117,80 @@ def test_a_path_named_in_the_sentence_before_the_block_is_used() -> None:
     ambiguous = "Since tests/test_ranges.py expects it, change ranges.py:\n```python\nA = 1\n```"
     with pytest.raises(FormatProblem, match="no file path"):
         parse_edits(ambiguous)
+
+
+ORIGINAL = '''"""Helpers."""
+
+import math
+
+LIMIT = 10
+
+
+def inclusive_range(start, stop):
+    return list(range(start, stop))
+
+
+@staticmethod
+def chunks(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]
+'''
+
+
+def test_a_partial_python_file_is_spliced_into_the_original() -> None:
+    partial = (
+        "import os\n\nLIMIT = 20\n\n\ndef inclusive_range(start, stop):\n"
+        "    return list(range(start, stop + 1))\n\n\ndef helper():\n    return os.sep\n"
+    )
+    reply = f"ranges.py\n```python\n{partial}```"
+    [merged] = apply_edits(parse_edits(reply), read_from({"ranges.py": ORIGINAL})).values()
+    assert merged == (
+        ORIGINAL.replace("import math\n", "import math\nimport os\n")
+        .replace("LIMIT = 10", "LIMIT = 20")
+        .replace("range(start, stop))", "range(start, stop + 1))")
+        + "\n\ndef helper():\n    return os.sep\n"
+    )
+
+
+def test_a_complete_file_and_a_rendering_are_never_spliced() -> None:
+    whole = ORIGINAL.replace("stop))", "stop + 1))")
+    reply = f"ranges.py\n```python\n{whole}```"
+    assert apply_edits(parse_edits(reply), read_from({"ranges.py": ORIGINAL})) == {
+        "ranges.py": whole
+    }
+    # A rendering is complete: a function removed by the proposal stays removed.
+    without_chunks = ORIGINAL.split("\n\n@staticmethod")[0] + "\n"
+    rendering = render_files({"ranges.py": without_chunks})
+    assert files_from_rendering(rendering, read_from({"ranges.py": ORIGINAL})) == {
+        "ranges.py": without_chunks
+    }
+
+
+@pytest.mark.parametrize("placeholder", ["<the whole file>", "...", "# ... rest unchanged"])
+def test_a_placeholder_instead_of_code_is_a_format_problem(placeholder: str) -> None:
+    reply = f"ranges.py\n```python\n{placeholder}\n```"
+    with pytest.raises(FormatProblem, match="holds a placeholder"):
+        apply_edits(parse_edits(reply), read_from({"ranges.py": SOURCE}))
+
+
+def test_the_format_examples_path_counts_as_no_path() -> None:
+    reply = (
+        "pkg/module.py\n```python\n<<<<<<< SEARCH\n    return list(range(start, stop))\n"
+        "=======\n    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```"
+    )
+    with pytest.raises(FormatProblem, match="has no file path"):
+        parse_edits(reply)
+    [edit] = parse_edits(reply, default_path="ranges.py")
+    assert edit.path == "ranges.py"
+
+
+def test_a_search_block_for_a_missing_file_moves_to_the_one_file_that_matches() -> None:
+    reply = (
+        "src/ranges.py\n```python\n<<<<<<< SEARCH\n    return list(range(start, stop))\n"
+        "=======\n    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```"
+    )
+    files = {"ranges.py": SOURCE, "other.py": "X = 1\n"}
+    assert apply_edits(parse_edits(reply), read_from(files), candidates=list(files)) == {
+        "ranges.py": SOURCE.replace("stop))", "stop + 1))")
+    }
+    with pytest.raises(FormatProblem, match="does not exist"):
+        apply_edits(parse_edits(reply), read_from(files))

@@ -38,7 +38,11 @@ from agent.workspace import WorkspaceEnv
 from fixloop.cli import app
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "offbyone_repo"
-TEST_CMD = f"{sys.executable} -m pytest -q"
+# The venv's heavy pytest plugins (snapshot testing, asyncio) are not needed by the fixture
+# and cost seconds per run on a loaded machine.
+TEST_CMD = f"{sys.executable} -m pytest -q " + " ".join(
+    f"-p no:{name}" for name in ("textual-snapshot", "syrupy", "asyncio", "anyio")
+)
 BUGGY = "    return list(range(start, stop))\n"
 
 NO_MATCH = (
@@ -196,7 +200,17 @@ def test_outside_git_it_works_in_a_scratch_workspace_and_says_so(tmp_path: Path)
     plain = tmp_path / "plain"
     shutil.copytree(FIXTURE, plain)
     before = snapshot(plain)
-    session = run_session(plain, tmp_path, [RIGHT_FIX.replace("stop + 2", "stop")])
+    # What Qwen2.5-Coder-1.5B really sent for this repository: only the function it changed,
+    # here also without the path line. It is taken as ranges.py (the one file to edit) and
+    # spliced into it, so `chunks` is kept.
+    partial = (
+        'Here is the fix:\n```python\n"""Integer range helpers."""\n\n\n'
+        "def inclusive_range(start: int, stop: int) -> list[int]:\n"
+        '    """The integers from start to stop, both ends included."""\n'
+        "    return list(range(start, stop + 1))  # Fixed the range to include the stop value\n"
+        "```"
+    )
+    session = run_session(plain, tmp_path, [partial])
     env = session.env
     assert isinstance(env, WorkspaceEnv)
     assert "not a git repository" in env.notice and str(env.scratch.dir) in env.notice
@@ -205,7 +219,8 @@ def test_outside_git_it_works_in_a_scratch_workspace_and_says_so(tmp_path: Path)
     session.close()
     assert not any(isinstance(e, Committed) for e in accepted)
     assert snapshot(plain) == before
-    assert "stop + 1" in (env.scratch.dir / "ranges.py").read_text()
+    kept = (env.scratch.dir / "ranges.py").read_text()
+    assert "stop + 1" in kept and "def chunks" in kept
     assert "accepted files are in the scratch workspace" in env.notice
     env.scratch.close(force=True)
 

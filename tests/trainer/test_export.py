@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.tiny import make_tiny_base, write_toy_data
+from tests.trainer.tiny import shared_tiny
 from trainer.train.config import TrainConfig
 
 pytest.importorskip("transformers")
@@ -20,15 +20,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from agent import paths
-    from agent.models import builtin_models, ensure_model
 
-    smollm = ensure_model(
-        builtin_models()["smollm2-135m"], paths.default_cache_dir(), progress=False
-    )
+    base, data = shared_tiny(tmp_path_factory.getbasetemp())
     root = tmp_path_factory.mktemp("export")
     return {
-        "base": make_tiny_base(root / "base", smollm),
-        "data": write_toy_data(root / "toy"),
+        "base": base,
+        "data": data,
         "runs": root / "runs",
         "registry": root / "registry",
         # The converter is fetched once per machine into the real cache (a 77 MB sdist).
@@ -40,9 +37,20 @@ def _train(env: dict[str, Path], method: str, base: Path, **kw: object) -> Path:
     from trainer.train.loop import run_training
 
     cfg = TrainConfig.model_validate(
-        {"method": method, "base": str(base), "data_dir": env["data"], "out_dir": env["runs"],
-         "lr": 5e-3, "max_steps": 4, "batch_size": 4, "lora_r": 8, "lora_alpha": 16,
-         "max_len": 128, "warmup_ratio": 0.0, **kw}
+        {
+            "method": method,
+            "base": str(base),
+            "data_dir": env["data"],
+            "out_dir": env["runs"],
+            "lr": 3e-2,
+            "max_steps": 3,
+            "batch_size": 4,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "max_len": 128,
+            "warmup_ratio": 0.0,
+            **kw,
+        }
     )
     return run_training(
         cfg, cache_dir=env["cache"], registry_dir=env["registry"], progress=False
@@ -74,11 +82,17 @@ def test_leti_run_exports_merged_quantized_and_registered(env: dict[str, Path]) 
     manifest = env["data"] / "manifest.json"
     assert lin["method"] == "leti" and lin["base"] == str(env["base"])
     assert lin["data_manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
-    assert lin["metrics"]["steps"] == 4 and lin["export"] == "merged"
+    assert lin["metrics"]["steps"] == 3 and lin["export"] == "merged"
     assert reg.active() is None  # registered, not promoted: that is the gate's call
     with pytest.raises(ExportError, match="cannot carry"):
-        export_run(run, cache_dir=env["cache"], data_dir=env["registry"], lora_only=True,
-                   name="x", progress=False)
+        export_run(
+            run,
+            cache_dir=env["cache"],
+            data_dir=env["registry"],
+            lora_only=True,
+            name="x",
+            progress=False,
+        )
 
 
 def test_lora_only_export_applies_to_a_quantized_gguf_base(env: dict[str, Path]) -> None:
@@ -96,16 +110,22 @@ def test_lora_only_export_applies_to_a_quantized_gguf_base(env: dict[str, Path])
     assert base_gguf.stat().st_size < f16.stat().st_size
 
     run = _train(env, "sft", base_gguf)  # the base is dequantized by transformers
-    result = export_run(run, cache_dir=env["cache"], data_dir=env["registry"], lora_only=True,
-                        progress=False)
+    result = export_run(
+        run, cache_dir=env["cache"], data_dir=env["registry"], lora_only=True, progress=False
+    )
     assert result.adapter is not None and result.adapter.read_bytes()[:4] == b"GGUF"
     assert result.gguf == base_gguf.resolve()
     spec = Registry(env["registry"]).get(result.name)
     assert spec.adapter == result.adapter.resolve() and spec.lineage["export"] == "lora"
 
     def last_logits(lora: Path | None) -> list[float]:
-        llm = Llama(model_path=str(base_gguf), lora_path=str(lora) if lora else None,
-                    n_ctx=64, logits_all=True, verbose=False)
+        llm = Llama(
+            model_path=str(base_gguf),
+            lora_path=str(lora) if lora else None,
+            n_ctx=64,
+            logits_all=True,
+            verbose=False,
+        )
         llm.eval(llm.tokenize(b"def add(a, b):"))
         out = [float(x) for x in llm.scores[llm.n_tokens - 1][:200]]
         llm.close()

@@ -8,71 +8,48 @@ outcomes differ in a known way and the gate's real decision logic can be checked
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.backends.base import StreamChunk
 from agent.config import Settings
-from agent.events import ChatMessage, ModelIdentity, SamplingParams, Task
+from agent.events import Task
 from agent.models import ModelSpec, Registry
+from tests.trainer.tiny import OracleBackend, mbpp_solutions
 from trainer.gate import MetricComparison, decide, paired_bootstrap_ci, run_gate
 
 N_TASKS = 6
 
 
-class OracleBackend:
-    """Replies with the reference solution for the tasks in `knows`, else a broken program."""
-
-    def __init__(self, name: str, solutions: dict[str, str], knows: set[str]) -> None:
-        self.identity = ModelIdentity(name=name, backend="scripted")
-        self.n_ctx = 4096
-        self.solutions = solutions
-        self.knows = knows
-
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(len(m.content.split()) + 4 for m in messages)
-
-    def stream_chat(
-        self,
-        messages: list[ChatMessage],
-        params: SamplingParams,
-        response_format: dict[str, Any] | None = None,
-    ) -> Iterator[StreamChunk]:
-        first_user = next(m.content for m in messages if m.role == "user")
-        text = next(t for t in self.solutions if t in first_user)
-        code = self.solutions[text] if text in self.knows else "result = None\n"
-        reply = f"```python\n{code}\n```"
-        yield StreamChunk(text=reply)
-        yield StreamChunk(
-            text="", finish_reason="stop", prompt_tokens=self.count_tokens(messages),
-            completion_tokens=len(reply.split()),
-        )
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> dict[str, Any]:
-    from agent.eval.suites import load_mbpp, mbpp_dir
+    from agent.eval.suites import load_mbpp
 
     tasks: list[Task] = load_mbpp("validation")[:N_TASKS]
-    refs = {
-        f"mbpp/{row['task_id']}": row["code"]
-        for row in map(json.loads, (mbpp_dir() / "validation.jsonl").read_text().splitlines())
-    }
-    solutions = {t.text: refs[t.task_id or ""] for t in tasks}
+    solutions = mbpp_solutions(tasks)
     texts = [t.text for t in tasks]
     settings = Settings(
-        data_dir=tmp_path / "data", sessions_dir=tmp_path / "sessions",
-        cache_dir=tmp_path / "cache", max_turns=2,
+        data_dir=tmp_path / "data",
+        sessions_dir=tmp_path / "sessions",
+        cache_dir=tmp_path / "cache",
+        max_turns=2,
     )
     reg = Registry(settings.data_dir)
     dummy = tmp_path / "dummy.gguf"
     dummy.write_bytes(b"GGUF")
     for name in ("current", "better", "worse"):
-        reg.add(ModelSpec(name=name, description=name, filename=dummy.name, sha256="0" * 64,
-                          size=4, path=dummy, kind="trained"))
+        reg.add(
+            ModelSpec(
+                name=name,
+                description=name,
+                filename=dummy.name,
+                sha256="0" * 64,
+                size=4,
+                path=dummy,
+                kind="trained",
+            )
+        )
     knows = {"current": set(texts[:3]), "better": set(texts), "worse": set()}
     backends = {n: OracleBackend(n, solutions, k) for n, k in knows.items()}
     return {"tasks": tasks, "settings": settings, "registry": reg, "backends": backends}
@@ -80,13 +57,18 @@ def world(tmp_path: Path) -> dict[str, Any]:
 
 def test_gate_promotes_a_better_model_and_refuses_a_worse_one(world: dict[str, Any]) -> None:
     reg: Registry = world["registry"]
-    common = {"settings": world["settings"], "tasks": world["tasks"], "current": "current",
-              "backend_for": world["backends"].get, "progress": False}
+    common = {
+        "settings": world["settings"],
+        "tasks": world["tasks"],
+        "current": "current",
+        "backend_for": world["backends"].get,
+        "progress": False,
+    }
 
     worse = run_gate("worse", **common)
     assert not worse.report.promoted
     assert reg.active() is None
-    assert any("worse on pass@1 beyond noise" in r for r in worse.report.reasons), worse.report.markdown()
+    assert any("worse on pass@1 beyond noise" in r for r in worse.report.reasons)
     p1 = worse.report.metrics[0]
     assert (p1.current_rate, p1.candidate_rate, p1.diff) == (0.5, 0.0, -0.5)
     assert p1.ci95[1] < 0 and sorted(p1.only_current) == sorted(
@@ -109,17 +91,32 @@ def test_gate_promotes_a_better_model_and_refuses_a_worse_one(world: dict[str, A
 
 def test_gate_refuses_a_model_that_is_only_as_good(world: dict[str, Any]) -> None:
     world["backends"]["better"].knows = set(world["backends"]["current"].knows)
-    result = run_gate("better", settings=world["settings"], tasks=world["tasks"],
-                      current="current", backend_for=world["backends"].get, progress=False)
+    result = run_gate(
+        "better",
+        settings=world["settings"],
+        tasks=world["tasks"],
+        current="current",
+        backend_for=world["backends"].get,
+        progress=False,
+    )
     assert not result.report.promoted
     assert any(r.startswith("no gain") for r in result.report.reasons)
     assert world["registry"].active() is None
 
 
 def _metric(diff: float, ci: tuple[float, float]) -> MetricComparison:
-    return MetricComparison(metric="m", current="", candidate="", current_rate=0.5,
-                            candidate_rate=0.5 + diff, diff=diff, ci95=ci, mcnemar_p=1.0,
-                            only_candidate=[], only_current=[])
+    return MetricComparison(
+        metric="m",
+        current="",
+        candidate="",
+        current_rate=0.5,
+        candidate_rate=0.5 + diff,
+        diff=diff,
+        ci95=ci,
+        mcnemar_p=1.0,
+        only_candidate=[],
+        only_current=[],
+    )
 
 
 def test_decision_rule() -> None:

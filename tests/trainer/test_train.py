@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.tiny import make_tiny_base, write_toy_data
+from tests.trainer.tiny import shared_tiny
 from trainer.train import rundir
 from trainer.train.config import LETI_TOKENS, METHODS, TrainConfig
 from trainer.train.data import DataError, load_examples
@@ -19,14 +19,7 @@ pytest.importorskip("accelerate")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from agent import paths
-    from agent.models import builtin_models, ensure_model
-
-    smollm = ensure_model(
-        builtin_models()["smollm2-135m"], paths.default_cache_dir(), progress=False
-    )
-    root = tmp_path_factory.mktemp("tiny")
-    return make_tiny_base(root / "base", smollm), write_toy_data(root / "data")
+    return shared_tiny(tmp_path_factory.getbasetemp())
 
 
 def _cfg(tiny: tuple[Path, Path], tmp_path: Path, method: str, **kw: object) -> TrainConfig:
@@ -36,22 +29,22 @@ def _cfg(tiny: tuple[Path, Path], tmp_path: Path, method: str, **kw: object) -> 
         "base": str(base),
         "data_dir": data,
         "out_dir": tmp_path / "runs",
-        "lr": 5e-3,
+        "lr": 3e-2,
         "batch_size": 4,
-        "max_steps": 12,
+        "max_steps": 6,
         "lora_r": 8,
         "lora_alpha": 16,
         "lora_dropout": 0.0,
         "warmup_ratio": 0.0,
         "max_len": 128,
-        "save_every": 6,
+        "save_every": 3,
         "beta": 0.5,
     }
     opts.update(kw)
     return TrainConfig.model_validate(opts)
 
 
-def _train(cfg: TrainConfig, tmp_path: Path, **kw: object):  # noqa: ANN202
+def _train(cfg: TrainConfig, tmp_path: Path, **kw: object):
     from trainer.train.loop import run_training
 
     return run_training(
@@ -65,8 +58,14 @@ def test_each_method_trains_and_the_loss_falls(
 ) -> None:
     result = _train(_cfg(tiny, tmp_path, method), tmp_path)
     m = result.metrics
-    assert m["steps"] == 12
-    assert m["final_loss"] < 0.8 * m["first_loss"], (m["first_loss"], m["final_loss"])
+    assert m["steps"] == 6
+    # Full-batch steps on a fixed toy set: the loss moves only if the model learns.
+    # LM losses start near ln(49152) ~ 10.8 for a random model and fall slowly with LoRA;
+    # DPO starts at ln 2 and KTO at 0.5 and fall fast.
+    if method in ("dpo", "kto"):
+        assert m["final_loss"] < 0.8 * m["first_loss"], (m["first_loss"], m["final_loss"])
+    else:
+        assert m["final_loss"] < m["first_loss"] - 0.2, (m["first_loss"], m["final_loss"])
     run = result.run_dir
     assert run.parent == tmp_path / "runs" and run.name.endswith(f"-{method}")
     for name in (rundir.CONFIG, rundir.DATA, rundir.METRICS, rundir.LOSS_PNG, rundir.HISTORY):
@@ -79,7 +78,7 @@ def test_each_method_trains_and_the_loss_falls(
 
     assert data["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     history = rundir.read_history(run)
-    assert [h["step"] for h in history] == list(range(1, 13))
+    assert [h["step"] for h in history] == list(range(1, 7))
     assert all(h["tokens_per_s"] and h["tokens_per_s"] > 0 for h in history)
     if method == "dpo":
         assert m["reward_acc"] == 1.0
@@ -98,22 +97,47 @@ def test_resume_continues_to_the_same_weights(tiny: tuple[Path, Path], tmp_path:
 
     from safetensors.torch import load_file
 
-    cfg = _cfg(tiny, tmp_path, "sft", max_steps=6, save_every=3, batch_size=2, lora_dropout=0.1)
+    # 4 examples, batch 2: two steps per epoch; the step-3 checkpoint is mid-epoch.
+    cfg = _cfg(tiny, tmp_path, "sft", max_steps=4, save_every=1, batch_size=2, lora_dropout=0.1)
     whole = _train(cfg, tmp_path)
+    assert sorted(p.name for p in (whole.run_dir / "checkpoints").iterdir()) == ["step-3", "step-4"]
     # An interrupted copy: it got as far as the step-3 checkpoint.
     cut = tmp_path / "cut"
     shutil.copytree(whole.run_dir, cut)
-    for p in (rundir.ADAPTER, rundir.METRICS, "checkpoints/step-6"):
+    for p in (rundir.ADAPTER, rundir.METRICS, "checkpoints/step-4"):
         target = cut / p
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     resumed = _train(None, tmp_path, resume=cut)  # type: ignore[arg-type]
     assert resumed.run_dir == cut
-    assert [h["step"] for h in rundir.read_history(cut)] == [1, 2, 3, 4, 5, 6]
+    assert [h["step"] for h in rundir.read_history(cut)] == [1, 2, 3, 4]
+    assert (cut / "checkpoints" / "step-4").is_dir()
     a = load_file(whole.run_dir / rundir.ADAPTER / "adapter_model.safetensors")
     b = load_file(cut / rundir.ADAPTER / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max().item() < 1e-5, key
+
+
+def test_loss_is_on_the_completion_tokens_only(tiny: tuple[Path, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from trainer.train.data import encode
+
+    tok = AutoTokenizer.from_pretrained(tiny[0])
+    enc = encode(tok, "Write add.\n", "def add(a, b):\n    return a + b\n", 64)
+    n_prompt = len(tok("Write add.\n")["input_ids"])
+    assert enc.labels[:n_prompt] == [-100] * n_prompt
+    assert enc.labels[n_prompt:] == enc.input_ids[n_prompt:]
+    assert enc.input_ids[-1] == tok.eos_token_id
+    # Conversations go through the chat template; only the assistant turn is scored.
+    conv = encode(
+        tok, [{"role": "user", "content": "hi"}], [{"role": "assistant", "content": "hello"}], 256
+    )
+    scored = tok.decode([t for t in conv.labels if t != -100])
+    assert "hello" in scored and "hi" not in scored.replace("hello", "")
+    # Too long: the prompt is cut from the left, the completion kept.
+    cut = encode(tok, "x " * 100, "def f():\n    pass\n", 24)
+    assert len(cut.input_ids) == 24 and cut.labels[-1] == tok.eos_token_id
 
 
 def test_training_takes_the_train_split_only(tiny: tuple[Path, Path]) -> None:

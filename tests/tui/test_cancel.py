@@ -8,7 +8,7 @@ import pytest
 
 from agent.events import EpisodeFinished, ModelReplied
 from agent.session_log import read_session
-from tests.tui.conftest import scripted_app, type_text, wait_until
+from tests.tui.conftest import paste, scripted_app, wait_until
 
 LONG_REPLY = "Thinking about it step by step. " * 200 + "\n```python\ndef f():\n    pass\n```\n"
 
@@ -19,7 +19,7 @@ async def test_cancel_during_generation_gives_control_back(settings, key: str) -
     async with app.run_test(size=(80, 24)) as pilot:
         chat = app.screen
         await wait_until(pilot, lambda: chat.model_ready, what="the model to load")
-        await type_text(pilot, "Write f.")
+        await paste(pilot, "Write f.")
         await pilot.press("enter")
         await wait_until(
             pilot,
@@ -29,8 +29,9 @@ async def test_cancel_during_generation_gives_control_back(settings, key: str) -
         assert chat.busy and chat.status.state == "generating"
 
         # The prompt stays usable while the model generates.
-        await type_text(pilot, "next task")
-        assert chat.prompt.text == "next task"
+        await pilot.press("n")  # a key press is handled while tokens stream in
+        await paste(pilot, "ext")
+        assert chat.prompt.text == "next"
         assert chat.busy, "generation ended on its own: the reply is too short for this test"
 
         pressed = time.monotonic()
@@ -40,7 +41,7 @@ async def test_cancel_during_generation_gives_control_back(settings, key: str) -
         assert chat.last_cycle_s is not None and chat.last_cycle_s < 0.5, chat.last_cycle_s
         assert wall < 2.0, wall  # includes the pilot's own idle waits
         assert chat.status.state == "cancelled · review"
-        assert app.focused is chat.prompt and chat.prompt.text == "next task"
+        assert app.focused is chat.prompt and chat.prompt.text == "next"
         attempt = chat.transcript.attempts[1]
         assert 0 < len(attempt.reply.source) < len(LONG_REPLY)
         assert attempt.stream is None  # the Markdown stream was closed

@@ -22,8 +22,9 @@ from tests.tui.conftest import (
     wait_until,
 )
 from tui.screens.chat import ChatScreen
+from tui.widgets.diff_view import DiffView
 from tui.widgets.exec_result import ExecResultView
-from tui.widgets.transcript import EpisodeSummary, UserMessage
+from tui.widgets.transcript import EpisodeSummary, Notice, UserMessage
 
 
 async def test_type_task_stream_fail_feedback_repair_accept(settings) -> None:
@@ -108,3 +109,38 @@ async def test_type_task_stream_fail_feedback_repair_accept(settings) -> None:
     assert len(accepted) == 1 and "return a + b" in accepted[0].code
     assert types[-1] == "user_accepted"
     assert "token_delta" not in types
+
+
+async def test_brackets_in_task_and_errors_are_shown_verbatim(settings) -> None:
+    task = "Return [b]x[/b] unchanged [/oops] as a list [1, 2]."
+    app, _ = scripted_app(settings, [])  # no reply left: the backend error is shown too
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = app.screen
+        await wait_until(pilot, lambda: chat.model_ready)
+        await paste(pilot, task)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: chat.transcript.outcome is not None and not chat.busy)
+        assert plain(chat.query(UserMessage).first()) == task
+        assert chat.transcript.outcome == "error"
+        notes = " ".join(plain(n) for n in chat.transcript.query(Notice))
+        assert "no reply left" in notes
+
+
+async def test_duplicate_attempt_is_noted_and_the_repair_diffed(settings) -> None:
+    settings = settings.model_copy(update={"max_turns": 2})
+    app, _ = scripted_app(settings, [BAD_REPLY, BAD_REPLY, GOOD_REPLY])
+    async with app.run_test(size=(100, 40)) as pilot:
+        chat = app.screen
+        await wait_until(pilot, lambda: chat.model_ready)
+        await paste(pilot, "Write add.\n" + "\n".join(TESTS))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: chat.transcript.outcome is not None and not chat.busy)
+        transcript = chat.transcript
+        assert transcript.outcome == "passed" and set(transcript.attempts) == {1, 2, 3}
+        assert not transcript.attempts[2].query(ExecResultView)  # a duplicate is not run
+        notes = [plain(n) for n in transcript.query(Notice)]
+        assert "same code as attempt 1; asking for something new" in notes
+        diffs = transcript.query(DiffView)
+        assert len(diffs) == 1 and "attempt 1 → attempt 3" in diffs.first().title
+        assert chat.status.attempt == 2  # the repeat did not use up the budget
+        assert "(2 of 2 this round)" in plain(transcript.attempts[3].header)

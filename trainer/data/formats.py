@@ -19,7 +19,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
-from agent.events import ChatMessage, TaskKind
+from agent.events import ChatMessage, Correction, TaskKind, UserAccepted, UserEdited, UserFeedback
 from agent.extract import normalize_code
 from agent.sandbox import render_feedback
 from agent.sandbox.result import ExecResult
@@ -95,12 +95,10 @@ def leti_rows(episode: Episode) -> list[Row]:
                 ("model", attempt.code, attempt.result, _attempt_feedback(attempt), attempt.turn)
             )
     for action in episode.actions:
-        event = action.event
-        if action.kind == "edit" and getattr(event, "result", None) is not None:
-            result: ExecResult = event.result  # type: ignore[union-attr]
-            code: str = event.edited  # type: ignore[union-attr]
-            feedback = "" if result.passed else render_exec_feedback(result, code)
-            executed.append(("user_edit", code, result, feedback, event.turn))
+        edit = action.event
+        if isinstance(edit, UserEdited) and edit.result is not None:
+            feedback = "" if edit.result.passed else render_exec_feedback(edit.result, edit.edited)
+            executed.append(("user_edit", edit.edited, edit.result, feedback, edit.turn))
     for source, code, result, feedback, turn in executed:
         rows.append(
             {
@@ -151,14 +149,14 @@ def ilf_triples(episode: Episode, judgement: Judgement | None = None) -> list[Ro
     task = episode.task_prompt()
     feedback_positions = [a.after for a in episode.actions if a.kind == "feedback"]
     accepted = {
-        normalize_code(a.event.code)  # type: ignore[union-attr]
-        for a in episode.actions
-        if a.kind == "accept"
+        normalize_code(a.event.code) for a in episode.actions if isinstance(a.event, UserAccepted)
     }
     rows: list[Row] = []
     for action in episode.actions:
         event = action.event
-        if action.kind == "feedback":
+        if isinstance(event, UserFeedback):
+            if not event.code.strip():
+                continue  # a correction with no attempt to correct
             later = [p for p in feedback_positions if p > action.after]
             stop = later[0] if later else len(episode.attempts)
             refinement = next(
@@ -167,21 +165,23 @@ def ilf_triples(episode: Episode, judgement: Judgement | None = None) -> list[Ro
             )
             if refinement is None or normalize_code(refinement.code or "") in disowned:
                 continue
-            old, feedback, new, kind = event.code, event.text, refinement.code or "", "user"  # type: ignore[union-attr]
-        elif action.kind == "edit":
-            old, new = event.original, event.edited  # type: ignore[union-attr]
+            old, feedback, new, kind = event.code, event.text, refinement.code or "", "user"
+        elif isinstance(event, UserEdited):
+            old, new = event.original, event.edited
             if normalize_code(old) == normalize_code(new) or normalize_code(new) in disowned:
                 continue
-            result = event.result  # type: ignore[union-attr]
-            ok = result.passed if result is not None else normalize_code(new) in accepted
+            if event.result is not None:
+                ok = event.result.passed
+            else:  # not run (no tests): the user's accepting it is the check
+                ok = normalize_code(new) in accepted
             if not ok:
                 continue
             feedback, kind = _edit_feedback(old, new), "edit"
-        elif action.kind == "correction":
-            old, new = corrected_code(event)  # type: ignore[arg-type]
+        elif isinstance(event, Correction):
+            old, new = corrected_code(event)
             if normalize_code(old) == normalize_code(new) or normalize_code(new) in disowned:
                 continue
-            feedback, kind = f"The user edited the code:\n{event.diff}", event.source  # type: ignore[union-attr]
+            feedback, kind = f"The user edited the code:\n{event.diff}", event.source
         else:
             continue
         rows.append(
@@ -319,8 +319,8 @@ def episode_messages(episode: Episode) -> list[dict[str, str]]:
     messages = _messages(episode.prompt_messages())
     feedback_after: dict[int, list[str]] = {}
     for action in episode.actions:
-        if action.kind == "feedback":
-            feedback_after.setdefault(action.after, []).append(action.event.text)  # type: ignore[union-attr]
+        if isinstance(action.event, UserFeedback):
+            feedback_after.setdefault(action.after, []).append(action.event.text)
     for attempt in episode.attempts:
         pending = feedback_after.pop(attempt.index, [])
         if pending and messages[-1]["role"] != "user":

@@ -3,8 +3,9 @@
 The installed llama-cpp-python wheel does not carry `convert_hf_to_gguf.py`; its sdist
 vendors llama.cpp with the converters and the matching `gguf-py`. We fetch the sdist of
 the *installed* version once (`pip download --no-binary :all:`), extract only those files
-(and the `conversion` package and templates they import) into `<cache_dir>/llama-cpp-converter/<version>/`, and run the scripts as subprocesses
-(they put the adjacent `gguf-py` first on sys.path themselves).
+(and the `conversion` package and templates they import) into
+`<cache_dir>/llama-cpp-converter/<version>/`, and run the scripts as subprocesses (they
+put the adjacent `gguf-py` first on sys.path themselves).
 """
 
 from __future__ import annotations
@@ -93,8 +94,16 @@ def fetch_sdist(cache_dir: Path, version: str) -> Path:
         return found
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        f"llama-cpp-python=={version}", "-d", str(folder),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        f"llama-cpp-python=={version}",
+        "-d",
+        str(folder),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     found = _find_sdist(folder, version)

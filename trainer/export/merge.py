@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.train import rundir
-from trainer.train.modeling import BaseSource, load_model
+from trainer.train.modeling import BaseSource, load_model, peft_compat
 
 
 def run_meta(run_dir: Path) -> dict[str, Any]:
@@ -41,11 +41,15 @@ def merged_hf_dir(run_dir: Path, out: Path) -> Path:
         return out
     adapter = run_dir / rundir.ADAPTER
     if not adapter.is_dir():
-        raise rundir.RunDirError(f"{run_dir} has neither {rundir.ADAPTER}/ nor {rundir.FULL_MODEL}/.")
+        raise rundir.RunDirError(
+            f"{run_dir} has neither {rundir.ADAPTER}/ nor {rundir.FULL_MODEL}/: not a finished run."
+        )
     model = load_model(BaseSource.from_dict(meta["base"]), torch.float32)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        # The added tokens' trained rows come from the adapter; no random init needed.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with peft_compat():
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -57,6 +61,11 @@ def base_config_dir(run_dir: Path, out: Path) -> Path:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     meta = run_meta(run_dir)
+    saved = run_dir / rundir.BASE_CONFIG
+    if (saved / "config.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(saved, out)
+        return out
     base = BaseSource.from_dict(meta["base"])
     if base.kind == "gguf":
         config = AutoConfig.from_pretrained(str(base.path.parent), gguf_file=base.path.name)

@@ -56,7 +56,7 @@ def version_name(run_dir: Path, meta: dict[str, Any]) -> str:
 
 def lineage(run_dir: Path, meta: dict[str, Any], *, quant: str, mode: str) -> dict[str, Any]:
     data = rundir.read_json(run_dir / rundir.DATA)
-    manifest, manifest_sha = manifest_info(Path(data["data_dir"]))
+    _manifest, manifest_sha = manifest_info(Path(data["data_dir"]))
     return {
         "base": meta["base"]["name"],
         "base_path": meta["base"]["path"],
@@ -105,8 +105,14 @@ def export_run(
     stages.insert(1, "config" if lora_only else "merge")
     if not lora_only:
         stages.insert(3, "quantize")
-    bar = tqdm(total=len(stages), desc=f"export {name}", unit="stage", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(stages),
+        desc=f"export {name}",
+        unit="stage",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
     def stage(label: str) -> None:
         bar.set_postfix_str(label)
@@ -135,8 +141,15 @@ def export_run(
             adapter = out_dir / f"{name}-lora-f16.gguf"
             converter.run(
                 converter.lora_script,
-                ["--base", str(cfg_dir), "--outfile", str(adapter), "--outtype", "f16",
-                 str(run_dir / rundir.ADAPTER)],
+                [
+                    "--base",
+                    str(cfg_dir),
+                    "--outfile",
+                    str(adapter),
+                    "--outtype",
+                    "f16",
+                    str(run_dir / rundir.ADAPTER),
+                ],
             )
             gguf = Path(meta["base"]["path"])
             bar.update(1)
@@ -162,7 +175,13 @@ def export_run(
         bar.update(1)
         stage("register")
         spec = _register(
-            registry, name, gguf, adapter, meta, run_dir, quant="f16-lora" if lora_only else quant,
+            registry,
+            name,
+            gguf,
+            adapter,
+            meta,
+            run_dir,
+            quant="f16-lora" if lora_only else quant,
             mode="lora" if lora_only else "merged",
         )
         bar.update(1)
@@ -170,9 +189,13 @@ def export_run(
         bar.close()
     rundir.write_json(
         run_dir / "export.json",
-        {"name": name, "gguf": str(gguf), "adapter": str(adapter) if adapter else None,
-         "check": result_check.as_dict() if result_check else None,
-         "registry": str(registry.path)},
+        {
+            "name": name,
+            "gguf": str(gguf),
+            "adapter": str(adapter) if adapter else None,
+            "check": result_check.as_dict() if result_check else None,
+            "registry": str(registry.path),
+        },
     )
     return ExportResult(spec, gguf, adapter, result_check)
 

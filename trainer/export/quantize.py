@@ -17,12 +17,18 @@ class QuantizeError(RuntimeError):
 def check_quant(quant: str) -> str:
     q = quant.upper()
     if q not in QUANT_TYPES:
-        raise QuantizeError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_TYPES)}.")
+        raise QuantizeError(
+            f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_TYPES)}."
+        )
     return q
 
 
 def quantize(src: Path, dst: Path, quant: str = DEFAULT_QUANT, *, threads: int = 0) -> Path:
-    """Write `dst` as `src` quantized to `quant` (tensors that do not fit a block size fall back)."""
+    """Write `dst` as `src` quantized to `quant`.
+
+    Tensors whose rows do not fit the type's block size fall back to a nearby type
+    (llama.cpp decides and logs it), which only matters for toy models.
+    """
     import llama_cpp
 
     q = check_quant(quant)
@@ -31,9 +37,7 @@ def quantize(src: Path, dst: Path, quant: str = DEFAULT_QUANT, *, threads: int =
     params.nthread = threads
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.part")
-    rc = llama_cpp.llama_model_quantize(
-        str(src).encode(), str(tmp).encode(), ctypes.byref(params)
-    )
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         raise QuantizeError(f"llama_model_quantize({src.name} -> {q}) failed with code {rc}.")

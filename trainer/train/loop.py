@@ -11,7 +11,9 @@ the optimizer, scheduler and RNG states: DDP-safe; FSDP sharded states are not s
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import json
 import math
 import platform
@@ -46,10 +48,8 @@ def _versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("torch", "transformers", "peft", "accelerate", "fixloop"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -63,16 +63,14 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def _prepare_run(
-    cfg: TrainConfig | None, resume: Path | None, cache_dir: Path, registry_dir: Path
-) -> tuple[TrainConfig, Path, BaseSource]:
-    """The config, run directory and base for a new run or a resumed one."""
+def _run_config(cfg: TrainConfig | None, resume: Path | None) -> tuple[TrainConfig, Path | None]:
+    """The config of a new run, or the one a resumed run started with."""
     if resume is not None:
         meta = rundir.read_json(resume / rundir.CONFIG)
-        return TrainConfig.model_validate(meta["config"]), resume, BaseSource.from_dict(meta["base"])
-    assert cfg is not None
-    base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
-    return cfg, rundir.new_run_dir(cfg.out_dir, cfg.method), base
+        return TrainConfig.model_validate(meta["config"]), resume
+    if cfg is None:
+        raise ValueError("give a TrainConfig, or a run directory to resume")
+    return cfg, None
 
 
 def run_training(
@@ -93,15 +91,22 @@ def run_training(
     from trainer.train.batches import Collator, EpochSampler, tokenize_all
     from trainer.train.losses import dpo_loss, forward_logps, kto_loss, lm_loss
 
-    cfg, run_dir, base = _prepare_run(cfg, resume, cache_dir, registry_dir)
+    cfg, resumed = _run_config(cfg, resume)
     bf16 = _use_bf16(cfg)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision="bf16" if bf16 else "no"
     )
-    # Every process must write to the same run directory: the main process names it.
-    shared = [str(run_dir)]
-    broadcast_object_list(shared)
-    run_dir = Path(shared[0])
+    if resumed is not None:
+        run_dir = resumed
+        base = BaseSource.from_dict(rundir.read_json(resumed / rundir.CONFIG)["base"])
+    else:
+        # The main process provisions the base (it may assemble a GGUF) before the others.
+        with accelerator.main_process_first():
+            base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
+        # Every process must write to the same run directory: the main process names it.
+        shared = [str(rundir.new_run_dir(cfg.out_dir, cfg.method))]
+        broadcast_object_list(shared)
+        run_dir = Path(shared[0])
     set_seed(cfg.seed)
     main = accelerator.is_main_process
 
@@ -109,10 +114,14 @@ def run_training(
     tokenizer = load_tokenizer(base)
     dtype = torch.bfloat16 if (bf16 and cfg.lora) else torch.float32
     model = load_model(base, dtype)
+    base_config = copy.deepcopy(model.config)  # before any resize: what a GGUF LoRA applies to
+    if not base_config.architectures:
+        base_config.architectures = [type(model).__name__]
     new_ids = add_leti_tokens(tokenizer, model) if cfg.needs_leti_tokens else []
     items = tokenize_all(cfg.method, examples, tokenizer, cfg.max_len)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # Non-reentrant checkpointing lets gradients reach LoRA weights of a frozen base.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     preference = cfg.method in ("dpo", "kto")
     ref_model = None
@@ -144,9 +153,10 @@ def run_training(
     scheduler = accelerator.prepare(scheduler)
 
     step, epoch, skip, history, elapsed, tokens_seen = 0, 0, 0, [], 0.0, 0
+    resume_rng = None
     ckpt = rundir.latest_checkpoint(run_dir) if resume is not None else None
     if ckpt is not None:
-        state = _load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
+        state, resume_rng = _load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
         step, epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
         elapsed, tokens_seen = state["elapsed_s"], state["tokens"]
         history = [h for h in rundir.read_history(run_dir) if h["step"] <= step]
@@ -180,6 +190,7 @@ def run_training(
                     "examples": len(items),
                 },
             )
+            base_config.save_pretrained(run_dir / rundir.BASE_CONFIG)
         with (run_dir / rundir.HISTORY).open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(h) + "\n" for h in history)
     accelerator.wait_for_everyone()
@@ -199,8 +210,15 @@ def run_training(
             return dpo_loss(policy, ref, cfg.beta)
         n = batch["desirable"].shape[0]
         return kto_loss(
-            policy[:n], ref[:n], policy[n:], ref[n:], batch["desirable"], cfg.beta,
-            cfg.kto_desirable_weight, cfg.kto_undesirable_weight, gather=accelerator.gather,
+            policy[:n],
+            ref[:n],
+            policy[n:],
+            ref[n:],
+            batch["desirable"],
+            cfg.beta,
+            cfg.kto_desirable_weight,
+            cfg.kto_undesirable_weight,
+            gather=accelerator.gather,
         )
 
     model.train()
@@ -222,9 +240,15 @@ def run_training(
         sampler.set_epoch(epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        batches = iter(accelerator.skip_first_batches(loader, skip) if skip else loader)
+        first = next(batches, None)
+        if resume_rng is not None:
+            # Restored only now: starting the data iterator draws from the torch RNG, which
+            # the interrupted run had already done for this epoch (dropout masks match).
+            torch.set_rng_state(resume_rng)
+            resume_rng = None
         batch_in_epoch = skip
-        for batch in batches:
+        for batch in itertools.chain([first] if first is not None else [], batches):
             batch_in_epoch += 1
             with accelerator.accumulate(model):
                 with accelerator.autocast():
@@ -272,9 +296,19 @@ def run_training(
             window_start = time.perf_counter()
             if step % cfg.save_every == 0 or step >= total:
                 _save_checkpoint(
-                    run_dir, cfg, accelerator, model, optimizer, scheduler,
-                    {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                     "elapsed_s": elapsed, "tokens": tokens_seen},
+                    run_dir,
+                    cfg,
+                    accelerator,
+                    model,
+                    optimizer,
+                    scheduler,
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "batch_in_epoch": batch_in_epoch,
+                        "elapsed_s": elapsed,
+                        "tokens": tokens_seen,
+                    },
                 )
             if step >= total:
                 done = True
@@ -289,8 +323,12 @@ def run_training(
     unwrapped = accelerator.unwrap_model(model)
     metrics = _summary(cfg, history, elapsed, tokens_seen, n_trainable, n_total, len(items))
     if main:
-        out = run_dir / (rundir.ADAPTER if cfg.lora else rundir.FULL_MODEL)
-        unwrapped.save_pretrained(out)
+        if cfg.lora:
+            # New tokens' rows are in the adapter (trainable tokens): no full embedding copy.
+            unwrapped.save_pretrained(run_dir / rundir.ADAPTER, save_embedding_layers=False)
+        else:
+            unwrapped.save_pretrained(run_dir / rundir.FULL_MODEL)
+            tokenizer.save_pretrained(run_dir / rundir.FULL_MODEL)
         tokenizer.save_pretrained(run_dir / rundir.TOKENIZER)
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         if history:
@@ -335,7 +373,9 @@ def _summary(
 
 
 def _trainable_state(model: Any) -> dict[str, Any]:
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def _save_checkpoint(
@@ -372,7 +412,7 @@ def _save_checkpoint(
 
 def _load_checkpoint(
     ckpt: Path, accelerator: Any, model: Any, optimizer: Any, scheduler: Any
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Any]:
     import torch
     from safetensors.torch import load_file
 
@@ -387,5 +427,4 @@ def _load_checkpoint(
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
     rng = torch.load(ckpt / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    return rundir.read_json(ckpt / "state.json")
+    return rundir.read_json(ckpt / "state.json"), rng["torch"]

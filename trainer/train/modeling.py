@@ -7,6 +7,8 @@ torch/transformers/peft are imported inside the functions, so importing this mod
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -97,9 +99,7 @@ def add_leti_tokens(tokenizer: Any, model: Any | None) -> list[int]:
     """Add LeTI's reward/feedback tokens (idempotent) and resize the embeddings; their ids."""
     missing = [t for t in LETI_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens(
-            {"additional_special_tokens": missing}, replace_additional_special_tokens=False
-        )
+        tokenizer.add_tokens(missing, special_tokens=True)
     if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     return [tokenizer.convert_tokens_to_ids(t) for t in LETI_TOKENS]
@@ -120,7 +120,13 @@ def wrap_lora(model: Any, cfg: TrainConfig, new_token_ids: list[int]) -> Any:
         task_type="CAUSAL_LM",
         **extra,
     )
-    with warnings.catch_warnings():
-        # peft probes `is_gradient_checkpointing`, which transformers 5 deprecates.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    with peft_compat():
         return get_peft_model(model, lora)
+
+
+@contextmanager
+def peft_compat() -> Iterator[None]:
+    """peft probes `model.is_gradient_checkpointing`, which transformers 5 deprecates."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield

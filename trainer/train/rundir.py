@@ -1,12 +1,13 @@
 """The run directory: `runs/<timestamp>-<method>/` and what goes in it.
 
-    config.json      the TrainConfig, the resolved base and library versions
-    data.json        the data manifest's sha256, the dataset file's sha256, counts
-    history.jsonl    one line per optimizer step (loss, lr, tokens/s, ...)
-    metrics.json     the summary (first/final loss, tokens/s, peak GPU memory, ...)
-    loss.png         the loss curve
-    adapter/         the LoRA adapter (or model/ for --full), tokenizer/ beside it
-    checkpoints/step-N/  trainable weights, optimizer, scheduler, RNG, step counters
+config.json      the TrainConfig, the resolved base and library versions
+data.json        the data manifest's sha256, the dataset file's sha256, counts
+history.jsonl    one line per optimizer step (loss, lr, tokens/s, ...)
+metrics.json     the summary (first/final loss, tokens/s, peak GPU memory, ...)
+loss.png         the loss curve
+adapter/         the LoRA adapter (or model/ for --full), tokenizer/ beside it
+base-config/     the base model's config.json (what a GGUF LoRA export needs)
+checkpoints/step-N/  trainable weights, optimizer, scheduler, RNG, step counters
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ADAPTER = "adapter"
 FULL_MODEL = "model"
 TOKENIZER = "tokenizer"
 CHECKPOINTS = "checkpoints"
+BASE_CONFIG = "base-config"
 
 
 class RunDirError(ValueError):
@@ -86,7 +88,8 @@ def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
     window = max(1, len(steps) // 20)
     if window > 1:
         smooth = [
-            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            sum(losses[max(0, i - window + 1) : i + 1])
+            / len(losses[max(0, i - window + 1) : i + 1])
             for i in range(len(losses))
         ]
         ax.plot(steps, smooth, lw=2, label=f"moving average ({window})")

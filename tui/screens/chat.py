@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,6 +24,7 @@ from textual.widgets import Footer, LoadingIndicator, Static
 from agent import events as ev
 from agent.backends.base import Backend
 from agent.config import Settings
+from agent.events import Task
 from tui.messages import AgentEvent, BackendFailed, BackendReady, SessionCycleDone
 from tui.screens.edit import EditScreen
 from tui.task_text import task_from_prompt
@@ -29,14 +32,25 @@ from tui.widgets.prompt import PromptInput
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.transcript import TokenRate, Transcript
 
+if TYPE_CHECKING:
+    from agent.session import AgentSession
+
 BackendFactory = Callable[[Settings], Backend]
 REVIEW_ACTIONS = ("accept", "reject", "edit", "feedback", "retry")
 WELCOME = (
-    "Describe a Python function and add `assert` lines as its tests, then press Enter.\n"
+    "Describe a Python function and add [b]assert[/] lines as its tests, then press Enter.\n"
     "fixloop writes the code, runs the tests in a sandbox and repairs it from the failures.\n"
+    "To change this directory's files instead, add the test command as a line [b]$ pytest -x[/]"
+    " (accepting commits in a git repository).\n"
     "Then: [b]a[/] accept · [b]r[/] reject · [b]e[/] edit · [b]f[/] feedback · [b]t[/] retry"
     " · [b]ctrl+p[/] all commands"
 )
+
+
+def welcome_text(cwd: Path) -> str:
+    home = Path.home()
+    where = f"~/{cwd.relative_to(home)}" if cwd.is_relative_to(home) else str(cwd)
+    return f"[b]fixloop[/] in {escape(where)}\n\n{WELCOME}"
 
 
 def default_backend_factory(settings: Settings) -> Backend:
@@ -69,12 +83,18 @@ class ChatScreen(Screen[None]):
     can_review: reactive[bool] = reactive(False, bindings=True)
     model_ready: reactive[bool] = reactive(False, bindings=True)
 
-    def __init__(self, settings: Settings, backend_factory: BackendFactory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend_factory: BackendFactory | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         super().__init__()
+        self.cwd = cwd or Path.cwd()
         self.settings = settings
         self.backend_factory = backend_factory or default_backend_factory
         self.backend: Backend | None = None
-        self.session = None  # agent.session.AgentSession, once a task was sent
+        self.session: AgentSession | None = None  # once a task was sent
         self.pending_task: str | None = None
         self.rate = TokenRate()
         self.current_action: str | None = None
@@ -95,7 +115,7 @@ class ChatScreen(Screen[None]):
     def on_mount(self) -> None:
         self.status.model = self.settings.model
         self.status.max_attempts = self.settings.max_turns
-        self.transcript.mount(Static(WELCOME, id="welcome"))
+        self.transcript.mount(Static(welcome_text(self.cwd), id="welcome"))
         self.load_model()
 
     @property
@@ -151,7 +171,9 @@ class ChatScreen(Screen[None]):
         self.status.state = "model failed to load"
         self.pending_task = None
         await self.transcript.note(f"could not load the model: {message.error}", "error")
-        self.notify(message.error, title="Model failed to load", severity="error", timeout=10)
+        self.notify(
+            message.error, title="Model failed to load", severity="error", timeout=10, markup=False
+        )
 
     # ------------------------------------------------------------------ prompt
     @on(PromptInput.Submitted)
@@ -176,22 +198,30 @@ class ChatScreen(Screen[None]):
             self.pending_task = text
             self.notify("The model is still loading; the task starts as soon as it is ready.")
             return
-        from agent.session import AgentSession
-
         self._close_session()
         welcome = self.transcript.query("#welcome")
         if welcome:
             welcome.remove()
-        task = task_from_prompt(text)
-        self.session = AgentSession(
-            task,
-            self.backend,
-            self.settings,
-            purpose="chat",
-            sessions_dir=self.settings.sessions_dir,
+        task = task_from_prompt(text, self.cwd)
+        backend = self.backend
+        self.run_session("start", lambda: self._new_session_events(task, backend))
+
+    def _new_session_events(self, task: Task, backend: Backend) -> Iterator[ev.Event]:
+        """Runs in the worker: a workspace session copies the repository, which takes time."""
+        from agent.session import AgentSession
+
+        session = AgentSession(
+            task, backend, self.settings, purpose="chat", sessions_dir=self.settings.sessions_dir
         )
-        self.last_log_path = self.session.log_path
-        self.run_session("start", self.session.start)
+        self.app.call_from_thread(self._session_created, session)
+        yield from session.start()
+
+    def _session_created(self, session: AgentSession) -> None:
+        self.session = session
+        self.last_log_path = session.log_path
+        notice = getattr(session.env, "notice", None)
+        if notice:
+            self.notify(str(notice), title="Workspace", timeout=8, markup=False)
 
     def send_feedback(self, text: str) -> None:
         if self.session is None:
@@ -200,6 +230,9 @@ class ChatScreen(Screen[None]):
 
     # ------------------------------------------------------------------ worker
     def run_session(self, action: str, call: Callable[[], Iterator[ev.Event]]) -> None:
+        if self.busy:
+            self.notify("The agent is still working: press Esc to cancel it first.")
+            return
         self.busy = True
         self.can_review = False
         self.current_action = action
@@ -225,8 +258,12 @@ class ChatScreen(Screen[None]):
     @on(AgentEvent)
     async def _agent_event(self, message: AgentEvent) -> None:
         event = message.event
+        if self.cancel_requested_at is not None and self.session is not None:
+            self.session.cancel()  # a cancel pressed before the cycle began must still stop it
         await self.transcript.apply(event)
         self._update_status(event)
+        if self.cancel_requested_at is not None and not isinstance(event, ev.EpisodeFinished):
+            self.status.state = "cancelling"
 
     def _update_status(self, event: ev.Event) -> None:
         status = self.status
@@ -243,7 +280,12 @@ class ChatScreen(Screen[None]):
                 if rate is not None:
                     status.tokens_per_s = rate
             case ev.ModelReplied():
-                if event.tokens_per_s > 0:
+                # Streamed: keep the decode rate measured live (the logged rate includes
+                # prompt processing); otherwise the logged one.
+                live = self.rate.final()
+                if live is not None:
+                    status.tokens_per_s = live
+                elif event.tokens_per_s > 0:
                     status.tokens_per_s = event.tokens_per_s
             case ev.CodeProposed():
                 status.state = "running tests"
@@ -273,7 +315,9 @@ class ChatScreen(Screen[None]):
         if message.error is not None:
             self.status.state = "error"
             await self.transcript.note(f"{message.action} failed: {message.error}", "error")
-            self.notify(message.error, title=f"{message.action} failed", severity="error")
+            self.notify(
+                message.error, title=f"{message.action} failed", severity="error", markup=False
+            )
         done = message.action in ("accept", "reject")
         if done:
             self._close_session()
@@ -296,11 +340,13 @@ class ChatScreen(Screen[None]):
         return True
 
     def action_cancel(self) -> None:
-        if self.busy and self.session is not None:
-            self.cancel_requested_at = time.monotonic()
-            self.status.state = "cancelling"
-            self.session.cancel()
+        if not self.busy:
             return
+        if self.cancel_requested_at is None:
+            self.cancel_requested_at = time.monotonic()
+        self.status.state = "cancelling"
+        if self.session is not None:
+            self.session.cancel()
 
     def action_accept(self) -> None:
         if self.session is not None:
@@ -364,6 +410,13 @@ class ChatScreen(Screen[None]):
                 self.load_model(self.settings.model_copy(update={"model": name}))
 
         self.app.push_screen(ModelPicker(self.settings, current=self.settings.model), picked)
+
+    def on_unmount(self) -> None:
+        """Quitting mid-generation stops the model (the log records the cancel)."""
+        if self.busy and self.session is not None:
+            self.session.cancel()
+        elif not self.busy:
+            self._close_session()
 
     def _close_session(self) -> None:
         if self.session is not None:

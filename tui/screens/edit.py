@@ -68,6 +68,6 @@ class EditScreen(ModalScreen[str | None]):
                 with self.app.suspend():
                     subprocess.run([*shlex.split(command), str(path)], check=False)
             except Exception as exc:  # SuspendNotSupported, missing editor
-                self.notify(f"could not run {command!r}: {exc}", severity="error")
+                self.notify(f"could not run {command!r}: {exc}", severity="error", markup=False)
                 return
             self.editor.load_text(path.read_text(encoding="utf-8"))

@@ -36,7 +36,7 @@ class SessionBrowser(Screen[None]):
     CSS_PATH = "sessions.tcss"
     BINDINGS = [  # noqa: RUF012 - Textual's declared API
         Binding("escape,q", "close", "Back"),
-        Binding("enter", "open", "Replay", show=True),
+        Binding("enter", "open", "Replay", priority=True),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
@@ -46,7 +46,7 @@ class SessionBrowser(Screen[None]):
         self.summaries: list[SessionSummary] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Sessions in {self.sessions_dir}", id="sessions-title")
+        yield Static("Sessions", id="sessions-title")
         yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sessions-empty")
         yield Footer()
@@ -82,6 +82,9 @@ class SessionBrowser(Screen[None]):
                 summary.task or summary.error or "",
                 key=str(summary.path),
             )
+        title = self.query_one("#sessions-title", Static)
+        title.update(f"Sessions · {len(summaries)} logged · enter replays one")
+        title.tooltip = str(self.sessions_dir)
         empty = self.query_one("#sessions-empty", Static)
         empty.display = not summaries
         empty.update(

@@ -44,12 +44,13 @@ def render_test(test: TestResult) -> Text:
     text.append(f"{icon} ", style=f"bold {style}")
     text.append(test.name, style="" if test.status == TestStatus.PASSED else "bold")
     if test.status != TestStatus.PASSED:
-        if test.expected is not None or test.actual is not None:
+        shown_values = test.expected is not None or test.actual is not None
+        if shown_values:
             text.append("\n    expected ", style="dim")
             text.append(test.expected if test.expected is not None else "?", style="green")
             text.append("\n    actual   ", style="dim")
             text.append(test.actual if test.actual is not None else "?", style="red")
-        if test.message and test.message not in (test.expected, test.actual):
+        if test.message and not (shown_values and test.exception_type is None):
             text.append("\n    ")
             text.append(test.message, style="italic")
         if test.lineno is not None:

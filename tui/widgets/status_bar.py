@@ -76,7 +76,8 @@ class StatusBar(Static):
         parts.append((self.state, "italic"))
         if self.tokens_per_s is not None:
             parts.append(("  │  ", "dim"))
-            parts.append((f"{self.tokens_per_s:.1f} tok/s", ""))
+            rate = self.tokens_per_s
+            parts.append((f"{rate:.1f} tok/s" if rate < 1000 else f"{rate:,.0f} tok/s", ""))
         if self.attempt:
             parts.append(("  │  ", "dim"))
             total = f" of {self.max_attempts}" if self.max_attempts else ""

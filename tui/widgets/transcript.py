@@ -122,12 +122,13 @@ class Transcript(VerticalScroll):
         self.last_turn: int = 0
         self.outcome: str | None = None
         self.cycle_first_turn: int | None = None  # first turn of the running cycle
+        self.cycle_duplicates = 0  # repeats in this cycle: they do not use up the budget
 
     def attempt_in_cycle(self, turn: int) -> int:
-        """1-based position of `turn` in its cycle (the budget is per cycle)."""
+        """1-based position of `turn` in its cycle's budget (repeats do not count)."""
         if self.cycle_first_turn is None:
             return turn
-        return turn - self.cycle_first_turn + 1
+        return turn - self.cycle_first_turn + 1 - self.cycle_duplicates
 
     def on_mount(self) -> None:
         self.anchor()
@@ -137,7 +138,9 @@ class Transcript(VerticalScroll):
         return widget
 
     async def note(self, text: str | Text, kind: str = "") -> None:
-        await self.add(Notice(text, classes=f"-{kind}" if kind else ""))
+        """A one-line note; plain strings are shown as they are (never read as markup)."""
+        content = Text(text) if isinstance(text, str) else text
+        await self.add(Notice(content, classes=f"-{kind}" if kind else ""))
 
     async def clear(self) -> None:
         await self.remove_children()
@@ -148,6 +151,7 @@ class Transcript(VerticalScroll):
         self.last_turn = 0
         self.outcome = None
         self.cycle_first_turn = None
+        self.cycle_duplicates = 0
 
     async def finish_stream(self) -> None:
         if self.current is not None and self.current.stream is not None:
@@ -158,7 +162,9 @@ class Transcript(VerticalScroll):
         match event:
             case ev.SessionStarted():
                 self.max_turns = int(event.config.get("max_turns", self.max_turns) or 0)
-                await self.add(UserMessage(event.task.text, classes="task"))
+                await self.add(UserMessage(Text(event.task.text), classes="task"))
+                if event.task.test_cmd:
+                    await self.note(f"$ {event.task.test_cmd}   (in {event.task.workdir})")
                 if event.task.tests:
                     tests = "\n".join(event.task.tests)
                     await self.note(Text(tests, style="dim"))
@@ -186,8 +192,11 @@ class Transcript(VerticalScroll):
                     "warning",
                 )
             case ev.CodeProposed():
-                await self._code(event.turn, event.code, f"attempt {event.turn}")
-                if event.duplicate_of is not None:
+                if event.duplicate_of is None:
+                    await self._code(event.turn, event.code, f"attempt {event.turn}")
+                else:  # not run again, and no diff: it is the same program
+                    self.last_code = event.code
+                    self.cycle_duplicates += 1
                     await self.note(
                         f"same code as attempt {event.duplicate_of}; asking for something new",
                         "warning",
@@ -205,7 +214,7 @@ class Transcript(VerticalScroll):
                     )
                     await self.note(f"↻ repairing from {why}")
             case ev.UserFeedback():
-                await self.add(UserMessage(f"Feedback: {event.text}", classes="feedback"))
+                await self.add(UserMessage(Text(f"Feedback: {event.text}"), classes="feedback"))
             case ev.UserEdited():
                 await self.add(UserMessage("You edited the code.", classes="edit"))
                 await self.add(
@@ -234,6 +243,7 @@ class Transcript(VerticalScroll):
             case ev.EpisodeFinished():
                 await self.finish_stream()
                 self.cycle_first_turn = None
+                self.cycle_duplicates = 0
                 self.outcome = event.outcome
                 await self.add(EpisodeSummary(episode_text(event)))
             case ev.ErrorRaised():
@@ -282,12 +292,22 @@ class TokenRate:
 
     def reset(self) -> None:
         self.first: float | None = None
+        self.last: float | None = None
         self.count = 0
 
     def tick(self) -> float | None:
+        """Count one delta; the rate so far once there is enough of it to mean something."""
         now = time.monotonic()
         if self.first is None:
             self.first = now
+        self.last = now
         self.count += 1
         span = now - self.first
-        return self.count / span if span > 0.25 else None
+        return (self.count - 1) / span if span > 0.25 else None
+
+    def final(self) -> float | None:
+        """Deltas per second between the first and the last delta (None if too few)."""
+        if self.first is None or self.last is None or self.count < 2:
+            return None
+        span = self.last - self.first
+        return (self.count - 1) / span if span > 0 else None
