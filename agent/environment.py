@@ -7,8 +7,10 @@ usable code or an invalid edit), runs the proposal (`execute`) and, when the
 user accepts, lets the environment keep it (`accept`; a git workspace commits).
 
 Optional members the loop uses when present: `system_prompt` (str),
-`render_feedback(result, proposal) -> str`, `run_hidden(code, task)` and
-`reply_complete(text) -> bool` (stop generating: the reply has what is needed).
+`render_feedback(result, proposal) -> str`, `run_hidden(code, task)`,
+`reply_complete(text) -> bool` (stop generating: the reply has what is needed)
+and `response_format` (e.g. ``{"type": "json_object", "schema": {...}}``: the
+backend constrains every reply to the schema; llama.cpp does it with a grammar).
 
 Two implementations: :class:`FunctionEnv` here (write a function or program,
 checked by asserts, a pytest file or expected stdout) and

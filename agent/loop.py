@@ -7,8 +7,12 @@ public checks pass or the attempt budget is spent; it ends with one
 
 - an attempt equal (after :func:`agent.extract.normalize_code`) to an earlier
   one is not run again and does not use up the budget: it is logged with
-  `duplicate_of`, the model is told so and asked for a different approach, and
-  the next generation is sampled at a higher temperature with a new seed;
+  `duplicate_of` and dropped from the conversation, which restarts from the
+  task plus what the earlier attempt got wrong (not its code: small models
+  copy a program they can see) and a request for a different approach; the
+  next generation is sampled at a higher temperature with a new seed (and,
+  since greedy decoding has shown it repeats itself, so are the cycle's later
+  turns). In a correction cycle the code stays and the model is told to change it;
 - the feedback shows expected versus actual values (the sandbox's renderer);
 - the best attempt so far (most tests passed) is kept and is the cycle's
   `final_code`, not merely the last one;
@@ -296,12 +300,14 @@ def run_cycle(
     cycle: list[Attempt] = []
     used = 0  # attempts that count against the budget (duplicates do not)
     generations = 0
-    resample = 1 if resample_first else 0
+    resample = 1 if resample_first else 0  # consecutive duplicates: how hot to sample
+    floor = 0  # once greedy decoding has repeated itself, later turns are sampled too
     completion_tokens = 0
     started = time.perf_counter()
     outcome: Outcome = "failed"
     max_turns = settings.max_turns
     state.cancel.clear()  # a cancel() from before this cycle does not stop it
+    task_message = messages[1]  # the task as first asked, for restarts after a duplicate
     try:
         while used < max_turns and generations < 2 * max_turns:
             if state.cancel.is_set():
@@ -311,21 +317,24 @@ def run_cycle(
             turn = state.turn
             generations += 1
             yield ctx.emit(TurnStarted(turn=turn))
-            params = ctx.sampling(turn, resample)
+            params = ctx.sampling(turn, max(resample, floor))
             fitted = fit_context(messages, ctx.backend, params.max_tokens, turn)
             if fitted.trimmed is not None:
                 yield ctx.emit(fitted.trimmed)
                 params = params.model_copy(update={"max_tokens": fitted.max_tokens})
+            # An environment may ask for schema-constrained replies (structured edits).
+            response_format = getattr(ctx.env, "response_format", None)
             yield ctx.emit(
                 PromptSent(
                     turn=turn,
                     messages=fitted.messages,
                     sampling=params,
                     prompt_tokens=fitted.prompt_tokens,
+                    response_format=response_format,
                 )
             )
             reply = yield from stream_reply(
-                ctx, turn, fitted.messages, params, fitted.prompt_tokens
+                ctx, turn, fitted.messages, params, fitted.prompt_tokens, response_format
             )
             completion_tokens += reply.completion_tokens
             if reply.finish_reason == "cancelled":
@@ -364,15 +373,28 @@ def run_cycle(
                     outcome = "passed"  # a retry that found the same passing program
                     break
                 resample += 1
-                if earlier.result is not None and not earlier.result.passed:
-                    why = ctx.render_feedback(earlier.result, earlier.proposal or proposal)
-                elif correction is not None:
-                    why = f"It does not apply this feedback: {correction.strip()}"
+                floor = 1
+                messages.pop()  # a repeated program in the context only invites more copying
+                if correction is not None:
+                    # ILF: keep the code the correction is about; insist on a change.
+                    feedback = prompts.unchanged_prompt(correction)
+                    if not messages[-1].content.endswith(feedback):
+                        messages[-1] = ChatMessage(
+                            role="user", content=f"{messages[-1].content}\n\n{feedback}"
+                        )
                 else:
-                    why = "It was not an improvement."
-                feedback = prompts.duplicate_prompt(earlier.turn, why)
+                    # Start over from the task, told what failed but not shown the program.
+                    why = (
+                        ctx.render_feedback(earlier.result, earlier.proposal or proposal)
+                        if earlier.result is not None
+                        else "It did not pass."
+                    )
+                    feedback = prompts.duplicate_prompt(earlier.turn, why)
+                    messages[:] = [
+                        messages[0],
+                        ChatMessage(role="user", content=f"{task_message.content}\n\n{feedback}"),
+                    ]
                 yield ctx.emit(RepairRequested(turn=turn, feedback=feedback, reason="duplicate"))
-                messages.append(ChatMessage(role="user", content=feedback))
                 continue
             used += 1
             resample = 0

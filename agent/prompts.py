@@ -11,6 +11,9 @@ A repair episode (RLEF's shape) is one conversation:
 
 A user's correction (ILF) starts a short conversation of its own: the task,
 the attempt it is about, and the correction (`correction_prompt`).
+
+When an attempt repeats an earlier failed one, the conversation restarts as
+system + task + `duplicate_prompt` (what failed, without the program).
 """
 
 from __future__ import annotations
@@ -62,12 +65,24 @@ def repair_prompt(feedback: str) -> str:
 
 
 def duplicate_prompt(duplicate_of: int, feedback: str) -> str:
-    """The user turn after an attempt that repeats an earlier failed one."""
+    """Appended to the task when an attempt repeated attempt `duplicate_of`, which failed.
+
+    The conversation restarts from the task with this note: the failed program
+    itself is not shown again, because a small model copies what it can see.
+    """
     return (
-        f"This program is the same as attempt {duplicate_of}, which already failed:\n\n"
-        f"{feedback.rstrip()}\n\n"
-        "Do not repeat it. Rethink the problem and solve it with a different approach. Reply "
-        "with the complete new program in one ```python block."
+        f"An earlier attempt (attempt {duplicate_of}) failed, and retrying gave the same "
+        f"program again. What went wrong:\n\n{feedback.rstrip()}\n\n"
+        "Rethink the problem and solve it with a different approach: do not write that "
+        "program again. Reply with the complete new program in one ```python block."
+    )
+
+
+def unchanged_prompt(correction: str) -> str:
+    """Appended to a correction the model answered with the same program."""
+    return (
+        "Your last reply returned the program unchanged. It must change so that it follows "
+        f"this feedback: {correction.strip()}"
     )
 
 

@@ -38,7 +38,10 @@ SECTION = "## Git workspace (end to end)"
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.invalid", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
@@ -62,11 +65,25 @@ def run(model: str, max_turns: int, timeout: float) -> dict[str, Any]:
         repo = make_repo(Path(tmp))
         initial = git(repo, "rev-parse", "HEAD").strip()
         env = {**os.environ, "FIXLOOP_SESSIONS_DIR": str(Path(tmp) / "sessions")}
-        cmd = [str(fixloop), "solve", TASK, "--repo", str(repo), "--test-cmd", TEST_CMD,
-               "--model", model, "--max-turns", str(max_turns), "--accept", "--json"]
+        cmd = [
+            str(fixloop),
+            "solve",
+            TASK,
+            "--repo",
+            str(repo),
+            "--test-cmd",
+            TEST_CMD,
+            "--model",
+            model,
+            "--max-turns",
+            str(max_turns),
+            "--accept",
+            "--json",
+        ]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
         wall = time.perf_counter() - start
         try:
             out = json.loads(proc.stdout)
@@ -81,8 +98,19 @@ def run(model: str, max_turns: int, timeout: float) -> dict[str, Any]:
         status = sorted(git(repo, "status", "--porcelain").splitlines())
         after = subprocess.run(
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"],
-            cwd=repo, capture_output=True, text=True, check=False,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        replies = []
+        for log in (Path(tmp) / "sessions").glob("*/*.jsonl"):
+            for line in log.read_text(encoding="utf-8").splitlines():
+                event = json.loads(line)
+                if event["type"] in ("model_replied", "format_error"):
+                    replies.append(
+                        {k: event[k] for k in ("type", "turn", "text", "message") if k in event}
+                    )
         return {
             "model": model,
             "outcome": out.get("outcome"),
@@ -95,6 +123,7 @@ def run(model: str, max_turns: int, timeout: float) -> dict[str, Any]:
             "user_work_untouched": status == [" M README.md", "?? scratchpad.txt"],
             "tests_pass_after": after.returncode == 0,
             "final_code": out.get("final_code"),
+            "replies": replies,
             "session_id": out.get("session_id"),
         }
 
@@ -113,19 +142,27 @@ def record(result: dict[str, Any]) -> None:
             "| date | machine | model | fixed | turns | tokens | wall time | notes |\n"
             "|---|---|---|---|---|---|---|---|\n"
         )
-    fixed = (result["outcome"] == "passed" and result["commit_files"] == ["ranges.py"]
-             and result["trailer"] and result["user_work_untouched"] and result["tests_pass_after"])
-    notes = (f"outcome {result['outcome']}; commit {result['commit_files'] or 'none'}; "
-             f"user work untouched: {result['user_work_untouched']}")
+    fixed = (
+        result["outcome"] == "passed"
+        and result["commit_files"] == ["ranges.py"]
+        and result["trailer"]
+        and result["user_work_untouched"]
+        and result["tests_pass_after"]
+    )
+    notes = (
+        f"outcome {result['outcome']}; commit {result['commit_files'] or 'none'}; "
+        f"user work untouched: {result['user_work_untouched']}"
+    )
     row = (
         f"| {date.today()} | cpu-2c (shared) | {result['model']} | {'yes' if fixed else 'no'} "
         f"| {result['turns']} | {result['completion_tokens']} | {result['wall_s']} s | {notes} |"
     )
     head, sep, tail = text.partition(SECTION)
-    lines = tail.split("\n")
+    section, heading, rest = tail.partition("\n## ")  # this section only, not the next one
+    lines = section.split("\n")
     last = max(i for i, line in enumerate(lines) if line.startswith("|"))
     lines[last + 1 : last + 1] = [row]
-    path.write_text(head + sep + "\n".join(lines), encoding="utf-8")
+    path.write_text(head + sep + "\n".join(lines) + heading + rest, encoding="utf-8")
 
 
 def main() -> None:

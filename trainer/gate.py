@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from agent.events import Task
 
 BOOTSTRAP_SAMPLES = 4000
+FEW_TASKS = 30  # below this, the report warns that only large differences can show
 
 
 class GateError(ValueError):
@@ -260,9 +261,16 @@ def run_gate(
     cur, cand = results[current], results[candidate]
     metrics = [
         compare_metric("pass@1", cur, cand, first_attempt=True),
-        compare_metric(f"pass within {turns} turns", cur, cand, first_attempt=False),
+        compare_metric(
+            f"pass within {turns} turn{'s' if turns != 1 else ''}", cur, cand, first_attempt=False
+        ),
     ]
     ok, reasons = decide(metrics, require_significant=require_significant)
+    if len(tasks) < FEW_TASKS:
+        reasons.append(
+            f"note: {len(tasks)} tasks can only show large differences (intervals are wide); "
+            "use the whole MBPP validation split (90 tasks) for a decision that means much"
+        )
     promoted = ok and promote
     if ok and not promote:
         reasons.append("would be promoted; left inactive because promotion was turned off")

@@ -94,6 +94,8 @@ def report_markdown(
         f"- training: {m['steps']} steps, loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
         f"{m['tokens_per_s']} tokens/s"
         + (f", peak GPU memory {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else ""),
+        f"- validation loss: {m.get('val_loss_before')} -> {m.get('val_loss_after')} "
+        f"({m.get('val_examples', 0)} rows)",
         f"- export: {export.gguf}" + (f" + adapter {export.adapter}" if export.adapter else ""),
         "",
         gate.report.markdown().split("\n", 2)[2],

@@ -36,6 +36,27 @@ def pids_controller_available() -> bool:
         return False
 
 
+_swept = False
+
+
+def sweep_stale(parent: Path = PIDS_ROOT / GROUP_PARENT) -> int:
+    """Remove empty run groups left by fixloop processes that died without cleaning up
+    (killed, or ended by os._exit). Only groups whose owner pid is gone. Returns how many."""
+    removed = 0
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        owner = entry.name.split("-")[1] if entry.name.startswith("run-") else ""
+        if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+            continue
+        with contextlib.suppress(OSError):
+            entry.rmdir()  # fails (busy) if any process is still in it
+            removed += 1
+    return removed
+
+
 class PidsCgroup:
     """One run's pids group. Use as a context manager; `kill_all()` ends every member."""
 
@@ -45,8 +66,12 @@ class PidsCgroup:
             self.max_pids = max_pids
 
     def __init__(self, max_pids: int) -> None:
+        global _swept
         parent = PIDS_ROOT / GROUP_PARENT
         parent.mkdir(exist_ok=True)
+        if not _swept:
+            _swept = True
+            sweep_stale(parent)
         self.path = parent / f"run-{os.getpid()}-{next(_counter)}"
         self.path.mkdir()
         (self.path / "pids.max").write_text(str(max_pids))
@@ -160,10 +185,13 @@ class GroupPool:
     def acquire(self, max_pids: int) -> PidsCgroup:
         with self._lock:
             group = self._free.pop() if self._free else None
-        if group is None:
-            return PidsCgroup(max_pids)
-        group.set_max(max_pids)
-        return group
+        if group is not None:
+            try:
+                group.set_max(max_pids)
+                return group
+            except OSError:  # removed behind our back
+                group.close()
+        return PidsCgroup(max_pids)
 
     def release(self, group: PidsCgroup) -> None:
         if group.kill_all() and not group.pids():
@@ -179,6 +207,12 @@ class GroupPool:
         for group in groups:
             group.close()
 
+    def forget(self) -> None:
+        """In a forked child: the free groups belong to the parent."""
+        self._free = []
+        self._lock = threading.Lock()
+
 
 GROUPS = GroupPool()
 atexit.register(GROUPS.close)
+os.register_at_fork(after_in_child=GROUPS.forget)

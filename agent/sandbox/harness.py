@@ -45,6 +45,7 @@ _COMPARE_OPS: dict[str, tuple[object, str]] = {  # ast class name -> (function, 
     "NotIn": (lambda a, b: a not in b, "not in"),
 }
 _SOURCES: dict[str, str] = {}  # pseudo-files shown in tracebacks (solution, test, setup)
+_SYNCED: dict[str, str] = {}  # what linecache holds for each of them
 
 
 def short_repr(value: object, limit: int = REPR_LIMIT) -> str:
@@ -61,13 +62,17 @@ def _register_source(filename: str, source: str) -> None:
     """Remember a pseudo-file's source; it reaches linecache when a traceback is formatted."""
     _SOURCES[filename] = source
     if "linecache" in sys.modules:  # already loaded (by the program): keep it current
-        _sync_linecache()
+        _sync_linecache([filename])
 
 
-def _sync_linecache() -> None:
+def _sync_linecache(filenames: list[str] | None = None) -> None:
     import linecache
 
-    for filename, source in _SOURCES.items():
+    for filename in filenames if filenames is not None else list(_SOURCES):
+        source = _SOURCES[filename]
+        if _SYNCED.get(filename) is source and filename in linecache.cache:
+            continue  # this very source is already there
+        _SYNCED[filename] = source
         lines = [line if line.endswith("\n") else line + "\n" for line in source.splitlines()]
         linecache.cache[filename] = (len(source), None, lines, filename)
 

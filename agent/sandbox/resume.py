@@ -39,6 +39,12 @@ def lost_test_record(raw: RawRun, index: int, name: str, timeout_s: float) -> di
             "message": f"the test did not finish within {timeout_s:g} s (killed)",
             "duration_s": timeout_s,
         }
+    if sig == signal.SIGXCPU:
+        return {
+            **record,
+            "status": "timeout",
+            "message": "the test used up the CPU-time limit (killed by SIGXCPU)",
+        }
     if sig is not None:
         hint = " (a stack overflow: recursion too deep?)" if sig == signal.SIGSEGV else ""
         name_ = _signal_name(sig)

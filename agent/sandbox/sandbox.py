@@ -296,6 +296,9 @@ class Sandbox:
                 except warm.ServerDied:
                     server.close()
                     continue
+                except BaseException:
+                    server.close()  # in an unknown state: never reused
+                    raise
                 warm.POOL.release(server)
                 iso = self._isolation(warm_run=True)
                 iso.notes += raw.notes
@@ -347,6 +350,14 @@ def _remove_later(path: Path) -> None:
             _trash_thread.start()
             atexit.register(_flush_trash)
     _trash.put(path)
+
+
+def _trash_after_fork() -> None:
+    global _trash, _trash_thread, _trash_lock
+    _trash, _trash_thread, _trash_lock = queue.SimpleQueue(), None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_trash_after_fork)
 
 
 def _flush_trash() -> None:

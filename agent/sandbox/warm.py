@@ -38,6 +38,22 @@ FORKSERVER = Path(__file__).resolve().with_name("forkserver.py")
 SERVER_PROCESSES = 3  # bwrap monitor, the namespace's pid 1, the server
 START_TIMEOUT_S = 20.0
 KILL_GRACE_S = 3.0
+EXIT_MARK = b'{"kind": "exit"'  # how the server's exit record starts
+
+
+_dirs_swept = False
+
+
+def sweep_stale_dirs() -> None:
+    """Remove the directories of fork servers whose owning process died without cleaning up."""
+    global _dirs_swept
+    if _dirs_swept:
+        return
+    _dirs_swept = True
+    for path in Path(tempfile.gettempdir()).glob("fixloop-warm-*-*"):
+        owner = path.name.split("-")[2]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixloop-spawn")
@@ -52,7 +68,8 @@ class ForkServer:
 
     def __init__(self, python: str, env: Callable[[Path], dict[str, str]], sys_path: list[str]):
         self.python = python
-        self.dir = Path(tempfile.mkdtemp(prefix="fixloop-warm-"))
+        sweep_stale_dirs()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"fixloop-warm-{os.getpid()}-"))
         self.cgroup = PidsCgroup(SERVER_PROCESSES + 64)
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = self.cgroup.wrap([
@@ -186,13 +203,12 @@ class ForkServer:
         sel.register(pidfd, selectors.EVENT_READ)
         killed_at: float | None = None
 
-        def finished() -> bool:
-            return b'"kind": "exit"' in result_data
+        exit_seen = False  # the server's exit record has arrived: the job is over
 
         try:
             while readers or exited_at is None:
                 now = time.monotonic()
-                if exited_at is None and finished():
+                if exited_at is None and exit_seen:
                     exited_at = now
                     self.cgroup.kill_all(keep=self.base)  # orphans of the job
                     continue
@@ -245,8 +261,14 @@ class ForkServer:
                         if buffer is not None:
                             buffer.feed(chunk)
                         else:
+                            seen_from = max(0, len(result_data) - len(EXIT_MARK))
                             if len(result_data) < RESULT_CAP:
                                 result_data.extend(chunk)
+                            exit_seen = (
+                                exit_seen
+                                or EXIT_MARK in result_data[seen_from:]
+                                or EXIT_MARK in chunk  # also once the cap is reached
+                            )
                             if b"\n" in chunk:  # a record: the next one is due soon
                                 deadline = time.monotonic() + heartbeat_s
         finally:
@@ -327,6 +349,19 @@ class WarmPool:
         for server in servers:
             server.close()
 
+    def forget(self) -> None:
+        """In a forked child: the idle servers belong to the parent; never use or close them."""
+        self._idle = {}
+        self._lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not survive fork: a new spawner thread, and no servers of the parent's."""
+    global _SPAWNER
+    _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixloop-spawn")
+    POOL.forget()
+
 
 POOL = WarmPool()
 atexit.register(POOL.close)
+os.register_at_fork(after_in_child=_after_fork_in_child)

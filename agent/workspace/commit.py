@@ -121,6 +121,7 @@ def accept_files(
         full = inside(repo.root, p.path)
         full.parent.mkdir(parents=True, exist_ok=True)
         full.write_text(p.worktree, encoding="utf-8")
-        repo.set_index(p.path, p.index if p.index is not None else p.commit,
-                       repo.tree_mode(sha, p.path))
+        repo.set_index(
+            p.path, p.index if p.index is not None else p.commit, repo.tree_mode(sha, p.path)
+        )
     return sha, [p.path for p in plans]

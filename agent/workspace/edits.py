@@ -41,27 +41,69 @@ _PATH_LINE = re.compile(
     re.IGNORECASE,
 )
 _LANGS = {
-    "python", "py", "python3", "text", "txt", "diff", "patch", "toml", "yaml", "yml", "json",
-    "ini", "cfg", "sh", "bash", "shell", "console", "markdown", "md", "rst", "javascript", "js",
-    "typescript", "ts", "c", "cpp", "go", "rust", "java", "html", "css", "sql", "makefile",
+    "python",
+    "py",
+    "python3",
+    "text",
+    "txt",
+    "diff",
+    "patch",
+    "toml",
+    "yaml",
+    "yml",
+    "json",
+    "ini",
+    "cfg",
+    "sh",
+    "bash",
+    "shell",
+    "console",
+    "markdown",
+    "md",
+    "rst",
+    "javascript",
+    "js",
+    "typescript",
+    "ts",
+    "c",
+    "cpp",
+    "go",
+    "rust",
+    "java",
+    "html",
+    "css",
+    "sql",
+    "makefile",
 }
-_LANG_BY_SUFFIX = {".py": "python", ".toml": "toml", ".json": "json", ".md": "markdown",
-                   ".yaml": "yaml", ".yml": "yaml", ".sh": "bash", ".cfg": "ini", ".ini": "ini"}
+_LANG_BY_SUFFIX = {
+    ".py": "python",
+    ".toml": "toml",
+    ".json": "json",
+    ".md": "markdown",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".sh": "bash",
+    ".cfg": "ini",
+    ".ini": "ini",
+}
 
-EXAMPLE_PATH = "path/to/file.py"
+# Files without an extension that are still files (anything else needs an extension: a line
+# like "search/replace" above a block is prose, not a path).
+_BARE_NAMES = frozenset({"Makefile", "Dockerfile", "Containerfile", "LICENSE", "Procfile"})
 # Paths from format examples that small models copy verbatim: read as "no path given".
-EXAMPLE_PATHS = frozenset({EXAMPLE_PATH, "pkg/module.py"})
+EXAMPLE_PATHS = frozenset({"path/to/file.py", "pkg/module.py", "path/to/file"})
 
 
-def format_help(example_path: str = EXAMPLE_PATH) -> str:
-    """How to write edits, with `example_path` in the examples."""
+def format_help(path: str | None = None) -> str:
+    """How to write edits, in words: a template with placeholders gets copied by small models."""
+    name = f"`{path}`" if path else "the file's path (relative to the repository root)"
+    what = f"the complete corrected {path}" if path else "the complete new content of the file"
     return (
-        "Reply with the complete new content of each file you change, as a fenced code block "
-        "preceded by a line with the file's path relative to the repository root, e.g.\n\n"
-        f"{example_path}\n```python\n<the whole file>\n```\n\n"
-        "or, for a small change, a search/replace block:\n\n"
-        f"{example_path}\n```python\n<<<<<<< SEARCH\n<lines copied exactly from the file>\n"
-        "=======\n<the new lines>\n>>>>>>> REPLACE\n```"
+        f"Answer format: a line with {name}, then a ```python code block with {what}, "
+        "every line of it, including the lines you do not change. Repeat this for each file "
+        "you change. For a long file you may instead put SEARCH/REPLACE blocks in the code "
+        "block: a line <<<<<<< SEARCH, the current lines copied exactly, a line =======, the "
+        "new lines, a line >>>>>>> REPLACE."
     )
 
 
@@ -106,8 +148,12 @@ def _path_candidate(line: str) -> str | None:
     if not m:
         return None
     path = m["path"].replace("\\", "/").rstrip(":")
-    looks_like_path = bool(re.search(r"\.[A-Za-z][A-Za-z0-9]{0,7}$", path)) or (
-        "/" in path and not path.endswith("/")
+    looks_like_path = (
+        bool(re.search(r"\.[A-Za-z][A-Za-z0-9]{0,7}$", path))
+        or PurePosixPath(path).name in _BARE_NAMES
+        # Paths that could escape are read as paths, so that they are refused by name.
+        or path.startswith(("/", ".git/", "../"))
+        or "/../" in path
     )
     return path if looks_like_path else None
 
@@ -198,8 +244,9 @@ def _search_replace_blocks(
                 f"A SEARCH/REPLACE block {where} has no file path. Put the path of the file "
                 "on the line just before the ``` fence."
             )
-        edits.append(FileEdit(path=safe_relpath(path), search="".join(search),
-                              replace="".join(replace)))
+        edits.append(
+            FileEdit(path=safe_relpath(path), search="".join(search), replace="".join(replace))
+        )
         i = k + 1
     return edits
 
@@ -257,13 +304,14 @@ def _replace_once(text: str, search: str, replace: str, path: str) -> str:
     text_lines = text.splitlines(keepends=True)
     want = [ln.rstrip() for ln in search.splitlines()]
     hits = [
-        i for i in range(len(text_lines) - len(want) + 1)
-        if [ln.rstrip() for ln in text_lines[i:i + len(want)]] == want
+        i
+        for i in range(len(text_lines) - len(want) + 1)
+        if [ln.rstrip() for ln in text_lines[i : i + len(want)]] == want
     ]
     if len(hits) == 1:
         i = hits[0]
         new = replace if replace.endswith("\n") or not replace else replace + "\n"
-        return "".join(text_lines[:i]) + new + "".join(text_lines[i + len(want):])
+        return "".join(text_lines[:i]) + new + "".join(text_lines[i + len(want) :])
     first = search.strip().splitlines()[0] if search.strip() else ""
     raise FormatProblem(
         f"The SEARCH text for {path} does not match the file. SEARCH must copy the existing "
@@ -319,6 +367,11 @@ def apply_edits(
                         "to replace into SEARCH."
                     )
                 files[path] = replace
+            elif _PLACEHOLDER.fullmatch(edit.search.strip()):
+                raise FormatProblem(
+                    f"The SEARCH block for {path} holds a placeholder ({edit.search.strip()!r}). "
+                    "Copy the real lines to change from the file."
+                )
             elif current is None:
                 raise FormatProblem(
                     f"{path} does not exist, so a SEARCH block cannot match in it. To create "

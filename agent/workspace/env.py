@@ -28,9 +28,9 @@ from agent.workspace.context import (
     select_files,
 )
 from agent.workspace.edits import (
-    FORMAT_HELP,
     apply_edits,
     files_from_rendering,
+    format_help,
     parse_edits,
     render_files,
 )
@@ -47,8 +47,14 @@ SYSTEM = (
 
 
 def _is_test_path(path: str) -> bool:
-    name = Path(path).name
-    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in f"/{path}"
+    """pytest's conventions: test_*.py, *_test.py, conftest.py, or under a tests/ directory."""
+    p = Path(path)
+    return (
+        p.name.startswith("test_")
+        or p.name.endswith("_test.py")
+        or p.name == "conftest.py"
+        or any(part in ("tests", "test") for part in p.parts[:-1])
+    )
 
 
 class WorkspaceEnv:
@@ -150,12 +156,14 @@ class WorkspaceEnv:
                 f"The test command `{self.test_cmd}` currently fails:\n\n"
                 + self._feedback_text(self.baseline)
             )
-        return "\n\n".join([
-            f"Task: {task.text.strip()}",
-            status,
-            "The relevant files:\n\n" + render_context(chosen, listed),
-            FORMAT_HELP,
-        ])
+        return "\n\n".join(
+            [
+                f"Task: {task.text.strip()}",
+                status,
+                "The relevant files:\n\n" + render_context(chosen, listed),
+                format_help(self.default_path),
+            ]
+        )
 
     def parse(self, reply: str) -> Proposal:
         edits = parse_edits(reply, default_path=self.default_path)
@@ -182,11 +190,14 @@ class WorkspaceEnv:
                 raise
             # SEARCH text copied from the previous attempt: build on that attempt instead.
             previous = self._last_files
-            return {**previous, **apply_edits(
-                edits,
-                lambda p: previous[p] if p in previous else self.scratch.base_text(p),
-                candidates=self.shown,
-            )}
+            return {
+                **previous,
+                **apply_edits(
+                    edits,
+                    lambda p: previous[p] if p in previous else self.scratch.base_text(p),
+                    candidates=self.shown,
+                ),
+            }
 
     def _check_tests_untouched(self, edits: list[FileEdit]) -> None:
         """Existing tests are the spec: editing one needs the user to name it (`--file`)."""

@@ -120,8 +120,9 @@ def _touched_old_lines(repo: GitRepo, parent: str, sha: str, path: str) -> list[
     return ranges
 
 
-def _blamed_to(repo: GitRepo, rev: str, path: str, ranges: list[tuple[int, int]], target: str
-               ) -> bool:
+def _blamed_to(
+    repo: GitRepo, rev: str, path: str, ranges: list[tuple[int, int]], target: str
+) -> bool:
     n_lines = len((repo.blob_text(rev, path) or "").splitlines())
     for start, end in ranges:
         start, end = min(start, n_lines), min(end, n_lines)
@@ -149,11 +150,14 @@ def text_diff(proposed: dict[str, str], final: dict[str, str]) -> str:
     """A unified diff from what fixloop proposed to what the user kept, file by file."""
     parts = []
     for path in sorted(set(proposed) | set(final)):
-        parts.extend(difflib.unified_diff(
-            proposed.get(path, "").splitlines(keepends=True),
-            final.get(path, "").splitlines(keepends=True),
-            fromfile=f"a/{path} (fixloop)", tofile=f"b/{path} (kept)",
-        ))
+        parts.extend(
+            difflib.unified_diff(
+                proposed.get(path, "").splitlines(keepends=True),
+                final.get(path, "").splitlines(keepends=True),
+                fromfile=f"a/{path} (fixloop)",
+                tofile=f"b/{path} (kept)",
+            )
+        )
     return "".join(line if line.endswith("\n") else line + "\n" for line in parts)
 
 
@@ -174,13 +178,26 @@ def harvest(repo: GitRepo, window: int = 10, max_commits: int = 1000) -> list[Ha
             parent = later.parents[0].hexsha
             common = sorted(ours & set(repo.changed_paths(later.hexsha)))
             touched = [
-                p for p in common
-                if _blamed_to(repo, parent, p, _touched_old_lines(repo, parent, later.hexsha, p),
-                              commit.hexsha)
+                p
+                for p in common
+                if _blamed_to(
+                    repo,
+                    parent,
+                    p,
+                    _touched_old_lines(repo, parent, later.hexsha, p),
+                    commit.hexsha,
+                )
             ]
             if touched:
-                found.append(Harvested(session_id, commit.hexsha, later.hexsha, "follow-up",
-                                       _correction(repo, commit.hexsha, later.hexsha, touched)))
+                found.append(
+                    Harvested(
+                        session_id,
+                        commit.hexsha,
+                        later.hexsha,
+                        "follow-up",
+                        _correction(repo, commit.hexsha, later.hexsha, touched),
+                    )
+                )
                 break
     found.extend(_amended(repo))
     return found

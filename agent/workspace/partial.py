@@ -1,12 +1,14 @@
 """Splice a partial Python file into the original: small models often send only what changed.
 
 A "whole file" reply that leaves out top-level functions or classes of the
-original while redefining others is read as a partial file: each definition it
+original while redefining at least one of them is read as a partial file: each definition it
 gives replaces the same-named one in the original (new ones are appended), new
 imports are added after the original's imports, a top-level assignment replaces
-the original's assignment to the same name, and everything else is kept. A
-reply that keeps every top-level definition is a real whole file and is used as
-it is. (So a whole-file reply cannot delete a function; a SEARCH/REPLACE block can.)
+the original's assignment to the same name, and everything else is kept. A class
+that redefines some of the original's methods and omits others is spliced the same
+way, method by method. A reply that keeps every definition is a real whole file and
+is used as it is. (So a whole-file reply cannot delete a function; a SEARCH/REPLACE
+block can.)
 """
 
 from __future__ import annotations
@@ -14,6 +16,20 @@ from __future__ import annotations
 import ast
 
 _DEF = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_FUNC = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _methods(node: ast.stmt) -> dict[str, ast.stmt]:
+    body = node.body if isinstance(node, ast.ClassDef) else []
+    return {n.name: n for n in body if isinstance(n, _FUNC)}
+
+
+def _partial_class(old: ast.stmt, new: ast.stmt) -> bool:
+    """A class in the reply that redefines some methods of the original and omits others."""
+    if not (isinstance(old, ast.ClassDef) and isinstance(new, ast.ClassDef)):
+        return False
+    new_methods = _methods(new)
+    return bool(new_methods) and bool(set(_methods(old)) - set(new_methods))
 
 
 def _span(node: ast.stmt) -> tuple[int, int]:
@@ -40,7 +56,14 @@ def splice_partial(original: str, reply: str) -> str | None:
         return None
     old_defs = {n.name: n for n in old_tree.body if isinstance(n, _DEF)}
     new_defs = {n.name: n for n in new_tree.body if isinstance(n, _DEF)}
-    if not new_defs or not set(old_defs) - set(new_defs):
+    partial_classes = {
+        name
+        for name, node in new_defs.items()
+        if name in old_defs and _partial_class(old_defs[name], node)
+    }
+    if not set(new_defs) & set(old_defs):  # nothing in common: not a piece of this file
+        return None
+    if not (set(old_defs) - set(new_defs) or partial_classes):  # complete: use it as it is
         return None
     old_lines = original.splitlines(keepends=True)
     if old_lines and not old_lines[-1].endswith("\n"):
@@ -57,7 +80,16 @@ def splice_partial(original: str, reply: str) -> str | None:
     replacements: list[tuple[int, int, list[str]]] = []
     appended: list[str] = []
     for name, node in new_defs.items():
-        if name in old_defs:
+        if name in partial_classes:  # splice method by method
+            old_methods = _methods(old_defs[name])
+            class_end = _span(old_defs[name])[1]
+            for method_name, method in _methods(node).items():
+                if method_name in old_methods:
+                    start, end = _span(old_methods[method_name])
+                    replacements.append((start, end, text_of(method)))
+                else:
+                    replacements.append((class_end, class_end, ["\n", *text_of(method)]))
+        elif name in old_defs:
             start, end = _span(old_defs[name])
             replacements.append((start, end, text_of(node)))
         else:

@@ -268,9 +268,7 @@ class GitRepo:
     def require_identity(self) -> None:
         reader = self.repo.config_reader()
         name = reader.get_value("user", "name", default="") or os.environ.get("GIT_AUTHOR_NAME")
-        email = reader.get_value("user", "email", default="") or os.environ.get(
-            "GIT_AUTHOR_EMAIL"
-        )
+        email = reader.get_value("user", "email", default="") or os.environ.get("GIT_AUTHOR_EMAIL")
         if not name or not email:
             raise WorkspaceError(
                 "git has no identity to commit with. Set one: git config user.name 'Your Name' "

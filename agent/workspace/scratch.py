@@ -16,11 +16,28 @@ from pathlib import Path
 
 from agent.workspace.repo import GitRepo, WorkspaceError, decode, inside
 
-SKIP_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".venv", "venv", "env", "__pycache__", "node_modules", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".tox", ".nox", "build", "dist", ".eggs",
-})
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "env",
+        "__pycache__",
+        "node_modules",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        "build",
+        "dist",
+        ".eggs",
+    }
+)
 MAX_COPY_BYTES = 200 * 1024 * 1024
+MAX_PLAIN_FILES = 20_000
 
 
 def _walk_plain(root: Path) -> list[str]:
@@ -32,6 +49,12 @@ def _walk_plain(root: Path) -> list[str]:
         )
         rel_dir = Path(dirpath).relative_to(root)
         files.extend((rel_dir / name).as_posix() for name in sorted(filenames))
+        if len(files) > MAX_PLAIN_FILES:
+            raise WorkspaceError(
+                f"{root} is not a git repository and holds more than {MAX_PLAIN_FILES} files; "
+                "fixloop will not copy all of that. Run it in the project's own directory "
+                "(or `git init` the project)."
+            )
     return files
 
 
@@ -45,23 +68,26 @@ class ScratchCopy:
     def __init__(self, source: Path, repo: GitRepo | None, keep: bool = False) -> None:
         self.source = source.resolve()
         self.keep = keep
+        self.files = repo.listed_files() if repo else _walk_plain(self.source)
+        total = sum((self.source / rel).lstat().st_size for rel in self.files)
+        if total > MAX_COPY_BYTES:
+            raise WorkspaceError(
+                f"{self.source} holds more than {MAX_COPY_BYTES >> 20} MB of files to copy; "
+                "point --repo at the project itself (or add build outputs to .gitignore)."
+            )
         self._tmp = Path(tempfile.mkdtemp(prefix=f"fixloop-{self.source.name}-"))
         self.dir = self._tmp / self.source.name
-        self.dir.mkdir()
-        self.files = repo.listed_files() if repo else _walk_plain(self.source)
-        total = 0
-        for rel in self.files:
-            src = self.source / rel
-            total += src.lstat().st_size
-            if total > MAX_COPY_BYTES:
-                self.close(force=True)
-                raise WorkspaceError(
-                    f"{self.source} holds more than {MAX_COPY_BYTES >> 20} MB of files to copy; "
-                    "point --repo at the project itself (or add build outputs to .gitignore)."
-                )
-            dst = self.dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst, follow_symlinks=False)
+        try:
+            self.dir.mkdir()
+            for rel in self.files:
+                dst = self.dir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.source / rel, dst, follow_symlinks=False)
+        except OSError as exc:
+            self.close(force=True)
+            raise WorkspaceError(
+                f"cannot copy {self.source} to a scratch directory: {exc}"
+            ) from exc
         self._base: dict[str, bytes | None] = {}
         self._written: set[str] = set()
 

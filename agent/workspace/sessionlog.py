@@ -130,12 +130,20 @@ def accept_logged(repo: GitRepo, record: SessionRecord, edited: bool) -> LoggedA
             repo.set_index(path, text, repo.tree_mode(sha, path))
         files = sorted(changed)
         if final != proposed:
-            events.append(Correction(source="accept_edited", proposed=proposed, final=final,
-                                     diff=text_diff(proposed, final), commit=sha))
+            events.append(
+                Correction(
+                    source="accept_edited",
+                    proposed=proposed,
+                    final=final,
+                    diff=text_diff(proposed, final),
+                    commit=sha,
+                )
+            )
     else:
         base = {p: repo.worktree_text(p) for p in proposed}
-        message = commit_message(summary, proposed, record.session_id,
-                                 f"Proposal of turn {chosen.turn} ({status}).")
+        message = commit_message(
+            summary, proposed, record.session_id, f"Proposal of turn {chosen.turn} ({status})."
+        )
         sha, files = accept_files(repo, proposed, base, message)
     events.append(Committed(sha=sha, files=files, message=message, repo=str(repo.root)))
     append_events(record.path, events)

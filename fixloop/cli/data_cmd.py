@@ -63,7 +63,10 @@ def build_cmd(
     ] = 0.95,
     tokenizer: Annotated[
         str | None,
-        typer.Option("--tokenizer", help="Tokenizer dir for the budget (default: a proxy count)."),
+        typer.Option(
+            "--tokenizer",
+            help="Count tokens with this tokenizer dir, .gguf or model name (default: a proxy).",
+        ),
     ] = None,
     chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Write summary.png.")] = True,
 ) -> None:
@@ -95,7 +98,10 @@ def build_cmd(
     except ValueError as exc:
         fail(str(exc))
     started = time.perf_counter()
-    result = build(options)
+    try:
+        result = build(options)
+    except (ValueError, RuntimeError) as exc:  # a bad --tokenizer: the message says why
+        fail(str(exc))
     for problem in result.problems:
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
     for refusal in result.refused:

@@ -90,15 +90,20 @@ def accept(
     with _repo(repo) as git_repo:
         where = _sessions_dir(sessions_dir)
         try:
-            log = (find_session(where, session) if session
-                   else _latest_workspace_session(where, git_repo.root))
+            log = (
+                find_session(where, session)
+                if session
+                else _latest_workspace_session(where, git_repo.root)
+            )
             record = read_session(log)
         except SessionLogError as exc:
             fail(str(exc))
         workdir = record.header.task.workdir
         if not workdir or GitRepo.root_of(workdir) != git_repo.root:
-            fail(f"session {record.session_id} worked on {workdir or 'no repository'}, not "
-                 f"{git_repo.root}; pass the right --repo")
+            fail(
+                f"session {record.session_id} worked on {workdir or 'no repository'}, not "
+                f"{git_repo.root}; pass the right --repo"
+            )
         try:
             done = accept_logged(git_repo, record, edited)
         except SessionLogError as exc:
@@ -106,20 +111,33 @@ def accept(
         except WorkspaceError as exc:
             _refused(str(exc))
     if as_json:
-        typer.echo(json.dumps({"sha": done.sha, "files": done.files,
-                               "session_id": record.session_id,
-                               "correction_logged": done.corrected, "log_path": str(log)},
-                              indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "sha": done.sha,
+                    "files": done.files,
+                    "session_id": record.session_id,
+                    "correction_logged": done.corrected,
+                    "log_path": str(log),
+                },
+                indent=2,
+            )
+        )
         return
-    typer.echo(f"committed {done.sha[:10]} ({', '.join(done.files)}) "
-               f"for session {record.session_id}")
+    typer.echo(
+        f"committed {done.sha[:10]} ({', '.join(done.files)}) for session {record.session_id}"
+    )
     if edited:
-        typer.echo("your edits were logged as a correction" if done.corrected
-                   else "no difference from the proposal: no correction logged")
+        typer.echo(
+            "your edits were logged as a correction"
+            if done.corrected
+            else "no difference from the proposal: no correction logged"
+        )
 
 
-def undo(repo: RepoOpt = Path("."), sessions_dir: SessionsDirOpt = None,
-         as_json: JsonOpt = False) -> None:
+def undo(
+    repo: RepoOpt = Path("."), sessions_dir: SessionsDirOpt = None, as_json: JsonOpt = False
+) -> None:
     """Revert fixloop's last commit while it is still HEAD (your uncommitted work is kept)."""
     from agent.events import UserRejected
     from agent.session_log import read_session
@@ -138,12 +156,23 @@ def undo(repo: RepoOpt = Path("."), sessions_dir: SessionsDirOpt = None,
         reason = f"undone with `fixloop undo` ({undone.sha[:10]})"
         append_events(log, [UserRejected(turn=max(turns, default=0), reason=reason)])
     if as_json:
-        typer.echo(json.dumps({"undone": undone.sha, "head": head,
-                               "session_id": undone.session_id, "files": undone.files,
-                               "logged": log is not None}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "undone": undone.sha,
+                    "head": head,
+                    "session_id": undone.session_id,
+                    "files": undone.files,
+                    "logged": log is not None,
+                },
+                indent=2,
+            )
+        )
         return
-    typer.echo(f"undid {undone.sha[:10]} {undone.subject!r} ({', '.join(undone.files)}); "
-               f"HEAD is now {head[:10]}")
+    typer.echo(
+        f"undid {undone.sha[:10]} {undone.subject!r} ({', '.join(undone.files)}); "
+        f"HEAD is now {head[:10]}"
+    )
 
 
 def harvest(
@@ -175,17 +204,26 @@ def harvest(
         else:
             append_events(log, [item.correction])
             state = "logged"
-        rows.append({"session_id": item.session_id, "fixloop_commit": item.fixloop_sha,
-                     "fix_commit": item.fix_sha, "kind": item.kind,
-                     "files": sorted(item.correction.final), "state": state})
+        rows.append(
+            {
+                "session_id": item.session_id,
+                "fixloop_commit": item.fixloop_sha,
+                "fix_commit": item.fix_sha,
+                "kind": item.kind,
+                "files": sorted(item.correction.final),
+                "state": state,
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         typer.echo(f"no corrections of fixloop commits within {window} commits")
     for r in rows:
-        typer.echo(f"{r['kind']:9} {r['fixloop_commit'][:10]} -> {r['fix_commit'][:10]}  "
-                   f"session {r['session_id']}  {', '.join(r['files'])}  [{r['state']}]")
+        typer.echo(
+            f"{r['kind']:9} {r['fixloop_commit'][:10]} -> {r['fix_commit'][:10]}  "
+            f"session {r['session_id']}  {', '.join(r['files'])}  [{r['state']}]"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -93,7 +93,7 @@ def solve(
 ) -> None:
     """Solve one task headlessly: write, run, repair until the checks pass or turns run out."""
     from agent.backends import BackendError, make_backend
-    from agent.events import EpisodeFinished, ErrorRaised, Task, TaskKind, TokenDelta
+    from agent.events import Committed, EpisodeFinished, ErrorRaised, Task, TaskKind, TokenDelta
     from agent.session import AgentSession
 
     if task.startswith("@"):
@@ -155,6 +155,7 @@ def solve(
         typer.secho(str(notice), fg=typer.colors.YELLOW, err=True)
     stream_tokens = sys.stderr.isatty() and not as_json
     finished: EpisodeFinished | None = None
+    committed: Committed | None = None
     errors: list[str] = []
     try:
         for event in session.start():
@@ -171,6 +172,10 @@ def solve(
                 finished = event
         if accept and finished is not None and finished.outcome == "passed":
             for event in session.accept():
+                if isinstance(event, Committed):
+                    committed = event
+                if isinstance(event, ErrorRaised):
+                    errors.append(event.message)
                 if not as_json:
                     _progress(event)
     except KeyboardInterrupt:
@@ -192,6 +197,9 @@ def solve(
             "completion_tokens": finished.completion_tokens,
             "duration_s": round(finished.duration_s, 3),
             "model": backend.identity.key,
+            "committed": committed.model_dump(include={"sha", "files", "message"})
+            if committed
+            else None,
             "errors": errors,
         }
         typer.echo(json.dumps(payload, indent=2))

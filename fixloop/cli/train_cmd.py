@@ -159,12 +159,20 @@ def train(
         )
     except (DataError, BaseModelError, RunDirError, ValueError) as exc:
         fail(str(exc))
+    if not result.is_main:
+        return
     m = result.metrics
     typer.echo(
         f"run: {result.run_dir}\n"
         f"steps {m['steps']}  loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}  "
         f"{m['tokens_per_s']} tokens/s  {m['train_seconds']} s"
         + (f"  peak GPU {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else "")
+        + (
+            f"\nvalidation loss {m['val_loss_before']} -> {m['val_loss_after']} "
+            f"({m['val_examples']} rows)"
+            if m.get("val_loss_after") is not None
+            else ""
+        )
         + f"\nnext: fixloop export {result.run_dir}"
     )
 

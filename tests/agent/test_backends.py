@@ -47,19 +47,56 @@ def test_unknown_model_name_says_what_is_known(tmp_path: Path) -> None:
 
 
 def test_missing_package_message_reaches_the_user_unchanged(tmp_path: Path) -> None:
-    from agent.models import MissingPackageError, Registry, ensure_model
+    from agent.models import MissingPackageError, ModelSpec, PartSource, Registry, ensure_model
 
-    spec = Registry(tmp_path).get("qwen2.5-coder-0.5b")
-    try:
-        ensure_model(spec, tmp_path / "cache")
-    except MissingPackageError as exc:
-        expected = str(exc)
-    else:
-        pytest.skip("the 0.5B part packages are installed here")
-    settings = Settings(model="qwen2.5-coder-0.5b", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    ghost = ModelSpec(
+        name="ghost",
+        description="a model whose package is not installed",
+        filename="ghost.gguf",
+        sha256="0" * 64,
+        size=10,
+        parts=[
+            PartSource(
+                package="fixloop-ghost",
+                version="9.9.9",
+                module="fixloop_ghost",
+                relpath="ghost.gguf",
+            )
+        ],
+        kind="local",
+    )
+    Registry(tmp_path).add(ghost)
+    with pytest.raises(MissingPackageError) as direct:
+        ensure_model(ghost, tmp_path / "cache")
+    settings = Settings(model="ghost", data_dir=tmp_path, cache_dir=tmp_path / "cache")
     with pytest.raises(BackendError) as info:
         make_backend(settings)
-    assert str(info.value) == expected
+    assert str(info.value) == str(direct.value)
+    assert "pip install" in str(info.value) and "fixloop-ghost==9.9.9" in str(info.value)
+
+
+def test_hash_mismatch_message_reaches_the_user_unchanged(tmp_path: Path) -> None:
+    from agent.models import HashMismatchError, ModelSpec, Registry, ensure_model
+
+    file = tmp_path / "tampered.gguf"
+    file.write_bytes(b"GGUF but not the bytes the registry expects")
+    spec = ModelSpec(
+        name="tampered",
+        description="a local file changed after it was registered",
+        filename=file.name,
+        sha256="1" * 64,
+        size=file.stat().st_size,
+        path=file,
+        kind="local",
+    )
+    Registry(tmp_path).add(spec)
+    with pytest.raises(HashMismatchError) as direct:
+        ensure_model(spec, tmp_path / "cache", progress=False)
+    settings = Settings(model="tampered", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.raises(BackendError) as info:
+        make_backend(settings)
+    assert str(info.value) == str(direct.value)
+    assert "refusing to load 'tampered'" in str(info.value)
 
 
 def test_a_directory_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:

@@ -178,6 +178,12 @@ def test_duplicate_is_resampled_hot_not_rerun_and_not_counted(settings: Settings
     assert [r.turn for r in runs] == [1, 3]  # the duplicate was not run again
     dup = [e for e in events if isinstance(e, RepairRequested) and e.reason == "duplicate"]
     assert len(dup) == 1 and "different approach" in dup[0].feedback
+    assert "expected: 3" in dup[0].feedback  # what attempt 1 got wrong
+    # The conversation restarts from the task: the repeated program is not shown again.
+    third = backend.calls[2].messages
+    assert [m.role for m in third] == ["system", "user"]
+    assert "assert add(1, 2) == 3" in third[1].content and dup[0].feedback in third[1].content
+    assert "a * b" not in third[1].content
     temps = [c.params.temperature for c in backend.calls]
     seeds = [c.params.seed for c in backend.calls]
     assert temps[0] == 0.0 and temps[1] == 0.0 and temps[2] >= 0.8
@@ -194,6 +200,9 @@ def test_duplicates_alone_cannot_loop_forever(settings: Settings) -> None:
     done = finished(events)
     assert done.outcome == "failed" and done.turns == 4 and len(backend.calls) == 4
     assert [e.duplicate_of for e in events if isinstance(e, CodeProposed)] == [None, 1, 1, 1]
+    last = backend.calls[-1].messages  # one note about attempt 1, not one per repeat
+    assert [m.role for m in last] == ["system", "user"]
+    assert last[1].content.count("different approach") == 1
     temps = [c.params.temperature for c in backend.calls]
     assert temps == sorted(temps) and temps[-1] > temps[1]
 
@@ -271,7 +280,10 @@ def test_feedback_answered_with_the_same_program_is_a_duplicate(settings: Settin
     events = drain(session.feedback("Use type hints."))
     assert [e.duplicate_of for e in events if isinstance(e, CodeProposed)] == [1, None]
     dup = next(e for e in events if isinstance(e, RepairRequested) and e.reason == "duplicate")
-    assert "Use type hints." in dup.feedback
+    assert "Use type hints." in dup.feedback and "unchanged" in dup.feedback
+    third = backend.calls[2].messages
+    assert [m.role for m in third] == ["system", "user", "assistant", "user"]
+    assert "return a + b" in third[2].content and third[3].content.endswith(dup.feedback)
     assert backend.calls[2].params.temperature >= 0.8
     assert finished(events).outcome == "passed"
 
@@ -395,3 +407,25 @@ def test_header_records_task_model_and_config(settings: Settings) -> None:
     assert header.task.hidden_tests == ["assert add(0, 0) == 0"]
     assert header.purpose == "solve" and header.config["max_turns"] == 4
     assert header.fixloop_version
+
+
+def test_environment_response_format_reaches_the_backend_and_the_log(settings: Settings) -> None:
+    class JsonEnv(FunctionEnv):
+        response_format = {"type": "json_object", "schema": {"type": "object"}}  # noqa: RUF012
+
+    session, backend = session_for([RIGHT], settings, env=JsonEnv())
+    events = drain(session.start())
+    sent = next(e for e in events if isinstance(e, PromptSent))
+    assert sent.response_format == JsonEnv.response_format
+    assert backend.calls[0].response_format == JsonEnv.response_format
+
+
+def test_after_a_duplicate_later_repairs_are_sampled_too(settings: Settings) -> None:
+    other = block("def add(a, b):\n    return a * b + 1")
+    session, backend = session_for([WRONG, WRONG, other, RIGHT], settings)
+    events = drain(session.start())
+    assert [e.duplicate_of for e in events if isinstance(e, CodeProposed)] == [None, 1, None, None]
+    temps = [c.params.temperature for c in backend.calls]
+    assert temps[:2] == [0.0, 0.0] and temps[2] >= 0.8 and temps[3] >= 0.8
+    assert len({c.params.seed for c in backend.calls[2:]}) == 2
+    assert finished(events).outcome == "passed"

@@ -6,7 +6,17 @@ import threading
 
 import pytest
 
-from agent.sandbox import ExecStatus, Sandbox, SandboxError, SandboxLimits, TestStatus, warm
+from agent.sandbox import (
+    CapturedText,
+    ExecStatus,
+    Sandbox,
+    SandboxError,
+    SandboxLimits,
+    TestStatus,
+    warm,
+)
+from agent.sandbox.process import RawRun
+from agent.sandbox.resume import lost_test_record
 
 CODE = """\
 def double(x):
@@ -68,6 +78,14 @@ def test_exception_reports_type_message_and_line_in_model_code(sandbox: Sandbox)
     assert test.lineno == 6
     assert test.traceback and 'File "solution.py", line 6' in test.traceback
     assert "harness" not in test.traceback
+
+
+def test_traceback_shows_the_failing_tests_own_source(sandbox: Sandbox) -> None:
+    """Tests of equal length must not show each other's line (linecache kept current)."""
+    tests = ["assert inverse(1) == 1", "assert inverse(0) == 0"]
+    result = sandbox.run_asserts(CODE, tests)
+    assert result.tests[1].traceback and "assert inverse(0) == 0" in result.tests[1].traceback
+    assert "inverse(1)" not in result.tests[1].traceback
 
 
 def test_hanging_test_is_that_tests_timeout(sandbox: Sandbox) -> None:
@@ -201,3 +219,29 @@ def test_warm_server_outlives_the_thread_that_started_it() -> None:
     timer.join()
     assert result.status == ExecStatus.PASSED, result.isolation.notes
     assert result.stdout.text == "done\n"
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "timed_out", "status", "words"),
+    [
+        (None, None, True, "timeout", "did not finish"),
+        (24, None, False, "timeout", "CPU-time limit"),  # SIGXCPU
+        (11, None, False, "error", "recursion"),  # SIGSEGV
+        (None, 3, False, "error", "code 3"),
+    ],
+)
+def test_the_test_that_ended_its_process_gets_the_cause(
+    sig: int | None, code: int | None, timed_out: bool, status: str, words: str
+) -> None:
+    raw = RawRun(
+        exit_code=code,
+        signal=sig,
+        duration_s=1.0,
+        maxrss_kb=None,
+        stdout=CapturedText(),
+        stderr=CapturedText(),
+        timed_out=timed_out,
+    )
+    record = lost_test_record(raw, 2, "assert f(2) == 4", 1.5)
+    assert (record["index"], record["name"], record["status"]) == (2, "assert f(2) == 4", status)
+    assert words in record["message"]

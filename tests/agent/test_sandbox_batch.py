@@ -45,3 +45,23 @@ def test_batch_rejects_bad_worker_count() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         run_batch([], workers=0)
     assert run_batch([], workers=1, progress=False) == []
+
+
+def test_a_forked_child_does_not_share_the_parents_servers() -> None:
+    import multiprocessing
+
+    from agent.sandbox import Sandbox
+
+    sandbox = Sandbox(SandboxLimits(timeout_s=5))
+    assert sandbox.run_program("print(1)\n").passed  # the parent now has an idle server
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        status = pool.apply(_child_run, ())
+    assert status == "passed"
+    assert sandbox.run_program("print(2)\n").stdout.text == "2\n"  # the parent's still work
+
+
+def _child_run() -> str:
+    from agent.sandbox import Sandbox
+
+    return Sandbox(SandboxLimits(timeout_s=5)).run_program("print(3)\n").status.value

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from agent.sandbox import ExecStatus, Sandbox, SandboxLimits, isolation
-from agent.sandbox.cgroup import PidsCgroup, pids_controller_available
+from agent.sandbox.cgroup import (
+    GROUP_PARENT,
+    PIDS_ROOT,
+    PidsCgroup,
+    pids_controller_available,
+    sweep_stale,
+)
 
 LIMITS = SandboxLimits(timeout_s=2, memory_mb=256, max_processes=16)
 
@@ -52,3 +59,22 @@ def test_pids_cgroup_binds_and_cleans_up() -> None:
         assert (group.path / "pids.max").read_text().strip() == "5"
         path = group.path
     assert not path.exists()
+
+
+@pytest.mark.skipif(not pids_controller_available(), reason="no writable cgroup v1 pids controller")
+def test_stale_groups_of_dead_processes_are_swept() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    parent = PIDS_ROOT / GROUP_PARENT
+    stale = parent / f"run-{dead.pid}-0"
+    mine = parent / f"run-{os.getpid()}-sweep-test"
+    stale.mkdir()
+    mine.mkdir()
+    try:
+        assert sweep_stale(parent) >= 1
+        assert not stale.exists()
+        assert mine.exists()  # the owner is alive: never touched
+    finally:
+        for path in (stale, mine):
+            if path.exists():
+                path.rmdir()

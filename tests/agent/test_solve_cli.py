@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,6 +155,8 @@ def test_kill_9_leaves_a_readable_log(smollm_path: Path) -> None:
             "smollm2-135m",
             "--assert",
             "assert f(1) == 2",
+            "--assert",  # contradicts the first: the episode cannot end early by passing
+            "assert f(1) == 3",
             "--max-turns",
             "6",
             "--max-tokens",
@@ -190,3 +193,32 @@ def test_kill_9_leaves_a_readable_log(smollm_path: Path) -> None:
     assert sum(e.type == "turn_started" for e in record.events) >= 2
     assert record.outcome is None  # the episode never finished
     assert list_sessions(sessions_dir())[0].error is None
+
+
+def test_solve_workspace_task_accepts_and_commits(tmp_path: Path) -> None:
+    """--repo/--test-cmd/--accept drive the git workspace environment end to end."""
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures" / "offbyone_repo", repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    source = (repo / "ranges.py").read_text()
+    fixed = source.replace("range(start, stop)", "range(start, stop + 1)")
+    test_cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+    with serve(CannedOpenAI([f"ranges.py\n```python\n{fixed}```\n"])) as server:
+        run = fixloop(
+            "solve", "Fix inclusive_range so both ends are included.",
+            "--repo", str(repo), "--test-cmd", test_cmd,
+            "--base-url", server.url, "--accept", "--json",
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["outcome"] == "passed" and out["committed"]["files"] == ["ranges.py"]
+    assert (repo / "ranges.py").read_text() == fixed
+    head = subprocess.run(
+        ["git", "log", "-1", "--format=%H"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert head.stdout.strip() == out["committed"]["sha"]
+    types = [e.type for e in read_session(Path(out["log_path"])).events]
+    assert types[-2:] == ["user_accepted", "committed"]

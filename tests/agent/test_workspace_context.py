@@ -27,7 +27,9 @@ LISTED = sorted(FILES)
 def test_named_files_come_from_the_task_text_and_flags() -> None:
     text = "Fix total() in src/shop/cart.py; see README.md and shop.prices for context."
     assert named_files(text, ["tests/test_cart.py"], LISTED) == [
-        "tests/test_cart.py", "README.md", "src/shop/cart.py"
+        "tests/test_cart.py",
+        "README.md",
+        "src/shop/cart.py",
     ]
 
 
@@ -52,7 +54,9 @@ def test_local_imports_resolve_src_layout_and_relative_imports() -> None:
 def test_selection_follows_imports_and_respects_the_budget() -> None:
     chosen = select_files(FILES.get, LISTED, [], ["tests/test_cart.py"], budget_chars=10_000)
     assert [c.path for c in chosen] == [
-        "tests/test_cart.py", "src/shop/cart.py", "src/shop/prices.py"
+        "tests/test_cart.py",
+        "src/shop/cart.py",
+        "src/shop/prices.py",
     ]
     assert chosen[1].reason == "imported by tests/test_cart.py"
     small = select_files(FILES.get, LISTED, [], ["tests/test_cart.py"], budget_chars=300)

@@ -22,8 +22,11 @@ def test_search_replace_block_applies_to_the_named_file() -> None:
     )
     edits = parse_edits(reply)
     assert [(e.path, e.search, e.replace) for e in edits] == [
-        ("ranges.py", "    return list(range(start, stop))\n",
-         "    return list(range(start, stop + 1))\n")
+        (
+            "ranges.py",
+            "    return list(range(start, stop))\n",
+            "    return list(range(start, stop + 1))\n",
+        )
     ]
     files = apply_edits(edits, read_from({"ranges.py": SOURCE}))
     assert files == {"ranges.py": SOURCE.replace("stop))", "stop + 1))")}
@@ -106,9 +109,7 @@ def test_rendering_round_trips_even_with_fences_inside() -> None:
         "data/empty.txt": "",
     }
     code = render_files(files)
-    assert files_from_rendering(code, read_from({})) == {
-        **files, "data/empty.txt": ""
-    }
+    assert files_from_rendering(code, read_from({})) == {**files, "data/empty.txt": ""}
 
 
 def test_a_path_named_in_the_sentence_before_the_block_is_used() -> None:
@@ -194,3 +195,43 @@ def test_a_search_block_for_a_missing_file_moves_to_the_one_file_that_matches() 
     }
     with pytest.raises(FormatProblem, match="does not exist"):
         apply_edits(parse_edits(reply), read_from(files))
+
+
+def test_a_placeholder_search_is_a_format_problem() -> None:
+    reply = (
+        "ranges.py\n```python\n<<<<<<< SEARCH\n<lines copied exactly from the file>\n=======\n"
+        "<the new lines>\n>>>>>>> REPLACE\n```"
+    )
+    with pytest.raises(FormatProblem, match="holds a placeholder"):
+        apply_edits(parse_edits(reply), read_from({"ranges.py": SOURCE}))
+
+
+def test_a_partial_class_is_spliced_method_by_method() -> None:
+    original = (
+        "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
+        "    def push(self, x):\n        self.items.append(x)\n\n"
+        "    def peek(self):\n        return self.items[0]\n"
+    )
+    reply = (
+        "stack.py\n```python\nclass Stack:\n    def peek(self):\n        return self.items[-1]\n\n"
+        "    def size(self):\n        return len(self.items)\n```"
+    )
+    [merged] = apply_edits(parse_edits(reply), read_from({"stack.py": original})).values()
+    assert merged == original.replace("items[0]", "items[-1]") + (
+        "\n    def size(self):\n        return len(self.items)\n"
+    )
+
+
+def test_a_block_sharing_no_definition_with_the_file_is_not_spliced() -> None:
+    other = "def test_something():\n    assert True\n"
+    reply = f"ranges.py\n```python\n{other}```"
+    assert apply_edits(parse_edits(reply), read_from({"ranges.py": ORIGINAL})) == {
+        "ranges.py": other
+    }
+
+
+def test_prose_with_a_slash_is_not_a_path_but_makefile_is() -> None:
+    with pytest.raises(FormatProblem, match="no file path"):
+        parse_edits("search/replace\n```python\nX = 1\n```")
+    [edit] = parse_edits("Makefile\n```\nall:\n\ttrue\n```")
+    assert edit.path == "Makefile"

@@ -90,11 +90,16 @@ def settings_for(tmp_path: Path) -> Settings:
 
 
 def run_session(repo_dir: Path, tmp_path: Path, replies: list[str]) -> AgentSession:
-    task = Task(text="Make the tests pass: inclusive_range drops its upper end.",
-                kind=TaskKind.WORKSPACE, workdir=str(repo_dir), test_cmd=TEST_CMD)
+    task = Task(
+        text="Make the tests pass: inclusive_range drops its upper end.",
+        kind=TaskKind.WORKSPACE,
+        workdir=str(repo_dir),
+        test_cmd=TEST_CMD,
+    )
     env = WorkspaceEnv(repo_dir, TEST_CMD)
-    return AgentSession(task, ScriptedBackend(replies), settings_for(tmp_path), purpose="solve",
-                        env=env)
+    return AgentSession(
+        task, ScriptedBackend(replies), settings_for(tmp_path), purpose="solve", env=env
+    )
 
 
 def test_agent_repairs_a_repo_in_a_scratch_copy_then_accept_and_undo(
@@ -140,13 +145,15 @@ def test_agent_repairs_a_repo_in_a_scratch_copy_then_accept_and_undo(
         k: v for k, v in before.items() if k != "ranges.py"
     }
     assert set(user_repo.git.status("--porcelain").splitlines()) == {
-        " M README.md", "?? scratchpad.txt"
+        " M README.md",
+        "?? scratchpad.txt",
     }
     logged = read_session(session.log_path).of_type(Committed)
     assert [c.sha for c in logged] == [commit.hexsha]
 
-    result = CliRunner().invoke(app, ["undo", "--repo", str(root),
-                                      "--sessions-dir", str(tmp_path / "sessions")])
+    result = CliRunner().invoke(
+        app, ["undo", "--repo", str(root), "--sessions-dir", str(tmp_path / "sessions")]
+    )
     assert result.exit_code == 0, result.output
     assert snapshot(root) == before and user_repo.head.commit.hexsha == head
     assert read_session(session.log_path).of_type(UserRejected)[-1].reason.startswith("undone")
@@ -163,13 +170,17 @@ def test_accept_edited_logs_the_users_correction_and_harvest_the_follow_up(
     assert list(session.start())[-1].outcome == "passed"  # type: ignore[union-attr]
     session.close()
     # The user applies the proposal their own way (a docstring tweak on top) and accepts.
-    mine = (root / "ranges.py").read_text().replace("stop))", "stop + 1))").replace(
-        "both ends included.", "both ends included (stop too)."
+    mine = (
+        (root / "ranges.py")
+        .read_text()
+        .replace("stop))", "stop + 1))")
+        .replace("both ends included.", "both ends included (stop too).")
     )
     (root / "ranges.py").write_text(mine)
     runner = CliRunner()
-    result = runner.invoke(app, ["accept", "--edited", "--repo", str(root),
-                                 "--sessions-dir", sessions])
+    result = runner.invoke(
+        app, ["accept", "--edited", "--repo", str(root), "--sessions-dir", sessions]
+    )
     assert result.exit_code == 0, result.output
     assert "logged as a correction" in result.output
     commit = user_repo.head.commit
@@ -178,7 +189,7 @@ def test_accept_edited_logs_the_users_correction_and_harvest_the_follow_up(
     [correction] = read_session(session.log_path).of_type(Correction)
     assert correction.source == "accept_edited" and correction.commit == commit.hexsha
     assert correction.final == {"ranges.py": mine}
-    assert "+    \"\"\"The integers from start to stop, both ends included (stop too).\"\"\"" in (
+    assert '+    """The integers from start to stop, both ends included (stop too)."""' in (
         correction.diff
     )
     # Later the user fixes fixloop's line again in an ordinary commit: harvest finds it.
@@ -264,15 +275,26 @@ def test_a_conflicting_dirty_hunk_is_refused_then_fixloop_accept_commits_from_th
     assert user_repo.head.commit.hexsha == head and (root / "ranges.py").read_text() == mine
     # The user drops their edit and accepts the logged proposal from the command line.
     (root / "ranges.py").write_text(original)
-    result = CliRunner().invoke(app, ["accept", session.session_id[:15], "--repo", str(root),
-                                      "--sessions-dir", str(tmp_path / "sessions"), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "accept",
+            session.session_id[:15],
+            "--repo",
+            str(root),
+            "--sessions-dir",
+            str(tmp_path / "sessions"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["sha"] == user_repo.head.commit.hexsha and payload["files"] == ["ranges.py"]
     assert "stop + 1" in (root / "ranges.py").read_text()
     assert read_session(session.log_path).of_type(Committed)[-1].sha == payload["sha"]
     assert set(user_repo.git.status("--porcelain").splitlines()) == {
-        " M README.md", "?? scratchpad.txt"
+        " M README.md",
+        "?? scratchpad.txt",
     }
 
 
@@ -292,3 +314,52 @@ def test_edits_through_a_symlink_out_of_the_repository_are_refused(
     finally:
         env.close()
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_real_model_works_on_the_repository_without_touching_it(
+    user_repo: git.Repo, tmp_path: Path, smollm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SmolLM2-135M cannot be relied on to fix the bug; the episode must still be sound."""
+    root = Path(user_repo.working_tree_dir)
+    before, head = snapshot(root), user_repo.head.commit.hexsha
+    monkeypatch.setenv("FIXLOOP_SESSIONS_DIR", str(tmp_path / "sessions"))
+    result = CliRunner().invoke(
+        app,
+        [
+            "solve",
+            "Make the failing tests pass.",
+            "--repo",
+            str(root),
+            "--test-cmd",
+            TEST_CMD,
+            "--model",
+            "smollm2-135m",
+            "--max-turns",
+            "1",
+            "--max-tokens",
+            "64",
+            "--json",
+        ],
+    )
+    assert result.exit_code in (0, 1), result.output
+    out = json.loads(result.stdout)
+    assert out["outcome"] in ("passed", "failed") and out["turns"] == 1
+    record = read_session(Path(out["log_path"]))
+    [prompt] = [e for e in record.events if e.type == "prompt_sent"]
+    assert "tests/test_ranges.py" in prompt.messages[-1].content
+    assert prompt.prompt_tokens is not None and prompt.prompt_tokens < 4096 - 64
+    assert any(e.type in ("exec_finished", "format_error") for e in record.events)
+    assert snapshot(root) == before and user_repo.head.commit.hexsha == head
+
+
+def test_a_huge_plain_directory_is_refused_before_copying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.workspace import WorkspaceError, scratch
+
+    monkeypatch.setattr(scratch, "MAX_PLAIN_FILES", 3)
+    for i in range(5):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    with pytest.raises(WorkspaceError, match="holds more than 3 files"):
+        WorkspaceEnv(tmp_path, TEST_CMD)

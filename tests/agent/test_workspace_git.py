@@ -92,7 +92,10 @@ def test_accept_commits_only_fixloops_hunk_and_keeps_the_users_work(repo: git.Re
     assert (root / "notes.txt").read_text() == "todo\nmore\n"
     assert (root / "untracked.txt").read_text() == "u\n"
     assert set(status(repo).splitlines()) == {
-        " M mod.py", " M notes.txt", "M  staged.txt", "?? untracked.txt",
+        " M mod.py",
+        " M notes.txt",
+        "M  staged.txt",
+        "?? untracked.txt",
     }
     assert "# mine" in repo.git.diff("mod.py") and "+ 100" not in repo.git.diff("mod.py")
 
@@ -123,8 +126,11 @@ def test_proposal_touching_the_users_dirty_lines_is_refused(repo: git.Repo) -> N
 def test_undo_restores_the_tree_and_keeps_dirty_work(repo: git.Repo) -> None:
     root = Path(repo.working_tree_dir)
     first = repo.head.commit.hexsha
-    sha, _ = accept(root, {"mod.py": FIXED, "new_helper.py": "X = 1\n"},
-                    {"mod.py": MODULE, "new_helper.py": None})
+    sha, _ = accept(
+        root,
+        {"mod.py": FIXED, "new_helper.py": "X = 1\n"},
+        {"mod.py": MODULE, "new_helper.py": None},
+    )
     write(root, {"notes.txt": "todo\nlater\n"})
     undone = undo(root)
     assert (undone.sha, undone.session_id) == (sha, "s-1")
@@ -175,7 +181,10 @@ def test_harvest_finds_a_follow_up_fix_of_fixloops_lines(repo: git.Repo) -> None
 
     [found] = harvest_in(root, window=5)
     assert (found.session_id, found.fixloop_sha, found.fix_sha, found.kind) == (
-        "sess-42", sha, fix, "follow-up"
+        "sess-42",
+        sha,
+        fix,
+        "follow-up",
     )
     c = found.correction
     assert c.source == "harvest" and c.commit == fix
@@ -219,8 +228,11 @@ def test_outside_git_and_without_identity_the_errors_say_what_to_do(
     with pytest.raises(WorkspaceError, match="is not inside a git repository"):
         GitRepo(tmp_path)
     git.Repo.init(tmp_path / "noid", initial_branch="main").close()
-    for name, value in {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path),
-                        "GIT_CONFIG_NOSYSTEM": "1"}.items():
+    for name, value in {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
         monkeypatch.delenv(name, raising=False)

@@ -29,6 +29,7 @@ from tests.trainer.data_support import SESSIONS, read_jsonl
 from tests.trainer.data_support import golden as load_golden
 from trainer.data.build import BuildOptions, BuildResult, build, split_of
 from trainer.data.formats import BAD, FEEDBACK_CLOSE, FEEDBACK_OPEN, FORMATS, GOOD
+from trainer.data.summary import summarize, table
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,30 @@ def test_the_data_pipeline_never_imports_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr or "torch/transformers imported at import time"
+
+
+def test_summary_counts_balance_and_feedback_kinds(fixture_build: BuildResult) -> None:
+    summary = summarize(fixture_build.out)
+    assert {f: sum(s.values()) for f, s in summary.rows.items()} == fixture_build.rows
+    assert summary.balance == {
+        "leti": {"pass": 8, "fail": 4},
+        "kto": {"pass": 6, "fail": 7},
+        "episodes": {"pass": 6, "fail": 2},  # s08's held-out reward -1 counts as a failure
+    }
+    assert summary.feedback_kinds == {"edit": 1, "exec": 2, "format": 1, "user": 1}
+    assert (summary.sessions, summary.refused, summary.problems) == (9, 2, 0)
+    leti = next(line for line in table(summary).splitlines() if line.startswith("leti"))
+    train, valid = summary.rows["leti"]["train"], summary.rows["leti"]["validation"]
+    assert leti.split() == ["leti", str(train), str(valid), "12", "8", "/", "4"]
+
+
+def test_the_fine_tuning_loader_reads_every_format(fixture_build: BuildResult) -> None:
+    """The trainer's own loader (trainer.train.data) accepts what the build writes."""
+    from trainer.train.data import load_examples
+
+    for method in ("sft", "leti", "ilf", "dpo", "kto"):
+        rows = read_jsonl(fixture_build.files[method])
+        examples = load_examples(fixture_build.out, method, split=None)  # type: ignore[arg-type]
+        assert len(examples) == len(rows), method
+        train = [r for r in rows if r["split"] == "train"]
+        assert len(load_examples(fixture_build.out, method, split="train")) == len(train)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from trainer.data.episodes import read_log
 from trainer.data.hygiene import (
     EvalGuard,
     HeldOutTaskError,
+    HFTokenCounter,
     ProxyTokenCounter,
     apply_budget,
     deduplicate,
@@ -173,3 +174,18 @@ def test_token_budget_drops_and_counts(tmp_path: Path) -> None:
     for fmt, info in result.manifest["formats"].items():
         removed = info["dedup"]["exact"] + info["dedup"]["near"] + info["over_token_budget"]
         assert info["rows"] == info["rows_before_hygiene"] - removed, fmt
+
+
+@pytest.mark.slow
+def test_budget_counts_with_the_models_own_tokenizer(smollm_path: Path, tmp_path: Path) -> None:
+    counter = HFTokenCounter(smollm_path)
+    text = "def add(a, b):\n    return a + b\n"
+    assert counter.count(text) == len(counter._tokenizer.encode(text, add_special_tokens=False))
+    assert 8 <= counter.count(text) <= 20
+    result = build(
+        BuildOptions(sessions=[SESSIONS], out=tmp_path, tokenizer=str(smollm_path), max_tokens=200)
+    )
+    assert result.manifest["hygiene"]["token_counter"] == str(smollm_path)
+    assert result.manifest["formats"]["episodes"]["over_token_budget"] > 0
+    with pytest.raises(ValueError, match="not a tokenizer directory"):
+        HFTokenCounter("no-such-model")

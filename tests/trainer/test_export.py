@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.tiny import shared_tiny
+from tests.trainer.tiny import OracleBackend, mbpp_solutions, shared_tiny
 from trainer.train.config import TrainConfig
 
 pytest.importorskip("transformers")
@@ -33,10 +33,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _train(env: dict[str, Path], method: str, base: Path, **kw: object) -> Path:
-    from trainer.train.loop import run_training
-
-    cfg = TrainConfig.model_validate(
+def _config(env: dict[str, Path], method: str, base: Path) -> TrainConfig:
+    return TrainConfig.model_validate(
         {
             "method": method,
             "base": str(base),
@@ -49,44 +47,93 @@ def _train(env: dict[str, Path], method: str, base: Path, **kw: object) -> Path:
             "lora_alpha": 16,
             "max_len": 128,
             "warmup_ratio": 0.0,
-            **kw,
         }
     )
+
+
+def _train(env: dict[str, Path], method: str, base: Path) -> Path:
+    from trainer.train.loop import run_training
+
     return run_training(
-        cfg, cache_dir=env["cache"], registry_dir=env["registry"], progress=False
+        _config(env, method, base),
+        cache_dir=env["cache"],
+        registry_dir=env["registry"],
+        progress=False,
     ).run_dir
 
 
-def test_leti_run_exports_merged_quantized_and_registered(env: dict[str, Path]) -> None:
+def test_retrain_leti_end_to_end(env: dict[str, Path]) -> None:
+    """train (LeTI, new tokens) -> merged Q4_K_M GGUF -> load check -> registry -> gate."""
     from llama_cpp import Llama
 
-    from agent.models import Registry
+    from agent.config import Settings
+    from agent.eval.suites import load_mbpp
+    from agent.models import ModelSpec, Registry
     from trainer.export.pipeline import ExportError, export_run
+    from trainer.retrain import retrain
 
-    run = _train(env, "leti", env["base"])
-    result = export_run(run, cache_dir=env["cache"], data_dir=env["registry"], progress=False)
-    assert result.gguf.read_bytes()[:4] == b"GGUF"
-    assert result.gguf.name.endswith("-Q4_K_M.gguf")
-    assert result.check is not None and result.check.tokens == 8
+    settings = Settings(
+        data_dir=env["registry"],
+        cache_dir=env["cache"],
+        sessions_dir=env["runs"].parent / "sessions",
+        max_turns=2,
+    )
+    reg = Registry(env["registry"])
+    reg.add(
+        ModelSpec(
+            name="current",
+            description="the model in use",
+            filename="base.gguf",
+            sha256="0" * 64,
+            size=4,
+            path=env["base"] / "config.json",
+            kind="local",
+        )
+    )
+    tasks = load_mbpp("validation")[:4]
+    solutions = mbpp_solutions(tasks)
+    # The eval outcomes are scripted (a random tiny model solves nothing): the candidate
+    # "knows" every task, the current model half; the export and its checks are real.
+    backends = {"current": OracleBackend("current", solutions, set(list(solutions)[:2]))}
+
+    def backend_for(name: str) -> OracleBackend:
+        return backends.get(name) or OracleBackend(name, solutions, set(solutions))
+
+    result = retrain(
+        settings.model_copy(update={"model": "current"}),
+        _config(env, "leti", env["base"]),
+        sessions=[],
+        skip_build=True,
+        tasks=tasks,
+        backend_for=backend_for,
+        progress=False,
+    )
+    exported = result.export
+    assert exported.gguf.read_bytes()[:4] == b"GGUF"
+    assert exported.gguf.name.endswith("-Q4_K_M.gguf")
+    assert exported.check is not None and exported.check.tokens == 8
     # LeTI's tokens survived the round trip as single special tokens.
-    vocab = Llama(model_path=str(result.gguf), vocab_only=True, verbose=False)
+    vocab = Llama(model_path=str(exported.gguf), vocab_only=True, verbose=False)
     good = vocab.tokenize(b"<|good|>", add_bos=False, special=True)
     assert len(good) == 1 and good[0] >= 49152
     vocab.close()
 
-    reg = Registry(env["registry"])
-    spec = reg.get(result.name)
-    assert spec.kind == "trained" and spec.path == result.gguf.resolve()
-    assert spec.sha256 == hashlib.sha256(result.gguf.read_bytes()).hexdigest()
+    spec = reg.get(exported.name)
+    assert spec.kind == "trained" and spec.path == exported.gguf.resolve()
+    assert spec.sha256 == hashlib.sha256(exported.gguf.read_bytes()).hexdigest()
     lin = spec.lineage
     manifest = env["data"] / "manifest.json"
     assert lin["method"] == "leti" and lin["base"] == str(env["base"])
     assert lin["data_manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     assert lin["metrics"]["steps"] == 3 and lin["export"] == "merged"
-    assert reg.active() is None  # registered, not promoted: that is the gate's call
+    assert lin["gate"]["promoted"] is True
+    assert reg.active() == exported.name  # the gate promoted it
+    report = result.report_md.read_text()
+    assert "| pass@1 | 2/4 50.0%" in report and "PROMOTED" in report
+    assert result.report_png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ExportError, match="cannot carry"):
         export_run(
-            run,
+            result.train.run_dir,
             cache_dir=env["cache"],
             data_dir=env["registry"],
             lora_only=True,

@@ -7,7 +7,6 @@ outcomes differ in a known way and the gate's real decision logic can be checked
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

@@ -59,7 +59,7 @@ def scripted_app(
 
 
 async def wait_until(
-    pilot: Pilot, condition: Callable[[], object], timeout: float = 10.0, what: str = ""
+    pilot: Pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = ""
 ) -> None:
     """Let the app run until `condition()` is truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

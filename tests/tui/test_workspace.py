@@ -40,7 +40,7 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
-async def test_workspace_task_commits_on_accept(settings, tmp_path: Path) -> None:
+async def test_workspace_task_refused_then_committed_on_accept(settings, tmp_path: Path) -> None:
     from agent.backends.scripted import ScriptedBackend
 
     repo = make_repo(tmp_path)
@@ -55,11 +55,20 @@ async def test_workspace_task_commits_on_accept(settings, tmp_path: Path) -> Non
             pilot, lambda: chat.transcript.outcome is not None and not chat.busy, timeout=60
         )
         assert chat.transcript.outcome == "passed"
-        assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a - b\n"  # untouched
+        original = "def add(a, b):\n    return a - b\n"
+        assert (repo / "calc.py").read_text() == original  # nothing written before accept
+        # The user changes the very line fixloop fixed: accepting must refuse, not guess.
+        mine = "def add(a, b):\n    return b - a  # mine\n"
+        (repo / "calc.py").write_text(mine, encoding="utf-8")
         await pilot.press("a")
-        await wait_until(
-            pilot, lambda: chat.session is None and not chat.busy, what="accept", timeout=30
-        )
+        await wait_until(pilot, lambda: not chat.busy, timeout=30, what="the refused accept")
+        assert chat.session is not None and chat.cycle_errors
+        assert chat.check_action("accept", ()) is True  # it can be accepted again
+        assert (repo / "calc.py").read_text() == mine  # nothing written
+        # Put the file back and accept again: now it commits.
+        git(repo, "checkout", "--", "calc.py")
+        await pilot.press("a")
+        await wait_until(pilot, lambda: chat.session is None and not chat.busy, timeout=30)
         notes = [plain(n) for n in chat.transcript.query(Notice)]
         assert any(n.startswith("committed ") and "calc.py" in n for n in notes), notes
 

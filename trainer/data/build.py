@@ -187,9 +187,9 @@ def _counter(options: BuildOptions) -> TokenCounter:
 def build(options: BuildOptions) -> BuildResult:
     """Compile the sessions into datasets under `options.out`; see the module docstring."""
     started = time.perf_counter()
+    counter = _counter(options)  # first: a bad --tokenizer fails before any work
     episodes, problems, refused = load_episodes(options.sessions, options.guard, options.progress)
     all_rows = compile_rows(episodes)
-    counter = _counter(options)
     options.out.mkdir(parents=True, exist_ok=True)
 
     task_split = {e.task_key: split_of(e.task_key, options.validation_fraction) for e in episodes}

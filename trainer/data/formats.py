@@ -353,6 +353,8 @@ def episode_rows(episode: Episode) -> list[Row]:
             "passed": bool(outcome and outcome.outcome == "passed"),
             "outcome": outcome.outcome if outcome else "unfinished",
             "turns": sum(a.reply is not None for a in episode.attempts),
+            # RLEF penalizes replies without code; the trainer can apply it from this count.
+            "format_errors": sum(a.format_error is not None for a in episode.attempts),
             "feedback_kinds": episode.feedback_kinds(),
             **_meta(episode),
         }

@@ -239,20 +239,48 @@ class ProxyTokenCounter:
 
 
 class HFTokenCounter:
-    """The model's own tokenizer (a transformers tokenizer directory or hub-style name)."""
+    """The model's own tokenizer, through transformers.
 
-    def __init__(self, path: str | Path) -> None:
+    `spec` is a tokenizer or checkpoint directory, a GGUF file (its embedded
+    tokenizer), or a registered fixloop model name (its GGUF, provisioned).
+    """
+
+    def __init__(self, spec: str | Path, cache_dir: Path | None = None) -> None:
         try:
             from transformers import AutoTokenizer
         except ImportError as exc:  # the train extra is not installed
             raise RuntimeError(
-                "counting with a tokenizer needs transformers: pip install 'fixloop[train]'"
+                "counting with a model tokenizer needs transformers: pip install 'fixloop[train]'"
             ) from exc
-        self.name = str(path)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.name = str(spec)
+        directory, gguf_file = _tokenizer_location(spec, cache_dir)
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        self._tokenizer = AutoTokenizer.from_pretrained(str(directory), **kwargs)
 
     def count(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _tokenizer_location(spec: str | Path, cache_dir: Path | None) -> tuple[Path, str | None]:
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.parent, path.name
+    if path.is_dir():
+        return path, None
+    from agent import paths
+    from agent.models import ModelError, builtin_models, ensure_model
+
+    models = builtin_models()
+    if str(spec) not in models:
+        raise ValueError(
+            f"--tokenizer {spec}: not a tokenizer directory, a .gguf file or a model name "
+            f"({', '.join(sorted(models))})"
+        )
+    try:
+        gguf = ensure_model(models[str(spec)], cache_dir or paths.default_cache_dir())
+    except ModelError as exc:
+        raise ValueError(f"--tokenizer {spec}: {exc}") from exc
+    return gguf.parent, gguf.name
 
 
 def apply_budget(

@@ -54,8 +54,10 @@ def summarize(out: Path) -> Summary:
         summary.balance["leti"] = _good_bad(r["passed"] for r in leti)
     if "kto" in summary.rows:
         summary.balance["kto"] = _good_bad(r["label"] for r in kto)
-    if "episodes" in summary.rows:
-        summary.balance["episodes"] = _good_bad(r["passed"] for r in episodes)
+    if "episodes" in summary.rows:  # the held-out reward where there is one, else the tests
+        summary.balance["episodes"] = _good_bad(
+            r["reward"] > 0 if r["reward"] is not None else r["passed"] for r in episodes
+        )
     kinds: Counter[str] = Counter()
     for row in episodes:
         kinds.update(row["feedback_kinds"])
@@ -92,6 +94,7 @@ def chart(summary: Summary, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     formats = list(summary.rows)
@@ -119,6 +122,7 @@ def chart(summary: Summary, path: Path) -> Path:
 
     for axis in axes:
         axis.tick_params(axis="x", rotation=30)
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 # name -> llama_ftype (llama.h): LLAMA_FTYPE_MOSTLY_Q8_0 = 7, LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
 QUANT_TYPES: dict[str, int] = {"Q4_K_M": 15, "Q8_0": 7}
@@ -37,9 +43,29 @@ def quantize(src: Path, dst: Path, quant: str = DEFAULT_QUANT, *, threads: int =
     params.nthread = threads
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.part")
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    # llama.cpp prints a line per tensor on the C stderr: keep it for the error message only.
+    with tempfile.TemporaryFile() as log, _c_stderr_to(log):
+        rc = llama_cpp.llama_model_quantize(
+            str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+        )
+        log.seek(0)
+        output = log.read().decode("utf-8", "replace")
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise QuantizeError(f"llama_model_quantize({src.name} -> {q}) failed with code {rc}.")
+        tail = "\n".join(output.strip().splitlines()[-10:])
+        raise QuantizeError(f"llama_model_quantize({src.name} -> {q}) failed ({rc}):\n{tail}")
     tmp.replace(dst)
     return dst
+
+
+@contextmanager
+def _c_stderr_to(sink: BinaryIO) -> Iterator[None]:
+    """Point file descriptor 2 (what C code writes to) at `sink` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

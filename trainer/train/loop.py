@@ -41,6 +41,7 @@ from trainer.train.modeling import (
 class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
+    is_main: bool = True  # False on the other processes of an `accelerate launch` run
 
 
 def _versions() -> dict[str, str]:
@@ -92,6 +93,7 @@ def run_training(
     from trainer.train.losses import dpo_loss, forward_logps, kto_loss, lm_loss
 
     cfg, resumed = _run_config(cfg, resume)
+    examples = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)  # fail early
     bf16 = _use_bf16(cfg)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision="bf16" if bf16 else "no"
@@ -99,6 +101,12 @@ def run_training(
     if resumed is not None:
         run_dir = resumed
         base = BaseSource.from_dict(rundir.read_json(resumed / rundir.CONFIG)["base"])
+        started_on = rundir.read_json(resumed / rundir.DATA)["dataset_sha256"]
+        if file_sha256(cfg.data_file) != started_on:
+            raise rundir.RunDirError(
+                f"{cfg.data_file} changed since {resumed.name} started; a resumed run must see "
+                "the same data. Start a new run (`fixloop train ...`) instead."
+            )
     else:
         # The main process provisions the base (it may assemble a GGUF) before the others.
         with accelerator.main_process_first():
@@ -110,7 +118,6 @@ def run_training(
     set_seed(cfg.seed)
     main = accelerator.is_main_process
 
-    examples = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)
     tokenizer = load_tokenizer(base)
     dtype = torch.bfloat16 if (bf16 and cfg.lora) else torch.float32
     model = load_model(base, dtype)
@@ -221,6 +228,25 @@ def run_training(
             gather=accelerator.gather,
         )
 
+    val_items = _validation_items(cfg, tokenizer)
+
+    def val_loss() -> float | None:
+        """Mean loss over the held-out validation rows (the data build's split), if any."""
+        if not val_items:
+            return None
+        model.eval()
+        collate = Collator(tokenizer.pad_token_id)
+        losses = []
+        with torch.no_grad():
+            for i in range(0, len(val_items), cfg.batch_size):
+                batch = collate(val_items[i : i + cfg.batch_size])
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                with accelerator.autocast():
+                    losses.append(loss_of(batch)[0].float().item())
+        model.train()
+        return round(sum(losses) / len(losses), 6)
+
+    val_before = val_loss() if ckpt is None else None
     model.train()
     bar = tqdm(
         total=total,
@@ -322,6 +348,9 @@ def run_training(
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     metrics = _summary(cfg, history, elapsed, tokens_seen, n_trainable, n_total, len(items))
+    metrics["val_examples"] = len(val_items)
+    metrics["val_loss_before"] = val_before
+    metrics["val_loss_after"] = val_loss()
     if main:
         if cfg.lora:
             # New tokens' rows are in the adapter (trainable tokens): no full embedding copy.
@@ -335,7 +364,24 @@ def run_training(
             rundir.plot_loss(history, run_dir / rundir.LOSS_PNG, f"{cfg.method} on {base.name}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(run_dir, metrics)
+    return TrainResult(run_dir, metrics, main)
+
+
+def _validation_items(cfg: TrainConfig, tokenizer: Any) -> list[Any]:
+    """The validation split's rows, tokenized; [] when training on all rows or none exist."""
+    from trainer.train.batches import tokenize_all
+    from trainer.train.data import DataError
+
+    if cfg.split != "train":
+        return []
+    try:
+        examples = load_examples(cfg.data_dir, cfg.method, None, "validation")
+    except DataError:
+        return []
+    try:
+        return tokenize_all(cfg.method, examples, tokenizer, cfg.max_len)
+    except ValueError:
+        return []
 
 
 def _summary(

@@ -97,7 +97,7 @@ class ChatScreen(Screen[None]):
         self.session: AgentSession | None = None  # once a task was sent
         self.pending_task: str | None = None
         self.rate = TokenRate()
-        self.current_action: str | None = None
+        self.cycle_errors: list[str] = []  # ErrorRaised messages of the running call
         self.cancel_requested_at: float | None = None
         self.last_cycle_s: float | None = None  # cancel -> control back, for tests
         self.last_log_path: Path | None = None  # the newest session's log, kept after it closes
@@ -235,7 +235,7 @@ class ChatScreen(Screen[None]):
             return
         self.busy = True
         self.can_review = False
-        self.current_action = action
+        self.cycle_errors = []
         self.cancel_requested_at = None
         if action in ("start", "feedback", "retry"):
             self.status.tokens_per_s = None
@@ -260,6 +260,8 @@ class ChatScreen(Screen[None]):
         event = message.event
         if self.cancel_requested_at is not None and self.session is not None:
             self.session.cancel()  # a cancel pressed before the cycle began must still stop it
+        if isinstance(event, ev.ErrorRaised):
+            self.cycle_errors.append(event.message)
         await self.transcript.apply(event)
         self._update_status(event)
         if self.cancel_requested_at is not None and not isinstance(event, ev.EpisodeFinished):
@@ -273,9 +275,10 @@ class ChatScreen(Screen[None]):
                 status.max_attempts = int(event.config.get("max_turns", status.max_attempts))
             case ev.TurnStarted():
                 status.attempt = self.transcript.attempt_in_cycle(event.turn)
-                status.state = "generating"
+                status.state = "reading prompt"
                 self.rate.reset()
             case ev.TokenDelta():
+                status.state = "generating"
                 rate = self.rate.tick()
                 if rate is not None:
                     status.tokens_per_s = rate
@@ -318,8 +321,10 @@ class ChatScreen(Screen[None]):
             self.notify(
                 message.error, title=f"{message.action} failed", severity="error", markup=False
             )
-        done = message.action in ("accept", "reject")
-        if done:
+        # A session ends when it is rejected or accepted; an accept that failed (a commit
+        # refused, say) leaves it open so that it can be accepted again once fixed.
+        accepted = message.action == "accept" and message.error is None and not self.cycle_errors
+        if message.action == "reject" or accepted:
             self._close_session()
         self.can_review = self.session is not None
         if self.can_review and not self.prompt.text.strip():

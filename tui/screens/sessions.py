@@ -53,17 +53,19 @@ class SessionBrowser(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#sessions", DataTable)
-        table.add_column("date", key="date", width=16)
-        table.add_column("outcome", key="outcome", width=10)
-        table.add_column("turns", key="turns", width=5)
-        table.add_column("model", key="model", width=20)
-        table.add_column("task", key="task")
+        # The task takes what the other columns leave, so that 80 columns need no scrolling.
+        fixed = {"date": 16, "outcome": 10, "turns": 5, "model": 16}
+        for key, width in fixed.items():
+            table.add_column(key, key=key, width=width)
+        padding = 2 * (len(fixed) + 1) + 2  # cell padding and the scrollbar
+        task_width = max(20, self.app.size.width - sum(fixed.values()) - padding)
+        table.add_column("task", key="task", width=task_width)
         table.loading = True
         self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
     def load(self) -> None:
-        summaries = list(reversed(list_sessions(self.sessions_dir)))
+        summaries = sorted(list_sessions(self.sessions_dir), key=lambda s: s.started, reverse=True)
         self.app.call_from_thread(self._show, summaries)
 
     def _show(self, summaries: list[SessionSummary]) -> None:
@@ -79,7 +81,7 @@ class SessionBrowser(Screen[None]):
                 outcome_cell(summary),
                 str(summary.turns),
                 model,
-                summary.task or summary.error or "",
+                Text(summary.task or summary.error or "", overflow="ellipsis", no_wrap=True),
                 key=str(summary.path),
             )
         title = self.query_one("#sessions-title", Static)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Markdown, Static
+from textual.widgets import LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from agent import events as ev
@@ -20,10 +20,10 @@ from tui.widgets.diff_view import DiffView
 from tui.widgets.exec_result import ExecResultView
 
 OUTCOME_TEXT = {
-    "passed": ("✓ tests passed", "bold green"),
-    "failed": ("✗ tests still failing", "bold red"),
-    "cancelled": ("■ cancelled", "bold yellow"),
-    "error": ("✗ error", "bold red"),
+    "passed": "✓ tests passed",
+    "failed": "✗ tests still failing",
+    "cancelled": "■ cancelled",
+    "error": "✗ error",
 }
 
 
@@ -59,7 +59,14 @@ class EpisodeSummary(Static):
         margin: 1 0 0 0;
         padding: 0 1;
         border-left: outer $secondary;
+        text-style: bold;
     }
+    EpisodeSummary.-passed { color: $text-success; border-left: outer $success; }
+    EpisodeSummary.-failed, EpisodeSummary.-error {
+        color: $text-error;
+        border-left: outer $error;
+    }
+    EpisodeSummary.-cancelled { color: $text-warning; border-left: outer $warning; }
     """
 
 
@@ -71,6 +78,9 @@ class AttemptView(Vertical):
     AttemptView > .attempt-header { color: $text-accent; text-style: bold; }
     AttemptView > Markdown { margin: 0 0 0 2; padding: 0; background: transparent; }
     AttemptView > Markdown MarkdownFence { margin: 0; }
+    AttemptView > .attempt-wait { height: 1; margin: 0 0 0 2; }
+    AttemptView > .attempt-wait LoadingIndicator { width: 6; height: 1; min-height: 1; }
+    AttemptView > .attempt-wait Static { width: auto; color: $text-muted; }
     """
 
     def __init__(self, turn: int, in_cycle: int, max_turns: int) -> None:
@@ -85,12 +95,24 @@ class AttemptView(Vertical):
         self.reply = Markdown("", classes="reply")
         self.stream: MarkdownStream | None = None
         self.streamed = False
+        self.waiting: Horizontal | None = Horizontal(
+            LoadingIndicator(), Static("reading the prompt"), classes="attempt-wait"
+        )
 
     def compose(self):  # type: ignore[override]
         yield self.header
+        if self.waiting is not None:
+            yield self.waiting
         yield self.reply
 
+    async def stop_waiting(self) -> None:
+        """The first token arrived (or the reply ended): drop the "reading" indicator."""
+        if self.waiting is not None:
+            waiting, self.waiting = self.waiting, None
+            await waiting.remove()
+
     async def write(self, fragment: str) -> None:
+        await self.stop_waiting()
         if self.stream is None:
             self.stream = Markdown.get_stream(self.reply)
         self.streamed = True
@@ -98,6 +120,7 @@ class AttemptView(Vertical):
 
     async def finish(self, full_text: str | None) -> None:
         """End streaming; without a stream (a replay) show the whole reply at once."""
+        await self.stop_waiting()
         if self.stream is not None:
             await self.stream.stop()
             self.stream = None
@@ -154,7 +177,9 @@ class Transcript(VerticalScroll):
         self.cycle_duplicates = 0
 
     async def finish_stream(self) -> None:
-        if self.current is not None and self.current.stream is not None:
+        if self.current is not None and (
+            self.current.stream is not None or self.current.waiting is not None
+        ):
             await self.current.finish(None)
 
     async def apply(self, event: ev.Event) -> None:
@@ -245,7 +270,7 @@ class Transcript(VerticalScroll):
                 self.cycle_first_turn = None
                 self.cycle_duplicates = 0
                 self.outcome = event.outcome
-                await self.add(EpisodeSummary(episode_text(event)))
+                await self.add(EpisodeSummary(episode_text(event), classes=f"-{event.outcome}"))
             case ev.ErrorRaised():
                 await self.finish_stream()
                 where = f" in {event.where}" if event.where else ""
@@ -271,8 +296,7 @@ class Transcript(VerticalScroll):
 
 
 def episode_text(event: ev.EpisodeFinished) -> Text:
-    label, style = OUTCOME_TEXT.get(event.outcome, (event.outcome, "bold"))
-    text = Text(label, style=style)
+    text = Text(OUTCOME_TEXT.get(event.outcome, event.outcome))
     bits = [f"{event.turns} attempt{'s' if event.turns != 1 else ''}"]
     if event.n_tests:
         bits.append(f"{event.best_passed}/{event.n_tests} tests")
@@ -280,7 +304,7 @@ def episode_text(event: ev.EpisodeFinished) -> Text:
         bits.append("held-out " + ("passed" if event.hidden_passed else "failed"))
     if event.duration_s:
         bits.append(f"{event.duration_s:.1f}s")
-    text.append("  " + " · ".join(bits), style="dim")
+    text.append("  " + " · ".join(bits), style="not bold")
     return text
 
 

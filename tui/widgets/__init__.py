@@ -1,0 +1,1 @@
+"""Widgets the screens share: transcript, attempt results, diffs, prompt, status bar."""
