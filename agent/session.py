@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 Purpose = Literal["chat", "solve", "eval", "seed", "replay"]
 SECRET_FIELDS = frozenset({"api_key"})
+# Feedback shown to the model per turn. Every character is prompt the model must read
+# (about 90 tokens/s for the 1.5B on two CPU cores), and the first failures say the most.
+FEEDBACK_CHARS = 1600
 
 
 class SessionStateError(RuntimeError):
@@ -108,7 +111,7 @@ class AgentSession:
             return own(result, proposal)
         from agent.sandbox import render_feedback
 
-        return render_feedback(result, proposal.code)
+        return render_feedback(result, proposal.code, max_chars=FEEDBACK_CHARS)
 
     def _header(self) -> Iterator[Event]:
         if self._writer.events_written == 0:

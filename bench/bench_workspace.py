@@ -120,6 +120,7 @@ def run(model: str, max_turns: int, timeout: float) -> dict[str, Any]:
             "committed": committed,
             "commit_files": files,
             "trailer": f"Fixloop-Session: {out.get('session_id')}" in message,
+            "json_commit_is_head": (out.get("committed") or {}).get("sha") == head,
             "user_work_untouched": status == [" M README.md", "?? scratchpad.txt"],
             "tests_pass_after": after.returncode == 0,
             "final_code": out.get("final_code"),
@@ -137,8 +138,8 @@ def record(result: dict[str, Any]) -> None:
             "Measured by `bench/bench_workspace.py` (see its docstring): the off-by-one fixture\n"
             "repository, the real CLI (`fixloop solve --repo ... --accept --json`), greedy\n"
             "decoding. `fixed` = the episode passed, the commit holds only `ranges.py` with the\n"
-            "session trailer, the user's uncommitted work is untouched and the repository's\n"
-            "tests pass when run directly afterwards.\n\n"
+            "session trailer (and is the sha `--json` reports), the user's uncommitted work is\n"
+            "untouched and the repository's tests pass when run directly afterwards.\n\n"
             "| date | machine | model | fixed | turns | tokens | wall time | notes |\n"
             "|---|---|---|---|---|---|---|---|\n"
         )
@@ -148,6 +149,7 @@ def record(result: dict[str, Any]) -> None:
         and result["trailer"]
         and result["user_work_untouched"]
         and result["tests_pass_after"]
+        and result["json_commit_is_head"]
     )
     notes = (
         f"outcome {result['outcome']}; commit {result['commit_files'] or 'none'}; "

@@ -2,8 +2,11 @@
 
 One model generates one episode at a time in this process (a lock around the
 backend), while `workers` threads let the sandbox run one episode's tests while
-the model writes the next: with llama.cpp using the cores for generation, test
-execution overlaps it instead of adding to it.
+the model writes the next. With the in-process llama.cpp model keep one worker:
+llama.cpp reuses the evaluated prompt prefix from one turn to the next, and
+episodes taking turns on the model throw that cache away (each repair turn then
+re-reads the whole conversation), which costs far more than test execution
+saves. More workers pay off with a remote server (``--base-url``).
 
 Resumable: each finished episode is appended to ``<out_dir>/episodes-<model>.jsonl``
 (after a header line naming the run's settings); a rerun with the same out_dir

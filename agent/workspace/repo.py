@@ -114,12 +114,6 @@ class GitRepo:
         except ValueError:  # no commits yet
             return None
 
-    def resolve(self, rev: str) -> str:
-        try:
-            return self.repo.commit(rev).hexsha
-        except (*ANY_GIT_ERROR, ValueError) as exc:
-            raise WorkspaceError(f"{rev!r} is not a commit in {self.root}.") from exc
-
     def listed_files(self) -> list[str]:
         """Tracked and untracked-but-not-ignored files that exist in the working tree."""
         out = self.git("ls-files", "-z", "--cached", "--others", "--exclude-standard")
@@ -168,16 +162,6 @@ class GitRepo:
             return oct((self.repo.commit(rev).tree / path).mode)[2:]
         except KeyError:
             return None
-
-    def is_dirty(self) -> bool:
-        return self.repo.is_dirty(untracked_files=True)
-
-    def dirty_paths(self) -> set[str]:
-        """Files with staged, unstaged or untracked changes."""
-        staged = self.git("diff", "--cached", "--name-only", "-z").split("\0")
-        unstaged = self.git("diff", "--name-only", "-z").split("\0")
-        untracked = self.repo.untracked_files
-        return {p for p in [*staged, *unstaged, *untracked] if p}
 
     def message(self, rev: str) -> str:
         return str(self.repo.commit(rev).message)

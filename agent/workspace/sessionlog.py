@@ -36,25 +36,31 @@ class LoggedProposal:
 
 
 def append_events(path: Path, events: list[Event]) -> list[Event]:
-    """Append events to an existing session log, numbered after its last event."""
+    """Append events to an existing session log, numbered after its last event.
+
+    The file is extended in place (same inode, so a writer that still has it open keeps
+    writing to the file everyone reads); a torn last line left by a crash is cut first.
+    """
     record = read_session(path)
     seq = record.events[-1].seq if record.events else record.header.seq
     data = path.read_bytes()
+    keep = len(data)
+    prefix = b""
     if record.torn_tail:  # drop the partial line a crash left, keep everything valid
-        data = data[: data.rstrip(b"\n").rfind(b"\n") + 1]
+        keep = data.rfind(b"\n") + 1
     elif data and not data.endswith(b"\n"):
-        data += b"\n"
+        prefix = b"\n"
     lines = []
     for event in events:
         seq += 1
         event.seq = seq
         lines.append(event.model_dump_json() + "\n")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data + "".join(lines).encode("utf-8"))
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+        fh.seek(keep)
+        fh.write(prefix + "".join(lines).encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return events
 
 

@@ -147,7 +147,7 @@ def summary_cmd(
 def seed_cmd(
     suite: Annotated[str, typer.Option("--suite", help="mbpp, or a .jsonl task file.")] = "mbpp",
     split: Annotated[
-        str, typer.Option("--split", help="Split to seed from (never test).")
+        str, typer.Option("--split", help="Split to seed from (never test or validation).")
     ] = "train",
     samples: Annotated[int, typer.Option("--samples", "-k", help="Episodes per task.")] = 1,
     limit: Annotated[int | None, typer.Option("--limit", "-n", help="First N tasks only.")] = None,
@@ -183,10 +183,10 @@ def seed_cmd(
     from agent.eval.suites import SuiteError, load_suite
     from trainer.data.hygiene import EvalGuard
 
-    if split == "test" or suite == "humaneval":
+    if split in ("test", "validation") or suite == "humaneval":
         fail(
-            f"refusing to seed from {suite} {split}: evaluation tasks never become training "
-            "data. Seed from --suite mbpp --split train."
+            f"refusing to seed from {suite} {split}: evaluation tasks (test and validation "
+            "splits, HumanEval) never become training data. Seed from --suite mbpp --split train."
         )
     cfg = settings(
         model=model, base_url=base_url, adapter=adapter, n_ctx=n_ctx, sessions_dir=sessions_dir

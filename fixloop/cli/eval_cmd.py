@@ -73,8 +73,15 @@ def eval_command(
         float, typer.Option("--temperature", min=0.0, max=2.0, help="0 = greedy.")
     ] = 0.0,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Threads: tests run while the model generates.")
-    ] = 2,
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Episodes in flight: tests run while the model generates, one generation at "
+            "a time. Keep 1 with the in-process model: interleaved episodes lose its prompt "
+            "cache.",
+        ),
+    ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (sample i uses seed+i).")] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results JSON instead of the table.")

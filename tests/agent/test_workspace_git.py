@@ -239,3 +239,28 @@ def test_outside_git_and_without_identity_the_errors_say_what_to_do(
     with pytest.raises(WorkspaceError, match=r"git config user\.name"):
         accept(tmp_path / "noid", {"b.py": "B = 1\n"}, {"b.py": None})
     assert not (tmp_path / "noid" / "b.py").exists()
+
+
+def test_events_are_appended_to_a_session_log_after_a_torn_line(tmp_path: Path) -> None:
+    from agent.events import ModelIdentity, SessionStarted, Task, UserRejected
+    from agent.session_log import SessionLogWriter, read_session
+    from agent.workspace.sessionlog import append_events
+
+    log = tmp_path / "s.jsonl"
+    writer = SessionLogWriter(log)
+    header = SessionStarted(
+        session_id="s",
+        fixloop_version="0",
+        task=Task(text="t"),
+        model=ModelIdentity(name="m", backend="scripted"),
+    )
+    writer.write(header)
+    writer.write(UserRejected(turn=1, reason="first"))
+    writer.close()
+    inode = log.stat().st_ino
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write('{"type": "user_rejec')  # a crash mid-line
+    append_events(log, [UserRejected(turn=1, reason="undone")])
+    record = read_session(log)
+    assert not record.torn_tail and log.stat().st_ino == inode
+    assert [(e.seq, e.reason) for e in record.events] == [(1, "first"), (2, "undone")]

@@ -188,11 +188,26 @@ def test_summary_counts_balance_and_feedback_kinds(fixture_build: BuildResult) -
 
 def test_the_fine_tuning_loader_reads_every_format(fixture_build: BuildResult) -> None:
     """The trainer's own loader (trainer.train.data) accepts what the build writes."""
+    from trainer.train.config import Method
     from trainer.train.data import load_examples
 
-    for method in ("sft", "leti", "ilf", "dpo", "kto"):
+    methods: tuple[Method, ...] = ("sft", "leti", "ilf", "dpo", "kto")
+    for method in methods:
         rows = read_jsonl(fixture_build.files[method])
-        examples = load_examples(fixture_build.out, method, split=None)  # type: ignore[arg-type]
-        assert len(examples) == len(rows), method
+        assert len(load_examples(fixture_build.out, method, split=None)) == len(rows), method
         train = [r for r in rows if r["split"] == "train"]
-        assert len(load_examples(fixture_build.out, method, split="train")) == len(train)  # type: ignore[arg-type]
+        assert len(load_examples(fixture_build.out, method, split="train")) == len(train)
+
+
+def test_the_loop_still_writes_sessions_of_the_golden_shape(tmp_path: Path) -> None:
+    """Regenerate the fixtures with today's loop: the build must give the golden rows.
+
+    Fails when the loop's behaviour drifts from the committed logs; then rerun
+    `python tests/fixtures/make_sessions.py` and review the diff.
+    """
+    from tests.fixtures.make_sessions import write_fixtures
+
+    fresh = write_fixtures(tmp_path / "sessions")
+    assert [p.name for p in fresh] == [p.name for p in sorted(SESSIONS.glob("*/*.jsonl"))]
+    result = build(BuildOptions(sessions=[tmp_path / "sessions"], out=tmp_path / "out"))
+    assert result.rows == load_golden()["rows"]

@@ -70,7 +70,7 @@ def test_build_without_sessions_says_how_to_fix(tmp_path: Path) -> None:
 
 
 def test_seed_refuses_evaluation_splits() -> None:
-    for args in (["--split", "test"], ["--suite", "humaneval"]):
+    for args in (["--split", "test"], ["--split", "validation"], ["--suite", "humaneval"]):
         result = runner.invoke(app, ["data", "seed", *args])
         assert result.exit_code == 2 and "refusing to seed" in result.output
 

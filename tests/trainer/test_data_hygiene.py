@@ -95,6 +95,9 @@ def test_missing_sessions_directory_is_a_clear_error(tmp_path: Path) -> None:
         (Task(text="x", task_id="mbpp/510"), "MBPP's test split"),
         (Task(text="x", task_id="HumanEval/0", suite="humaneval"), "HumanEval"),
         (Task(text="x", task_id="custom/3", suite="custom", split="test"), "test split"),
+        (Task(text="x", task_id="mbpp/511", suite="mbpp", split="validation"), "gate"),
+        (Task(text="x", task_id="mbpp/600"), "MBPP's validation split"),
+        (Task(text="x", task_id="own/1", suite="own", split="validation"), "validation split"),
     ],
 )
 def test_guard_refuses_evaluation_tasks(task: Task, words: str) -> None:
@@ -109,7 +112,7 @@ def test_guard_refuses_evaluation_tasks(task: Task, words: str) -> None:
     "task",
     [
         Task(text="x", task_id="mbpp/601", suite="mbpp", split="train"),
-        Task(text="x", task_id="mbpp/511", suite="mbpp", split="validation"),
+        Task(text="x", task_id="mbpp/974", suite="mbpp", split="train"),
         Task(text="x", task_id="mbpp/10", suite="mbpp", split="prompt"),
     ],
 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -15,6 +17,7 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
 
+from agent.backends.base import StreamChunk
 from agent.backends.scripted import ScriptedBackend
 from agent.config import Settings
 from tui.app import FixloopApp
@@ -48,6 +51,28 @@ def settings(tmp_path: Path) -> Settings:
         max_turns=1,
         exec_timeout=10,
     )
+
+
+class GatedBackend(ScriptedBackend):
+    """The scripted backend, but the first reply stops after `gate_after` characters until
+    `gate` is set: a test can look at a half-streamed reply without racing the stream."""
+
+    def __init__(self, replies: list[str], gate_after: int, **kwargs: Any) -> None:
+        super().__init__(replies, **kwargs)
+        self.gate = threading.Event()
+        self.gate_after = gate_after
+
+    def stream_chat(self, messages, params, response_format=None):  # type: ignore[no-untyped-def]
+        chunks = super().stream_chat(messages, params, response_format)
+        return self._gated(chunks) if len(self.calls) == 1 else chunks
+
+    def _gated(self, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+        sent = 0
+        for chunk in chunks:
+            if sent >= self.gate_after:
+                self.gate.wait(60)
+            sent += len(chunk.text)
+            yield chunk
 
 
 def scripted_app(

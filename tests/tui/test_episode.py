@@ -15,12 +15,14 @@ from tests.tui.conftest import (
     BAD_REPLY,
     GOOD_REPLY,
     TESTS,
+    GatedBackend,
     paste,
     plain,
     scripted_app,
     type_text,
     wait_until,
 )
+from tui.app import FixloopApp
 from tui.screens.chat import ChatScreen
 from tui.widgets.diff_view import DiffView
 from tui.widgets.exec_result import ExecResultView
@@ -28,7 +30,9 @@ from tui.widgets.transcript import EpisodeSummary, Notice, UserMessage
 
 
 async def test_type_task_stream_fail_feedback_repair_accept(settings) -> None:
-    app, backend = scripted_app(settings, [BAD_REPLY, GOOD_REPLY], delay_s=0.025)
+    half = len(BAD_REPLY) // 2
+    backend = GatedBackend([BAD_REPLY, GOOD_REPLY], gate_after=half, delay_s=0.002)
+    app = FixloopApp(settings, backend_factory=lambda _s: backend, blink=False)
     async with app.run_test(size=(100, 40)) as pilot:
         chat = app.screen
         assert isinstance(chat, ChatScreen)
@@ -42,17 +46,18 @@ async def test_type_task_stream_fail_feedback_repair_accept(settings) -> None:
         await pilot.press("enter")
         assert chat.prompt.text == ""
 
-        # Tokens stream into attempt 1's Markdown through a MarkdownStream.
+        # Tokens stream into attempt 1's Markdown through a MarkdownStream: half the reply
+        # is on screen while the model is still generating.
         await wait_until(pilot, lambda: 1 in chat.transcript.attempts, what="attempt 1")
         attempt = chat.transcript.attempts[1]
-        seen: list[int] = []
-        for _ in range(500):
-            if attempt.stream is not None:
-                seen.append(len(attempt.reply.source))
-            elif attempt.streamed:
-                break  # the reply is complete
-            await pilot.pause(0.02)
-        assert any(0 < n < len(BAD_REPLY) for n in seen), f"no partial reply seen: {seen}"
+        await wait_until(
+            pilot, lambda: len(attempt.reply.source) >= half, what="half the reply shown"
+        )
+        assert attempt.stream is not None and chat.busy
+        assert BAD_REPLY.startswith(attempt.reply.source)
+        assert len(attempt.reply.source) < len(BAD_REPLY)
+        assert chat.status.state == "generating"
+        backend.gate.set()
         await wait_until(pilot, lambda: not chat.busy, what="the first cycle to end")
         assert attempt.reply.source == BAD_REPLY
         assert attempt.stream is None

@@ -1,8 +1,9 @@
 """Keep training data clean: no evaluation tasks, no near-duplicates, nothing over budget.
 
-- :class:`EvalGuard` refuses any task from an evaluation suite's test split
-  (MBPP test ids 11-510, every HumanEval task, a task whose split is "test",
-  and whatever `agent.eval.suites.is_heldout` holds out where that exists).
+- :class:`EvalGuard` refuses any task an evaluation scores: MBPP's test ids
+  11-510, MBPP's validation ids 511-600 (the promotion gate's held-out tasks),
+  every HumanEval task, any task whose split is "test" or "validation", and
+  whatever `agent.eval.suites.is_heldout` holds out (the user's held-out tasks).
 - :func:`deduplicate` drops exact duplicates (after whitespace normalization)
   and near-duplicates (difflib similarity over the part of a row that varies,
   compared only among rows of the same task and the same label).
@@ -17,15 +18,20 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.eval.suites import is_heldout
 from agent.events import Task
 
 Row = dict[str, Any]
 
 MBPP_TEST_IDS = range(11, 511)  # MBPP's test split: task ids 11-510
+# MBPP's validation split: the promotion gate (trainer/gate.py) scores candidates on it,
+# so training on it would inflate the very comparison that decides a promotion.
+MBPP_VALIDATION_IDS = range(511, 601)
+HELDOUT_SPLITS = frozenset({"test", "validation"})
 
 
 class HeldOutTaskError(ValueError):
@@ -43,20 +49,12 @@ def _mbpp_number(task: Task) -> int | None:
     return None
 
 
-def _project_is_heldout() -> Callable[[Task], bool] | None:
-    """The eval harness's own held-out predicate, where it exists."""
-    try:
-        from agent.eval.suites import is_heldout
-    except ImportError:
-        return None
-    return is_heldout
-
-
 @dataclass
 class EvalGuard:
     """Says why a task must never be trained on, or None when it may be."""
 
-    extra: Callable[[Task], bool] | None = field(default_factory=_project_is_heldout)
+    # The eval harness's own rule (which also holds out 1 in 5 of the user's tasks).
+    extra: Callable[[Task], bool] | None = is_heldout
 
     def reason(self, task: Task) -> str | None:
         text = " ".join(task.text.split())
@@ -64,11 +62,16 @@ class EvalGuard:
         number = _mbpp_number(task)
         if number is not None and number in MBPP_TEST_IDS:
             return f"task {name} is in MBPP's test split (ids 11-510), which fixloop evaluates on"
+        if number is not None and number in MBPP_VALIDATION_IDS:
+            return (
+                f"task {name} is in MBPP's validation split (ids 511-600), which the promotion "
+                "gate evaluates on"
+            )
         ident = (task.task_id or "").lower()
         if (task.suite or "").lower() == "humaneval" or ident.startswith("humaneval"):
             return f"task {name} is a HumanEval task; HumanEval is evaluation-only"
-        if (task.split or "").lower() == "test":
-            return f"task {name} comes from the test split of suite {task.suite or '?'}"
+        if (task.split or "").lower() in HELDOUT_SPLITS:
+            return f"task {name} comes from the {task.split} split of suite {task.suite or '?'}"
         if self.extra is not None and self.extra(task):
             return f"task {name} is held out by the eval harness (agent.eval.suites.is_heldout)"
         return None

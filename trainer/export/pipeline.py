@@ -91,9 +91,9 @@ def export_run(
     progress: bool = True,
 ) -> ExportResult:
     """Export a finished run and register it (inactive: the gate decides promotion)."""
+    quant = check_quant(quant)
     run_dir = run_dir.resolve()
     meta = run_meta(run_dir)
-    quant = check_quant(quant)
     name = name or version_name(run_dir, meta)
     registry = Registry(data_dir)
     if name in registry.all():

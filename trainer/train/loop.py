@@ -83,6 +83,9 @@ def run_training(
     progress: bool = True,
 ) -> TrainResult:
     """Train (or resume the run in `resume`) and return the run directory and its metrics."""
+    cfg, resumed = _run_config(cfg, resume)
+    examples = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)  # fail early
+
     import torch
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, set_seed
@@ -92,8 +95,6 @@ def run_training(
     from trainer.train.batches import Collator, EpochSampler, tokenize_all
     from trainer.train.losses import dpo_loss, forward_logps, kto_loss, lm_loss
 
-    cfg, resumed = _run_config(cfg, resume)
-    examples = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)  # fail early
     bf16 = _use_bf16(cfg)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision="bf16" if bf16 else "no"

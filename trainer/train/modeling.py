@@ -80,18 +80,22 @@ def load_tokenizer(src: BaseSource) -> Any:
 
 def load_model(src: BaseSource, dtype: Any) -> Any:
     """The base as a plain (unquantized) transformers model in `dtype`."""
+    import transformers
+    from packaging.version import Version
     from transformers import AutoModelForCausalLM
 
+    # transformers renamed `torch_dtype` to `dtype` in 4.56.
+    key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
     if src.kind == "gguf":
         model = AutoModelForCausalLM.from_pretrained(
-            str(src.path.parent), gguf_file=src.path.name, dtype=dtype
+            str(src.path.parent), gguf_file=src.path.name, **{key: dtype}
         )
         # Dequantized on load: drop the GGUF quantizer so save_pretrained writes plain weights.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(src.path), **{key: dtype})
     return model
 
 
@@ -111,7 +115,10 @@ def wrap_lora(model: Any, cfg: TrainConfig, new_token_ids: list[int]) -> Any:
 
     extra: dict[str, Any] = {}
     if new_token_ids:
-        extra["trainable_token_indices"] = new_token_ids
+        if "trainable_token_indices" in LoraConfig.__dataclass_fields__:  # peft >= 0.15
+            extra["trainable_token_indices"] = new_token_ids
+        else:  # older peft: train (and save) the whole embedding matrices instead
+            extra["modules_to_save"] = ["embed_tokens", "lm_head"]
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
