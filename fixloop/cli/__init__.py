@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from agent import __version__
-from fixloop.cli import config_cmd, models_cmd
+from fixloop.cli import (
+    config_cmd,
+    data_cmd,
+    eval_cmd,
+    exec_cmd,
+    models_cmd,
+    repo_cmd,
+    sessions_cmd,
+    solve_cmd,
+    train_cmd,
+    tui_cmd,
+)
 from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, State
 
 app = typer.Typer(
@@ -20,23 +31,16 @@ app = typer.Typer(
 )
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(config_cmd.app, name="config")
-from fixloop.cli import exec_cmd  # noqa: E402 - issue 3
 app.command("exec")(exec_cmd.exec_command)
-from fixloop.cli import eval_cmd  # noqa: E402 - issue 5
-app.command("eval")(eval_cmd.eval_command)
-from fixloop.cli import sessions_cmd, solve_cmd  # noqa: E402 - issue 4
 app.command("solve")(solve_cmd.solve)
 app.add_typer(sessions_cmd.app, name="sessions")
-from fixloop.cli import data_cmd  # noqa: E402 - issue 8
+app.command("eval")(eval_cmd.eval_command)
 app.add_typer(data_cmd.app, name="data")
-from fixloop.cli import tui_cmd  # noqa: E402 - issue 6
-app.command("replay")(tui_cmd.replay)
-from fixloop.cli import train_cmd  # noqa: E402 - issue 9
 app.command("train")(train_cmd.train)
 app.command("export")(train_cmd.export)
 app.command("gate")(train_cmd.gate)
 app.command("retrain")(train_cmd.retrain)
-from fixloop.cli import repo_cmd  # noqa: E402 - issue 7
+app.command("replay")(tui_cmd.replay)
 repo_cmd.register(app)
 
 
