@@ -94,6 +94,33 @@ def raw_run(backend: LlamaCppBackend, messages: list[ChatMessage], max_tokens: i
     return Timing(time.perf_counter() - wall0, time.process_time() - cpu0, "".join(pieces))
 
 
+SECTION = "## Generation throughput"
+SECTION_INTRO = f"""{SECTION}
+
+Measured by `bench/bench_generation.py` (see its docstring): one reply generated through
+the agent (`AgentSession.start()` up to `ModelReplied`: header and events logged, prompt
+counted, tokens streamed as events) against llama-cpp-python's own
+`create_chat_completion(stream=True)` on the same loaded model, messages and greedy
+settings. Ratio = raw time / agent time, median of alternating pairs (goal >= 0.95).
+
+| date | machine | command | figure | reference | ratio |
+|---|---|---|---|---|---|
+"""
+
+
+def record_row(path: Path, row: str) -> None:
+    """Add `row` at the end of this benchmark's table, creating the section if needed."""
+    text = path.read_text(encoding="utf-8")
+    if SECTION not in text:
+        path.write_text(text.rstrip("\n") + "\n\n" + SECTION_INTRO + row, encoding="utf-8")
+        return
+    head, tail = text.split(SECTION, 1)
+    lines = tail.splitlines(keepends=True)
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines.insert(last_row + 1, row)
+    path.write_text(head + SECTION + "".join(lines), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -153,8 +180,7 @@ def main() -> None:
             f"create_chat_completion(stream=True): {result['raw_tok_s']} tok/s | "
             f"{wall_ratio:.3f} wall, {cpu_ratio:.3f} CPU (median of paired runs) |\n"
         )
-        with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as fh:
-            fh.write(row)
+        record_row(ROOT / "docs" / "BENCHMARKS.md", row)
         print("recorded in docs/BENCHMARKS.md")
 
 

@@ -105,12 +105,16 @@ def bwrap_prefix(writable: list[Path], chdir: Path, extra_ro: list[Path] = ()) -
     path = bwrap_path()
     assert path is not None
     argv = [path, *_BWRAP_BASE]
+    hidden = [Path("/tmp"), Path("/dev/shm")]
     home = _hidden_home()
     if home is not None:
         argv += ["--tmpfs", str(home)]
-        for d in [*_interpreter_dirs(), *extra_ro]:  # e.g. the interpreter under ~/.pyenv
-            if d.is_relative_to(home):
-                argv += ["--ro-bind", str(d), str(d)]
+        hidden.append(home)
+    # The interpreter and the harness stay visible even when they live under a hidden
+    # directory: ~/.pyenv, or a checkout (and its .venv) under /tmp.
+    for d in [*_interpreter_dirs(), *extra_ro]:
+        if any(d.is_relative_to(h) for h in hidden):
+            argv += ["--ro-bind", str(d), str(d)]
     for d in writable:
         argv += ["--bind", str(d), str(d)]
     argv += ["--chdir", str(chdir), "--"]

@@ -105,6 +105,8 @@ def test_solve_usage_errors_are_clear(tmp_path: Path) -> None:
     assert workspace.returncode == 2 and "--repo needs --test-cmd" in workspace.stderr
     down = fixloop("solve", "x", "--base-url", "http://127.0.0.1:9/v1")
     assert down.returncode == 3 and "cannot reach the model server" in down.stderr
+    global_flag = fixloop("--base-url", "http://127.0.0.1:9/v1", "solve", "x")
+    assert global_flag.returncode == 3 and "127.0.0.1:9/v1" in global_flag.stderr
 
 
 def test_sessions_schema_is_json_schema() -> None:

@@ -126,7 +126,7 @@ def test_retrain_leti_end_to_end(env: dict[str, Path]) -> None:
     assert lin["method"] == "leti" and lin["base"] == str(env["base"])
     assert lin["data_manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     assert lin["metrics"]["steps"] == 3 and lin["export"] == "merged"
-    assert lin["gate"]["promoted"] is True
+    assert lin["gate"]["promoted"] is True and lin["inference_prefix"] == "<|good|>"
     assert reg.active() == exported.name  # the gate promoted it
     report = result.report_md.read_text()
     assert "| pass@1 | 2/4 50.0%" in report and "PROMOTED" in report

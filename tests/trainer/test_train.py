@@ -52,6 +52,7 @@ def _train(cfg: TrainConfig, tmp_path: Path, **kw: object):
     )
 
 
+@pytest.mark.slow  # seconds per method on 2 cores
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_trains_and_the_loss_falls(
     method: str, tiny: tuple[Path, Path], tmp_path: Path
@@ -98,6 +99,7 @@ def test_each_method_trains_and_the_loss_falls(
         assert tok("<|good|>x", add_special_tokens=False)["input_ids"][0] == ids[0]
 
 
+@pytest.mark.slow
 def test_resume_continues_to_the_same_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     import shutil
 

@@ -74,6 +74,8 @@ def lineage(run_dir: Path, meta: dict[str, Any], *, quant: str, mode: str) -> di
         "run_dir": str(run_dir.resolve()),
         "export": mode,
         "quant": quant,
+        # LeTI trains on `<|good|>{task}{program}`: prompts should start with the good token.
+        "inference_prefix": "<|good|>" if meta["config"]["method"] == "leti" else None,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -98,6 +100,17 @@ def export_run(
     registry = Registry(data_dir)
     if name in registry.all():
         raise ExportError(f"a model named {name!r} is already registered; pass --name.")
+    if lora_only:
+        if meta.get("leti_token_ids") or not meta["config"]["lora"]:
+            raise ExportError(
+                "this run changed the vocabulary or trained all weights, which a GGUF LoRA "
+                "cannot carry; export it merged (drop --lora-only)."
+            )
+        if meta["base"]["kind"] != "gguf":
+            raise ExportError(
+                "--lora-only needs a GGUF base to apply the adapter to; this run's base is "
+                f"the HF directory {meta['base']['path']}. Export merged instead."
+            )
     out_dir = data_dir / "models" / name
     work = run_dir / "export"
     work.mkdir(parents=True, exist_ok=True)
@@ -124,16 +137,6 @@ def export_run(
         out_dir.mkdir(parents=True, exist_ok=True)
         adapter: Path | None = None
         if lora_only:
-            if meta.get("leti_token_ids") or not meta["config"]["lora"]:
-                raise ExportError(
-                    "this run changed the vocabulary or trained all weights, which a GGUF LoRA "
-                    "cannot carry; export it merged (drop --lora-only)."
-                )
-            if meta["base"]["kind"] != "gguf":
-                raise ExportError(
-                    "--lora-only needs a GGUF base to apply the adapter to; this run's base is "
-                    f"the HF directory {meta['base']['path']}. Export merged instead."
-                )
             stage("base config")
             cfg_dir = base_config_dir(run_dir, work / "base-config")
             bar.update(1)
