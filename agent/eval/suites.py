@@ -31,7 +31,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.config import PROJECT_ROOT
 from agent.events import Task, TaskKind
 
 MBPP_SPLITS: dict[str, range] = {
@@ -278,10 +277,10 @@ def load_file(path: Path, split: str | None = None) -> list[Task]:
 
 # ---------------------------------------------------------------- named suites
 def mbpp_dir() -> Path:
-    """Where the MBPP split files are: $FIXLOOP_MBPP_DIR, else ../shared/data/mbpp."""
+    """Where the MBPP split files are: $FIXLOOP_MBPP_DIR, else the copy shipped with fixloop."""
     env = os.environ.get("FIXLOOP_MBPP_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(PROJECT_ROOT.parent / "shared" / "data" / "mbpp")
+    candidates.append(Path(__file__).resolve().parent / "data" / "mbpp")
     for cand in candidates:
         if cand.is_dir():
             return cand
