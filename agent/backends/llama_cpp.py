@@ -61,8 +61,17 @@ def _load(
             ) from exc
         if not path.is_file():
             raise BackendError(f"model file {path} does not exist")
-        if adapter is not None and not adapter.is_file():
-            raise BackendError(f"LoRA adapter {adapter} does not exist (give a GGUF adapter file)")
+        if adapter is not None:
+            if not adapter.is_file():
+                raise BackendError(
+                    f"LoRA adapter {adapter} does not exist (give a GGUF adapter file)"
+                )
+            with open(adapter, "rb") as fh:
+                if fh.read(4) != b"GGUF":
+                    raise BackendError(
+                        f"LoRA adapter {adapter} is not a GGUF file; convert a peft adapter "
+                        "with the trainer's export (lora-only) first"
+                    )
         try:
             llm = Llama(
                 model_path=str(path),
@@ -78,6 +87,14 @@ def _load(
                 + (f" with adapter {adapter}" if adapter else "")
                 + f": {exc}. Check that it is a GGUF model (and a matching GGUF LoRA)."
             ) from exc
+        # llama-cpp-python 0.3.x misses a NULL adapter (its `is None` check never fires) and
+        # would run the bare model under the adapter's name: check it was really applied.
+        if adapter is not None and not getattr(llm, "_lora_adapter", True):
+            llm.close()
+            raise BackendError(
+                f"llama.cpp could not apply the LoRA adapter {adapter} to {path.name}: it must "
+                "be a GGUF LoRA made for this base model (the trainer's lora-only export)"
+            )
         _CACHE[key] = (llm, threading.Lock())
         return _CACHE[key]
 

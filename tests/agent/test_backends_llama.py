@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends import make_backend
+from agent.backends import BackendError, make_backend
 from agent.backends.llama_cpp import LlamaCppBackend
 from agent.config import Settings
 from agent.events import (
@@ -160,3 +160,16 @@ def test_cancel_during_real_generation(smol: LlamaCppBackend, tmp_path: Path) ->
     reply = next(e for e in events if isinstance(e, ModelReplied))
     assert reply.finish_reason == "cancelled" and reply.completion_tokens < 100
     assert isinstance(events[-1], EpisodeFinished) and events[-1].outcome == "cancelled"
+
+
+def test_an_adapter_that_is_not_a_gguf_lora_is_refused(smollm_path: Path, tmp_path: Path) -> None:
+    """llama-cpp-python alone would silently run the bare model; fixloop refuses instead."""
+    text = tmp_path / "notes.gguf"
+    text.write_text("not an adapter")
+    with pytest.raises(BackendError, match="is not a GGUF file"):
+        make_backend(Settings(model="smollm2-135m", adapter=text, data_dir=tmp_path))
+    with pytest.raises(BackendError, match="could not apply the LoRA adapter"):
+        # A GGUF, but a whole model rather than a LoRA.
+        make_backend(
+            Settings(model="smollm2-135m", adapter=smollm_path, n_ctx=512, data_dir=tmp_path)
+        )
