@@ -128,6 +128,9 @@ async def test_palette_lists_review_actions_and_theme_toggles(settings) -> None:
         await wait_until(pilot, lambda: chat.transcript.outcome == "passed" and not chat.busy)
         titles = {c.title for c in app.get_system_commands(chat)}
         assert {"Accept", "Reject", "Edit code", "Feedback", "Retry"} <= titles
+        # Focus moves to the transcript on the next tick (single-key actions are not
+        # active while the prompt has focus); under load that tick can come late.
+        await wait_until(pilot, lambda: app.focused is chat.transcript)
         footer_keys = {b.key for (_, b, enabled, _) in chat.active_bindings.values() if enabled}
         assert {"a", "r", "e", "f", "t"} <= footer_keys
         assert app.current_theme.dark
