@@ -7,6 +7,7 @@ usable code or an invalid edit), runs the proposal (`execute`) and, when the
 user accepts, lets the environment keep it (`accept`; a git workspace commits).
 
 Optional members the loop uses when present: `system_prompt` (str),
+`reply_instruction` (str: how repair and correction turns ask for the answer),
 `render_feedback(result, proposal) -> str`, `run_hidden(code, task)`,
 `reply_complete(text) -> bool` (stop generating: the reply has what is needed)
 and `response_format` (e.g. ``{"type": "json_object", "schema": {...}}``: the

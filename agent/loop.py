@@ -191,6 +191,8 @@ class LoopContext:
         self.state = state
         self.emit = emit
         self.render_feedback = render_feedback
+        # How the environment wants answers phrased in repair turns (optional member).
+        self.reply_instruction: str = getattr(env, "reply_instruction", prompts.PROGRAM_REPLY)
 
     def sampling(self, turn: int, resample: int) -> SamplingParams:
         s = self.settings
@@ -389,7 +391,7 @@ def run_cycle(
                         if earlier.result is not None
                         else "It did not pass."
                     )
-                    feedback = prompts.duplicate_prompt(earlier.turn, why)
+                    feedback = prompts.duplicate_prompt(earlier.turn, why, ctx.reply_instruction)
                     messages[:] = [
                         messages[0],
                         ChatMessage(role="user", content=f"{task_message.content}\n\n{feedback}"),
@@ -411,7 +413,9 @@ def run_cycle(
                 outcome = "cancelled"
                 break
             if used < max_turns:
-                feedback = prompts.repair_prompt(ctx.render_feedback(attempt.result, proposal))
+                feedback = prompts.repair_prompt(
+                    ctx.render_feedback(attempt.result, proposal), ctx.reply_instruction
+                )
                 yield ctx.emit(RepairRequested(turn=turn, feedback=feedback, reason="exec"))
                 messages.append(ChatMessage(role="user", content=feedback))
     except BackendError as exc:

@@ -27,6 +27,8 @@ SYSTEM = (
     "Do not write tests, example usage or input() calls unless asked."
 )
 
+PROGRAM_REPLY = "Reply with the complete program in one ```python block."
+
 NO_CODE_MESSAGE = (
     "Your reply has no code block. Reply with the complete program in one ```python block."
 )
@@ -55,16 +57,16 @@ def format_error_prompt(message: str) -> str:
     return message
 
 
-def repair_prompt(feedback: str) -> str:
-    """The user turn after a failed run: the rendered execution feedback."""
-    return (
-        f"{feedback.rstrip()}\n\n"
-        "Find the mistake and fix it. Reply with the complete corrected program in one "
-        "```python block."
-    )
+def repair_prompt(feedback: str, reply: str = PROGRAM_REPLY) -> str:
+    """The user turn after a failed run: the rendered execution feedback.
+
+    `reply` says what form the answer takes; environments with another format
+    (the git workspace's file edits) pass their own.
+    """
+    return f"{feedback.rstrip()}\n\nFind the mistake and fix it. {reply}"
 
 
-def duplicate_prompt(duplicate_of: int, feedback: str) -> str:
+def duplicate_prompt(duplicate_of: int, feedback: str, reply: str = PROGRAM_REPLY) -> str:
     """Appended to the task when an attempt repeated attempt `duplicate_of`, which failed.
 
     The conversation restarts from the task with this note: the failed program
@@ -74,7 +76,7 @@ def duplicate_prompt(duplicate_of: int, feedback: str) -> str:
         f"An earlier attempt (attempt {duplicate_of}) failed, and retrying gave the same "
         f"program again. What went wrong:\n\n{feedback.rstrip()}\n\n"
         "Rethink the problem and solve it with a different approach: do not write that "
-        "program again. Reply with the complete new program in one ```python block."
+        f"program again. {reply}"
     )
 
 
@@ -86,12 +88,11 @@ def unchanged_prompt(correction: str) -> str:
     )
 
 
-def correction_prompt(correction: str) -> str:
+def correction_prompt(correction: str, reply: str = PROGRAM_REPLY) -> str:
     """The user turn carrying a natural-language correction of the previous attempt (ILF)."""
     return (
         f"Feedback on your program: {correction.strip()}\n\n"
-        "Rewrite the program so that it follows this feedback and still solves the task. "
-        "Reply with the complete program in one ```python block."
+        f"Rewrite the code so that it follows this feedback and still solves the task. {reply}"
     )
 
 

@@ -61,6 +61,10 @@ class WorkspaceEnv:
     """Edit files of the repository (or directory) at `repo`; check them with `test_cmd`."""
 
     system_prompt = SYSTEM
+    reply_instruction = (
+        "Reply with each file you change: its path on a line of its own, then the file's "
+        "complete new content in a fenced block, or SEARCH/REPLACE blocks for a small change."
+    )
 
     def __init__(
         self,
