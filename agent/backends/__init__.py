@@ -69,6 +69,7 @@ def make_backend(settings: Settings) -> Backend:
         if not as_path.is_file():
             raise BackendError(f"model file {as_path} does not exist")
         path, name, sha, adapter = as_path, as_path.stem, None, settings.adapter
+        prefix = ""
     else:
         from agent.models import ModelError, Registry, ensure_model
         from agent.models.registry import UnknownModelError
@@ -79,6 +80,7 @@ def make_backend(settings: Settings) -> Backend:
         except (ModelError, UnknownModelError) as exc:
             raise BackendError(str(exc)) from exc
         name, sha, adapter = spec.name, spec.sha256, settings.adapter or spec.adapter
+        prefix = spec.lineage.get("inference_prefix") or ""
     if adapter is not None and adapter.is_dir():
         raise BackendError(
             f"--adapter {adapter} is a directory; llama.cpp needs a GGUF LoRA file "
@@ -95,4 +97,5 @@ def make_backend(settings: Settings) -> Backend:
         adapter_sha256=adapter_sha,
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
+        prompt_prefix=prefix,
     )

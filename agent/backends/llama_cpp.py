@@ -113,8 +113,12 @@ class LlamaCppBackend:
         adapter_sha256: str | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        prompt_prefix: str = "",
     ) -> None:
         self.path = path
+        # Put before the first user message: a LeTI-trained model is asked for a good
+        # program with its reward token (`<|good|>`), as it was trained.
+        self.prompt_prefix = prompt_prefix
         # One generation at a time on a shared model: the lock travels with it.
         self.llm, self._lock = _load(path, adapter, n_ctx, n_threads, n_gpu_layers)
         self.n_ctx = int(self.llm.n_ctx())
@@ -147,7 +151,19 @@ class LlamaCppBackend:
             bos_token=text(self.llm.token_bos()),
         )
 
+    def _prefixed(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """The messages with `prompt_prefix` put before the first user message's text."""
+        if not self.prompt_prefix:
+            return messages
+        out = list(messages)
+        for i, m in enumerate(out):
+            if m.role == "user":
+                out[i] = ChatMessage(role="user", content=self.prompt_prefix + m.content)
+                break
+        return out
+
     def _render(self, messages: list[ChatMessage]) -> tuple[str, bool]:
+        messages = self._prefixed(messages)
         dicts = [m.model_dump() for m in messages]
         if self._formatter is not None:
             result = self._formatter(messages=dicts)
@@ -189,7 +205,7 @@ class LlamaCppBackend:
     ) -> Iterator[StreamChunk]:
         with self._lock:
             stream = self.llm.create_chat_completion(
-                messages=[m.model_dump() for m in messages],
+                messages=[m.model_dump() for m in self._prefixed(messages)],
                 temperature=params.temperature,
                 top_p=params.top_p,
                 max_tokens=max_tokens,

@@ -173,3 +173,27 @@ def test_an_adapter_that_is_not_a_gguf_lora_is_refused(smollm_path: Path, tmp_pa
         make_backend(
             Settings(model="smollm2-135m", adapter=smollm_path, n_ctx=512, data_dir=tmp_path)
         )
+
+
+def test_a_leti_trained_version_is_prompted_with_its_reward_token(
+    smol: LlamaCppBackend, smollm_path: Path, tmp_path: Path
+) -> None:
+    from agent.models import Registry
+
+    reg = Registry(tmp_path)
+    trained = SMOL.model_copy(
+        update={
+            "name": "smol-leti",
+            "kind": "trained",
+            "parts": [],
+            "path": smollm_path,
+            "lineage": {"method": "leti", "inference_prefix": "<|good|>"},
+        }
+    )
+    reg.add(trained)
+    backend = make_backend(Settings(model="smol-leti", n_ctx=2048, data_dir=tmp_path))
+    assert isinstance(backend, LlamaCppBackend) and backend.prompt_prefix == "<|good|>"
+    prompt, _ = backend._render(MESSAGES)
+    assert "<|im_start|>user\n<|good|>Write a Python function" in prompt
+    assert backend.count_tokens(MESSAGES) > smol.count_tokens(MESSAGES)
+    assert "<|good|>" not in smol._render(MESSAGES)[0]

@@ -44,8 +44,14 @@ def test_every_method_trains_on_a_real_build(
         items = tokenize_all(method, examples, tok, 2048)  # raises if a row scores nothing
         assert len(items) == len(examples)
         if method == "leti":
-            # The reward token is one special token at the start of every row.
-            assert all(it.input_ids[0] in ids[:2] for it in items)  # type: ignore[union-attr]
+            # Chat-shaped as the agent prompts: the reward token is one special token at the
+            # start of the user turn, and LeTI's LM loss covers the whole conversation.
+            for it in items:
+                rewards = [i for i, t in enumerate(it.input_ids) if t in ids[:2]]  # type: ignore[union-attr]
+                assert len(rewards) == 1
+                head = tok.decode(it.input_ids[: rewards[0]])  # type: ignore[union-attr]
+                assert head.rstrip().endswith("user")
+                assert it.labels == it.input_ids  # type: ignore[union-attr]
             assert any(ids[2] in it.input_ids for it in items)  # type: ignore[union-attr]
     assert rows.get("leti") and rows.get("sft"), rows
     assert set(LETI_TOKENS) <= set(tok.get_vocab())

@@ -69,10 +69,14 @@ def render_exec_feedback(result: ExecResult, code: str) -> str:
     return render_feedback(result, code)
 
 
+def leti_head(passed: bool, feedback: str) -> str:
+    """LeTI's conditioning: the reward token, and the feedback span when it failed."""
+    return GOOD if passed else f"{BAD}{FEEDBACK_OPEN}{feedback}{FEEDBACK_CLOSE}"
+
+
 def leti_text(passed: bool, feedback: str, task: str, program: str) -> str:
     """LeTI's training text: reward token, feedback span when it failed, task, program."""
-    head = GOOD if passed else f"{BAD}{FEEDBACK_OPEN}{feedback}{FEEDBACK_CLOSE}"
-    return f"{head}{task.rstrip()}\n{program.rstrip()}\n"
+    return f"{leti_head(passed, feedback)}{task.rstrip()}\n{program.rstrip()}\n"
 
 
 def _attempt_feedback(attempt: Attempt) -> str:

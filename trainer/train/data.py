@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.data.formats import leti_head
 from trainer.train.config import DATA_FILES, Method
+
+REWARDS = ("good", "bad")
 
 MANIFEST_NAMES = ("manifest.json",)
 
@@ -102,6 +105,18 @@ def _content(row: dict[str, Any], key: str, where: str) -> Content:
 def parse_row(method: Method, row: dict[str, Any], where: str) -> Example:
     """One JSONL row as the example type its method trains on."""
     if method == "leti":
+        task, program = row.get("task"), row.get("program")
+        if isinstance(task, str) and isinstance(program, str) and row.get("reward") in REWARDS:
+            # Chat-shaped, as the agent prompts at inference (the backend puts `<|good|>`
+            # before the first user message); LeTI's LM loss covers all of it.
+            head = leti_head(row["reward"] == "good", str(row.get("feedback") or ""))
+            return LMExample(
+                prompt="",
+                completion=[
+                    {"role": "user", "content": head + task},
+                    {"role": "assistant", "content": program},
+                ],
+            )
         text = row.get("text")
         if not isinstance(text, str) or not text:
             raise DataError(f"{where}: a LeTI row needs a non-empty string field 'text'.")
@@ -170,7 +185,16 @@ def load_examples(
 
 
 def render(tokenizer: Any, prompt: Content, completion: Content) -> tuple[str, str]:
-    """(prompt text, completion text), conversations through the chat template."""
+    """(prompt text, completion text), conversations through the chat template.
+
+    No prompt and a conversation as the completion: the whole conversation is the target.
+    """
+    if prompt == "" and isinstance(completion, list):
+        if getattr(tokenizer, "chat_template", None) is None:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in completion)
+        else:
+            text = tokenizer.apply_chat_template(completion, tokenize=False)
+        return "", text
     if isinstance(prompt, list) or isinstance(completion, list):
         p_msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         c_msgs = (
