@@ -109,6 +109,16 @@ def builtin_models() -> dict[str, ModelSpec]:
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 
 
+def human_size(n: int) -> str:
+    """Bytes for people: 1.0 GiB, 94.2 MiB, 12 B."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
 class RegistryFile(BaseModel):
     schema_version: int = 1
     active: str | None = None  # the default model when the user has not chosen one

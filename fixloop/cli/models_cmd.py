@@ -10,7 +10,7 @@ import typer
 
 from agent.models import MissingPackageError, ModelError, Registry, ensure_model, verify_model
 from agent.models.provision import model_status, pip_command, register_local
-from agent.models.registry import DEFAULT_MODEL, UnknownModelError
+from agent.models.registry import DEFAULT_MODEL, UnknownModelError, human_size
 from fixloop.cli.common import fail, settings
 
 app = typer.Typer(help="List, provision, verify and register models.", no_args_is_help=True)
@@ -19,15 +19,6 @@ app = typer.Typer(help="List, provision, verify and register models.", no_args_i
 def _registry() -> tuple[Registry, Path]:
     cfg = settings()
     return Registry(cfg.data_dir), cfg.cache_dir
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @app.command("list")
@@ -40,7 +31,8 @@ def list_models() -> None:
     for name, spec in reg.all().items():
         status = model_status(spec, cache)
         mark = "* " if name == default else "  "
-        typer.echo(f"{mark}{name:28} {_human(spec.size):>10}  {status.state:17} {spec.description}")
+        size = human_size(spec.size)
+        typer.echo(f"{mark}{name:28} {size:>10}  {status.state:17} {spec.description}")
     active = reg.active()
     typer.echo(
         f"\n* default: {default}"
@@ -119,7 +111,8 @@ def add(
         reg.add(spec)
     except (ModelError, ValueError) as exc:
         fail(str(exc))
-    typer.echo(f"registered {name}: {spec.path} ({_human(spec.size)}, sha256 {spec.sha256[:12]})")
+    size = human_size(spec.size)
+    typer.echo(f"registered {name}: {spec.path} ({size}, sha256 {spec.sha256[:12]})")
 
 
 @app.command()

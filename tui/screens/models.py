@@ -15,17 +15,10 @@ from textual.widgets import DataTable, Footer, Static
 from agent.config import Settings
 from agent.models import ModelSpec, Registry
 from agent.models.provision import model_status
+from agent.models.registry import human_size
 
 STATE_STYLE = {"verified": "green", "unverified": "yellow", "not assembled": "yellow"}
 
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def describe(spec: ModelSpec, state: str) -> str:
