@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=paths.default_data_dir)
     sessions_dir: Path = Field(default_factory=_default_sessions_dir)
     n_ctx: int = Field(4096, ge=256, description="context window in tokens")
-    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: cores)")
+    n_threads: int | None = Field(
+        None, ge=1, description="llama.cpp threads (default: the cores not busy at load time)"
+    )
     n_gpu_layers: int = Field(0, description="layers offloaded to a GPU (-1: all)")
     max_turns: int = Field(4, ge=1, le=50, description="attempts per episode")
     temperature: float = Field(0.0, ge=0.0, le=2.0)

@@ -10,6 +10,7 @@ context budgeting is exact. `response_format={"type": "json_object",
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -23,16 +24,18 @@ _CACHE: dict[tuple[str, str | None, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def default_threads() -> int:
+def default_threads(load: float | None = None) -> int:
     """Cores not already busy: all of them on an idle machine, one on a saturated one.
 
     llama.cpp synchronises its threads at every layer, so a thread that has to
     wait for a core slows every token; on a loaded machine fewer threads are faster.
+    A core counts as free until it is more than half busy (the 1-minute load
+    average still carries fixloop's own last burst of work).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
-    idle = cores - os.getloadavg()[0]
-    return max(1, min(cores, round(idle)))
+    busy = os.getloadavg()[0] if load is None else load
+    return max(1, min(cores, math.floor(cores - busy + 0.5)))
 
 
 @atexit.register

@@ -164,3 +164,15 @@ def test_a_whole_episode_over_http(tmp_path: Path) -> None:
     assert events[-1].type == "episode_finished" and events[-1].outcome == "passed"
     second = server.requests[1]["messages"]
     assert second[-1]["role"] == "user" and "expected: 'ba'" in second[-1]["content"]
+
+
+def test_default_threads_uses_the_cores_that_are_free() -> None:
+    import os
+
+    from agent.backends.llama_cpp import default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads(load=0.0) == cores
+    assert default_threads(load=0.4) == cores  # fixloop's own last burst is not "busy"
+    assert default_threads(load=cores + 5.0) == 1
+    assert default_threads(load=1.6) == max(1, cores - 2)
