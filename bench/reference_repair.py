@@ -50,7 +50,8 @@ for i, row in enumerate(rows):
             first[i] = turn
             break
         msgs += [{"role": "assistant", "content": reply}, {"role": "user", "content": err}]
-    print(row["task_id"], f"passed at turn {first[i]}" if first[i] else "failed", flush=True)
+    result = f"passed at turn {first[i]}" if first[i] else "failed"
+    print(row["task_id"], result, f"(tokens so far: {tokens})", flush=True)
 n = len(rows)
 res = {
     "tasks": n,
