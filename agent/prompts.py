@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from agent.events import ChatMessage, Task
 
-SYSTEM = (
-    "You are fixloop, a careful Python programmer. Solve the task with a complete, "
-    "self-contained Python program. Reply with exactly one ```python code block holding "
-    "the whole program (imports, helper functions and the requested function), then stop. "
-    "Do not write tests, example usage or input() calls unless asked."
-)
+# Measured on MBPP validation 511-551 with the 1.5B model, greedy, first attempt: this plain
+# prompt 23/41; a longer one that also said "then stop" and "do not write tests" 18/41; one
+# asking to think first 21/41 (docs/BENCHMARKS.md). Small models do best with few rules.
+SYSTEM = "You are a Python programmer. Reply with the complete program in one ```python block."
 
 PROGRAM_REPLY = "Reply with the complete program in one ```python block."
 
