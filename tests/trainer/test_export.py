@@ -188,3 +188,36 @@ def test_unknown_quantization_is_refused() -> None:
     assert check_quant("q8_0") == "Q8_0"
     with pytest.raises(QuantizeError, match="Q4_K_M, Q8_0"):
         check_quant("Q3_K")
+
+
+def test_generation_check_reads_the_logits_llama_cpp_computed(
+    env: dict[str, Path], tmp_path: Path
+) -> None:
+    """Regression: the check read `Llama.scores` without `logits_all`, i.e. uninitialized
+    memory, so a model with NaN weights could pass and a healthy one could fail."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.export.check import GenerationCheckError, check_generates
+    from trainer.export.converter import ensure_converter
+
+    conv = ensure_converter(env["cache"])
+
+    def to_gguf(model_dir: Path, name: str) -> Path:
+        out = tmp_path / f"{name}.gguf"
+        conv.run(conv.hf_script, [str(model_dir), "--outfile", str(out), "--outtype", "f32"])
+        return out
+
+    healthy = check_generates(to_gguf(env["base"], "healthy"))
+    assert healthy.tokens > 0 and healthy.logit_max > healthy.logit_min
+
+    model = AutoModelForCausalLM.from_pretrained(str(env["base"]), dtype=torch.float32)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    broken_dir = tmp_path / "broken"
+    model.save_pretrained(broken_dir)
+    for f in env["base"].iterdir():  # the tokenizer files the converter needs
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
+            (broken_dir / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(GenerationCheckError, match="non-finite logits"):
+        check_generates(to_gguf(broken_dir, "broken"))

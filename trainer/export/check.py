@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 PROBE_PROMPT = "def add(a, b):\n"
 
@@ -19,15 +20,26 @@ class GenerationCheck:
     text: str
     tokens: int
     seconds: float
+    logit_min: float  # over the vocabulary, at the last evaluated position
+    logit_max: float
 
     def as_dict(self) -> dict[str, object]:
-        return {"text": self.text, "tokens": self.tokens, "seconds": round(self.seconds, 3)}
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "logit_range": [round(self.logit_min, 3), round(self.logit_max, 3)],
+        }
 
 
 def check_generates(
     model_path: Path, *, lora_path: Path | None = None, max_tokens: int = 8
 ) -> GenerationCheck:
-    """Greedy-generate `max_tokens` tokens (end-of-text suppressed); finite logits required."""
+    """Greedy-generate `max_tokens` tokens (end-of-text suppressed); finite logits required.
+
+    `logits_all=True` matters: without it llama-cpp-python never writes `Llama.scores`,
+    and reading it returns whatever the allocation held.
+    """
     from llama_cpp import Llama
 
     start = time.perf_counter()
@@ -38,7 +50,7 @@ def check_generates(
             n_ctx=256,
             n_batch=64,
             seed=0,
-            logits_all=False,
+            logits_all=True,
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
@@ -50,13 +62,15 @@ def check_generates(
             temperature=0.0,
             logit_bias={llm.token_eos(): -1e9},
         )
-        scores = llm.scores[llm.n_tokens - 1]
-        if not all(math.isfinite(float(x)) for x in scores[:1000]):
+        scores = np.asarray(llm.scores[: llm.n_tokens], dtype=np.float32)
+        if scores.size == 0 or not np.isfinite(scores).all():
             raise GenerationCheckError(f"{model_path} produces non-finite logits.")
+        last = scores[-1]
     finally:
         llm.close()
     tokens = int(out["usage"]["completion_tokens"])  # type: ignore[index]
     if tokens == 0:
         raise GenerationCheckError(f"{model_path} loaded but generated no tokens.")
     text = out["choices"][0]["text"]  # type: ignore[index]
-    return GenerationCheck(text, tokens, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return GenerationCheck(text, tokens, seconds, float(last.min()), float(last.max()))
