@@ -50,52 +50,41 @@ LoraOnlyOpt = Annotated[
     bool, typer.Option("--lora-only", help="Export the adapter alone as a GGUF LoRA.")
 ]
 
+# Options of `train` and `retrain` that map one to one onto TrainConfig fields.
+SHARED_TRAIN_OPTIONS = (
+    "method",
+    "lora",
+    "epochs",
+    "lr",
+    "max_steps",
+    "batch_size",
+    "grad_accum",
+    "max_len",
+    "lora_r",
+    "limit",
+    "seed",
+    "save_every",
+    "gradient_checkpointing",
+)
 
-def _train_config(
-    *,
-    method: str,
-    base: str | None,
-    data: Path | None,
-    lora: bool,
-    epochs: float,
-    lr: float,
-    max_steps: int | None,
-    batch_size: int,
-    grad_accum: int,
-    max_len: int,
-    lora_r: int,
-    out: Path,
-    limit: int | None,
-    seed: int,
-    save_every: int,
-    gradient_checkpointing: bool = False,
-) -> Any:
+
+def _train_config(opts: dict[str, Any]) -> Any:
+    """A TrainConfig from the training options `train` and `retrain` share (their locals)."""
     from pydantic import ValidationError
 
     from trainer.train.config import METHODS, TrainConfig
 
-    if method not in METHODS:
-        fail(f"--method {method!r} is not one of {', '.join(METHODS)}.")
+    o = {k: opts[k] for k in SHARED_TRAIN_OPTIONS}
+    if o["method"] not in METHODS:
+        fail(f"--method {o['method']!r} is not one of {', '.join(METHODS)}.")
     cfg = settings()
     try:
         return TrainConfig(
-            method=method,  # type: ignore[arg-type]
-            base=base or cfg.model,
-            data_dir=data or cfg.data_dir / "datasets",
-            out_dir=out,
-            lora=lora,
-            epochs=epochs,
-            lr=lr,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            max_len=max_len,
-            lora_r=lora_r,
-            lora_alpha=2 * lora_r,
-            limit=limit,
-            seed=seed,
-            save_every=save_every,
-            gradient_checkpointing=gradient_checkpointing,
+            **o,
+            base=opts["base"] or cfg.model,
+            data_dir=opts["data"] or cfg.data_dir / "datasets",
+            out_dir=opts["out"],
+            lora_alpha=2 * o["lora_r"],
         )
     except ValidationError as exc:
         fail(f"invalid training options: {exc.errors()[0]['msg']}")
@@ -131,24 +120,7 @@ def train(
     cfg = settings()
     train_cfg = None
     if resume is None:
-        train_cfg = _train_config(
-            method=method,
-            base=base,
-            data=data,
-            lora=lora,
-            epochs=epochs,
-            lr=lr,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            max_len=max_len,
-            lora_r=lora_r,
-            out=out,
-            limit=limit,
-            seed=seed,
-            save_every=save_every,
-            gradient_checkpointing=gradient_checkpointing,
-        )
+        train_cfg = _train_config(locals())
     try:
         result = run_training(
             train_cfg,
@@ -301,24 +273,7 @@ def retrain(
     from trainer.train.modeling import BaseModelError
 
     cfg = settings()
-    train_cfg = _train_config(
-        method=method,
-        base=base,
-        data=data,
-        lora=lora,
-        epochs=epochs,
-        lr=lr,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        max_len=max_len,
-        lora_r=lora_r,
-        out=out,
-        limit=limit,
-        seed=seed,
-        save_every=save_every,
-        gradient_checkpointing=gradient_checkpointing,
-    )
+    train_cfg = _train_config(locals())
     try:
         result = run_retrain(
             cfg,

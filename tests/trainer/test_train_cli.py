@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fixloop.cli import app
@@ -39,3 +40,33 @@ def test_bad_options_fail_with_the_fix(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "choose one of Q4_K_M, Q8_0" in result.output
     result = runner.invoke(app, ["gate", "no-such-version", "--limit", "1"])
     assert result.exit_code == 2 and "unknown model 'no-such-version'" in result.output
+
+
+def test_train_and_retrain_map_their_options_onto_the_same_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+
+    import fixloop.cli.train_cmd as cmd
+
+    seen: list[object] = []
+
+    def capture(opts: dict[str, object]) -> object:
+        cfg = original(opts)
+        seen.append(cfg)
+        raise typer.Exit(0)  # stop before any model is loaded
+
+    original = cmd._train_config
+    monkeypatch.setattr(cmd, "_train_config", capture)
+    args = ["--method", "sft", "--base", "smollm2-135m", "--data", str(tmp_path)]
+    args += ["--lr", "0.001", "--max-steps", "7", "--batch-size", "3", "--grad-accum", "2"]
+    args += ["--max-len", "256", "--lora-r", "4", "--limit", "9", "--seed", "5", "--full"]
+    args += ["--save-every", "11", "--gradient-checkpointing", "--out", str(tmp_path / "r")]
+    for command in ("train", "retrain"):
+        assert runner.invoke(app, [command, *args]).exit_code == 0
+    a, b = seen
+    assert a == b
+    assert (a.method, a.lr, a.max_steps, a.batch_size, a.grad_accum) == ("sft", 1e-3, 7, 3, 2)
+    assert (a.max_len, a.lora_r, a.lora_alpha, a.limit, a.seed) == (256, 4, 8, 9, 5)
+    assert (a.lora, a.save_every, a.gradient_checkpointing) == (False, 11, True)
+    assert (a.base, a.data_dir, a.out_dir) == ("smollm2-135m", tmp_path, tmp_path / "r")
