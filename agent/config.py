@@ -52,12 +52,6 @@ class Settings(BaseSettings):
         None, ge=1, description="llama.cpp threads (default: the cores not busy at load time)"
     )
     n_gpu_layers: int = Field(0, description="layers offloaded to a GPU (-1: all)")
-    prompt_lookup: int = Field(
-        0,
-        ge=0,
-        le=64,
-        description="speculative decoding: draft up to N tokens copied from the context (0: off)",
-    )
     max_turns: int = Field(4, ge=1, le=50, description="attempts per episode")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -119,7 +113,9 @@ def load_settings(
     try:
         settings = Settings(**merged)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(
             f"invalid configuration ({problems}). Check flags, FIXLOOP_* variables and {path}."
         ) from exc

@@ -98,5 +98,4 @@ def make_backend(settings: Settings) -> Backend:
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
         prompt_prefix=prefix,
-        prompt_lookup=settings.prompt_lookup,
     )

@@ -20,7 +20,7 @@ from typing import Any
 from agent.backends.base import BackendError, StreamChunk
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
 
-_CACHE: dict[tuple[str, str | None, int, int], tuple[Any, threading.Lock]] = {}
+_CACHE: dict[tuple[str, str | None, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -48,16 +48,10 @@ def _close_models() -> None:
 
 
 def _load(
-    path: Path,
-    adapter: Path | None,
-    n_ctx: int,
-    n_threads: int | None,
-    n_gpu: int,
-    prompt_lookup: int = 0,
+    path: Path, adapter: Path | None, n_ctx: int, n_threads: int | None, n_gpu: int
 ) -> tuple[Any, threading.Lock]:
-    """The cached (Llama, generation lock) for this model file, adapter, context size and
-    drafting (`prompt_lookup` > 0: speculative decoding with n-grams from the context)."""
-    key = (str(path), str(adapter) if adapter else None, n_ctx, prompt_lookup)
+    """The cached (Llama, generation lock) for this model file, adapter and context size."""
+    key = (str(path), str(adapter) if adapter else None, n_ctx)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -81,11 +75,6 @@ def _load(
                         f"LoRA adapter {adapter} is not a GGUF file; convert a peft adapter "
                         "with the trainer's export (lora-only) first"
                     )
-        draft = None
-        if prompt_lookup:
-            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-            draft = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup)
         try:
             llm = Llama(
                 model_path=str(path),
@@ -93,7 +82,6 @@ def _load(
                 n_threads=n_threads or default_threads(),
                 n_gpu_layers=n_gpu,
                 lora_path=str(adapter) if adapter else None,
-                draft_model=draft,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -129,14 +117,13 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         prompt_prefix: str = "",
-        prompt_lookup: int = 0,
     ) -> None:
         self.path = path
         # Put before the first user message: a LeTI-trained model is asked for a good
         # program with its reward token (`<|good|>`), as it was trained.
         self.prompt_prefix = prompt_prefix
         # One generation at a time on a shared model: the lock travels with it.
-        self.llm, self._lock = _load(path, adapter, n_ctx, n_threads, n_gpu_layers, prompt_lookup)
+        self.llm, self._lock = _load(path, adapter, n_ctx, n_threads, n_gpu_layers)
         self.n_ctx = int(self.llm.n_ctx())
         self.identity = ModelIdentity(
             name=name,

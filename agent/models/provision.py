@@ -247,7 +247,9 @@ def verify_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> 
     if not path.exists():
         status = model_status(spec, cache_dir)
         if status.state == "missing packages":
-            raise MissingPackageError(spec, [p for p in spec.parts if locate_part(p) is None])
+            raise MissingPackageError(
+                spec, [p for p in spec.parts if locate_part(p) is None]
+            )
         raise ModelError(
             f"model {spec.name!r} is not installed at {path}. "
             f"Run `fixloop models pull {spec.name}`."

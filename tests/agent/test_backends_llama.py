@@ -79,27 +79,6 @@ def test_streaming_greedy_is_deterministic_and_counted(smol: LlamaCppBackend) ->
         assert abs((last.completion_tokens or 0) - 12) <= 2
 
 
-def test_prompt_lookup_drafting_keeps_the_greedy_reply(
-    smol: LlamaCppBackend, tmp_path: Path
-) -> None:
-    """Speculative decoding from the context is verified token by token: same reply."""
-    drafted = make_backend(
-        Settings(model="smollm2-135m", n_ctx=2048, data_dir=tmp_path, prompt_lookup=8)
-    )
-    assert isinstance(drafted, LlamaCppBackend)
-    assert drafted.llm is not smol.llm and drafted.llm.draft_model is not None
-    code = "def add(a, b):\n    return a + b\n"
-    messages = [
-        MESSAGES[0],
-        ChatMessage(role="user", content=f"Repeat this code exactly:\n```python\n{code}```"),
-    ]
-    params = SamplingParams(temperature=0.0, max_tokens=40, seed=0)
-    plain = list(smol.stream_chat(messages, params))
-    looked_up = list(drafted.stream_chat(messages, params))
-    assert "".join(c.text for c in looked_up) == "".join(c.text for c in plain)
-    assert looked_up[-1].completion_tokens == plain[-1].completion_tokens
-
-
 def test_closing_the_stream_stops_generation(smol: LlamaCppBackend) -> None:
     stream = smol.stream_chat(MESSAGES, SamplingParams(max_tokens=400))
     pieces = [next(stream).text for _ in range(3)]
