@@ -180,6 +180,10 @@ def test_summary_counts_balance_and_feedback_kinds(fixture_build: BuildResult) -
         "episodes": {"pass": 6, "fail": 2},  # s08's held-out reward -1 counts as a failure
     }
     assert summary.feedback_kinds == {"edit": 1, "exec": 2, "format": 1, "user": 1}
+    leti_rows = read_jsonl(fixture_build.files["leti"])
+    failed = Counter(r["status"] for r in leti_rows if not r["passed"])
+    assert summary.leti_feedback == dict(failed) and sum(failed.values()) == 4
+    assert "LeTI feedback spans (failed attempts): " in table(summary)
     assert (summary.sessions, summary.refused, summary.problems) == (9, 2, 0)
     leti = next(line for line in table(summary).splitlines() if line.startswith("leti"))
     train, valid = summary.rows["leti"]["train"], summary.rows["leti"]["validation"]

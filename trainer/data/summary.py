@@ -1,8 +1,11 @@
 """What a build produced, at a glance: a text table and a PNG bar chart.
 
 Three views: rows per format (train / validation), the pass/fail balance of
-the labelled formats (LeTI reward, KTO label, episode outcome), and the kinds
-of feedback the sessions contained (execution, format, duplicate, user text, edit).
+the labelled formats (LeTI reward, KTO label, episode outcome), and feedback:
+the kinds the model was sent in the sessions (execution, format, duplicate, user
+text, edit) and, for LeTI's failed attempts, what their feedback span reports
+(tests failed, an error, a timeout). A one-turn seed run sends no feedback to the
+model, yet every failed row carries a traceback; the second count shows that.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class Summary:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # format -> split -> n
     balance: dict[str, dict[str, int]] = field(default_factory=dict)  # format -> good/bad -> n
     feedback_kinds: dict[str, int] = field(default_factory=dict)
+    leti_feedback: dict[str, int] = field(default_factory=dict)  # failed rows by status
     sessions: int = 0
     problems: int = 0
     refused: int = 0
@@ -62,6 +66,8 @@ def summarize(out: Path) -> Summary:
     for row in episodes:
         kinds.update(row["feedback_kinds"])
     summary.feedback_kinds = dict(sorted(kinds.items()))
+    statuses = Counter(str(r.get("status") or "failed") for r in leti if not r["passed"])
+    summary.leti_feedback = dict(sorted(statuses.items()))
     return summary
 
 
@@ -81,6 +87,9 @@ def table(summary: Summary) -> str:
         lines.append(f"{fmt:<10} {train:>7} {valid:>7} {train + valid:>7}   {balance}")
     kinds = ", ".join(f"{k} {n}" for k, n in summary.feedback_kinds.items()) or "none"
     lines.append(f"feedback kinds (sessions): {kinds}")
+    if summary.leti_feedback:
+        spans = ", ".join(f"{k} {n}" for k, n in summary.leti_feedback.items())
+        lines.append(f"LeTI feedback spans (failed attempts): {spans}")
     lines.append(
         f"sessions used: {summary.sessions}, refused (eval tasks): {summary.refused}, "
         f"log problems: {summary.problems}"
@@ -115,10 +124,14 @@ def chart(summary: Summary, path: Path) -> Path:
     axes[1].set_title("pass / fail balance")
     axes[1].legend()
 
-    kinds = list(summary.feedback_kinds) or ["none"]
-    counts = [summary.feedback_kinds.get(k, 0) for k in kinds]
-    axes[2].bar(kinds, counts, color="#8172b3")
-    axes[2].set_title("feedback kinds (sessions)")
+    sent = [f"sent: {k}" for k in summary.feedback_kinds]
+    spans = [f"LeTI: {k}" for k in summary.leti_feedback]
+    if sent or spans:
+        axes[2].bar(sent, list(summary.feedback_kinds.values()), color="#8172b3")
+        axes[2].bar(spans, list(summary.leti_feedback.values()), color="#937860")
+    else:
+        axes[2].bar(["none"], [0], color="#8172b3")
+    axes[2].set_title("feedback: sent to the model / in LeTI rows")
 
     for axis in axes:
         axis.tick_params(axis="x", rotation=30)
