@@ -192,7 +192,7 @@ class LoopContext:
         self.emit = emit
         self.render_feedback = render_feedback
         # How the environment wants answers phrased in repair turns (optional member).
-        self.reply_instruction: str = getattr(env, "reply_instruction", prompts.PROGRAM_REPLY)
+        self.reply_instruction = prompts.reply_instruction(env)
 
     def sampling(self, turn: int, resample: int) -> SamplingParams:
         s = self.settings

@@ -169,9 +169,7 @@ class AgentSession:
         messages = self._task_messages()
         if code:
             messages.append(ChatMessage(role="assistant", content=prompts.code_reply(code)))
-        correction = prompts.correction_prompt(
-            text, getattr(self.env, "reply_instruction", prompts.PROGRAM_REPLY)
-        )
+        correction = prompts.correction_prompt(text, prompts.reply_instruction(self.env))
         yield self._emit(RepairRequested(turn=self.state.turn, feedback=correction, reason="user"))
         messages.append(ChatMessage(role="user", content=correction))
         yield from self._cycle(messages, correction=text)

@@ -181,9 +181,9 @@ def seed_cmd(
     from agent.backends.base import BackendError
     from agent.eval.runner import EvalError, run_suite
     from agent.eval.suites import SuiteError, load_suite
-    from trainer.data.hygiene import EvalGuard
+    from trainer.data.hygiene import NEVER_TRAIN_SPLITS, EvalGuard
 
-    if split in ("test", "validation") or suite == "humaneval":
+    if split in NEVER_TRAIN_SPLITS or suite == "humaneval":
         fail(
             f"refusing to seed from {suite} {split}: evaluation tasks (test and validation "
             "splits, HumanEval) never become training data. Seed from --suite mbpp --split train."

@@ -22,16 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.eval.suites import is_heldout
+from agent.eval.suites import MBPP_SPLITS, is_heldout, mbpp_split_of
 from agent.events import Task
 
 Row = dict[str, Any]
 
-MBPP_TEST_IDS = range(11, 511)  # MBPP's test split: task ids 11-510
-# MBPP's validation split: the promotion gate (trainer/gate.py) scores candidates on it,
-# so training on it would inflate the very comparison that decides a promotion.
-MBPP_VALIDATION_IDS = range(511, 601)
-HELDOUT_SPLITS = frozenset({"test", "validation"})
+# Splits an evaluation scores. "validation" too: the promotion gate (trainer/gate.py)
+# scores candidates on it, so training on it would inflate the comparison that decides.
+NEVER_TRAIN_SPLITS: dict[str, str] = {
+    "test": "which fixloop evaluates on",
+    "validation": "which the promotion gate evaluates on",
+}
 
 
 class HeldOutTaskError(ValueError):
@@ -60,17 +61,17 @@ class EvalGuard:
         text = " ".join(task.text.split())
         name = task.task_id or repr(text if len(text) <= 60 else text[:57] + "...")
         number = _mbpp_number(task)
-        if number is not None and number in MBPP_TEST_IDS:
-            return f"task {name} is in MBPP's test split (ids 11-510), which fixloop evaluates on"
-        if number is not None and number in MBPP_VALIDATION_IDS:
+        split = mbpp_split_of(number) if number is not None else None
+        if split in NEVER_TRAIN_SPLITS:
+            ids = MBPP_SPLITS[split]
             return (
-                f"task {name} is in MBPP's validation split (ids 511-600), which the promotion "
-                "gate evaluates on"
+                f"task {name} is in MBPP's {split} split (ids {ids.start}-{ids.stop - 1}), "
+                f"{NEVER_TRAIN_SPLITS[split]}"
             )
         ident = (task.task_id or "").lower()
         if (task.suite or "").lower() == "humaneval" or ident.startswith("humaneval"):
             return f"task {name} is a HumanEval task; HumanEval is evaluation-only"
-        if (task.split or "").lower() in HELDOUT_SPLITS:
+        if (task.split or "").lower() in NEVER_TRAIN_SPLITS:
             return f"task {name} comes from the {task.split} split of suite {task.suite or '?'}"
         if self.extra is not None and self.extra(task):
             return f"task {name} is held out by the eval harness (agent.eval.suites.is_heldout)"
