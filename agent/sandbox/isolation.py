@@ -97,19 +97,84 @@ def _hidden_home() -> Path | None:
     return home
 
 
-def bwrap_prefix(writable: list[Path], chdir: Path, extra_ro: list[Path] = ()) -> list[str]:
-    """bwrap arguments: read-only host, private /tmp, the real home hidden, `writable` bound.
+def _run_dirs() -> list[Path]:
+    """/run and /var/run (when it is a directory of its own): where host daemons' sockets live."""
+    dirs = [Path("/run")] if Path("/run").is_dir() else []
+    var_run = Path("/var/run")
+    if var_run.is_dir() and not var_run.is_symlink():
+        dirs.append(var_run)
+    return dirs
 
-    `extra_ro` are directories (e.g. the harness's) re-exposed read-only if under the home.
+
+@functools.cache
+def _host_sockets() -> tuple[Path, ...]:
+    """Listening unix-domain sockets with a path on the host (from /proc/net/unix)."""
+    found: set[Path] = set()
+    try:
+        lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
+    except OSError:
+        return ()
+    for line in lines:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7].startswith("/"):
+            found.add(Path(fields[7]))
+    return tuple(sorted(p for p in found if p.is_socket()))
+
+
+def answer_key_dirs() -> list[Path]:
+    """fixloop's own data a program must not read: evaluation datasets, session logs, the
+    data directory (registry, built datasets). Overrides from the environment count too."""
+    from agent import paths
+
+    root = Path(__file__).resolve().parents[2]
+    dirs = [root / "sessions", root / "agent" / "eval" / "data", paths.default_data_dir()]
+    for var in ("FIXLOOP_SESSIONS_DIR", "FIXLOOP_DATA_DIR"):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]))
+    return [d.resolve() for d in dirs if d.is_dir()]
+
+
+def wipe_roots() -> list[str]:
+    """The writable places a warm fork server empties between jobs (besides the job's dir)."""
+    roots = ["/tmp", "/dev/shm", *(str(d) for d in _run_dirs())]
+    home = _hidden_home()
+    if home is not None:
+        roots.append(str(home))
+    return roots
+
+
+def bwrap_prefix(
+    writable: list[Path], chdir: Path, extra_ro: list[Path] = (), *, as_pid_1: bool = False
+) -> list[str]:
+    """bwrap arguments: read-only host, private /tmp and /run, the real home and fixloop's
+    data hidden, host sockets unreachable, `writable` bound.
+
+    `extra_ro` are directories (e.g. the harness's) re-exposed read-only if under a hidden
+    directory. `as_pid_1`: the command is the pid namespace's init (no bwrap init process
+    that outlives a job).
     """
     path = bwrap_path()
     assert path is not None
     argv = [path, *_BWRAP_BASE]
-    hidden = [Path("/tmp"), Path("/dev/shm")]
+    if as_pid_1:
+        argv.append("--as-pid-1")
+    hidden = [Path("/tmp"), Path("/dev/shm"), *_run_dirs()]
+    for d in _run_dirs():
+        argv += ["--tmpfs", str(d)]
     home = _hidden_home()
     if home is not None:
         argv += ["--tmpfs", str(home)]
         hidden.append(home)
+    needed = [*_interpreter_dirs(), *extra_ro, *writable]
+    for d in answer_key_dirs():
+        if not any(n.is_relative_to(d) for n in needed) and not any(
+            d.is_relative_to(h) for h in hidden
+        ):
+            argv += ["--tmpfs", str(d)]
+            hidden.append(d)
+    for sock in _host_sockets():
+        if not any(sock.is_relative_to(h) for h in hidden):
+            argv += ["--ro-bind", "/dev/null", str(sock)]
     # The interpreter and the harness stay visible even when they live under a hidden
     # directory: ~/.pyenv, or a checkout (and its .venv) under /tmp.
     for d in [*_interpreter_dirs(), *extra_ro]:
@@ -122,11 +187,16 @@ def bwrap_prefix(writable: list[Path], chdir: Path, extra_ro: list[Path] = ()) -
 
 
 def command_prefix(
-    level: str, writable: list[Path], chdir: Path, extra_ro: list[Path] = ()
+    level: str,
+    writable: list[Path],
+    chdir: Path,
+    extra_ro: list[Path] = (),
+    *,
+    as_pid_1: bool = False,
 ) -> list[str]:
     """The argv prefix that runs a command at `level` with `writable` as its writable dirs."""
     if level == "bwrap":
-        return bwrap_prefix(writable, chdir, extra_ro)
+        return bwrap_prefix(writable, chdir, extra_ro, as_pid_1=as_pid_1)
     if level == "netns":
         path = unshare_path()
         assert path is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -63,11 +65,73 @@ def _failure(case: ET.Element, elem: ET.Element, status: TestStatus) -> TestResu
     )
 
 
-def junit_tests(report: Path) -> list[TestResult]:
-    """One TestResult per <testcase>; [] when there is no (readable) report."""
+REPORT_CAP = 16 << 20
+_SUMMARY = re.compile(
+    r"^=*\s*((?:\d+ (?:passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?|"
+    r"rerun)(?:, )?)+) in [\d.]+s",
+    re.MULTILINE,
+)
+
+
+def read_report(path: Path) -> bytes | None:
+    """The report's bytes, or None unless it is a regular file of sane size. Never follows a
+    symlink and never blocks on a FIFO planted at the report's path."""
     try:
-        root = ET.parse(report).getroot()
-    except (OSError, ET.ParseError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > REPORT_CAP:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(REPORT_CAP)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def summary_counts(stdout: str) -> dict[str, int] | None:
+    """pytest's own closing line ("2 failed, 1 passed in 0.12s") as counts; None if absent."""
+    matches = _SUMMARY.findall(stdout)
+    if not matches:
+        return None
+    counts: dict[str, int] = {}
+    for part in matches[-1].split(", "):
+        number, _, word = part.partition(" ")
+        word = {"error": "errors", "warning": "warnings"}.get(word, word)
+        counts[word] = int(number)
+    return counts
+
+
+def report_disagreement(tests: list[TestResult], exit_code: int | None, stdout: str) -> str | None:
+    """Why a JUnit report cannot be believed, or None: it must agree with pytest's exit status
+    and with the summary line pytest printed."""
+    bad = sum(t.status in (TestStatus.FAILED, TestStatus.ERROR, TestStatus.TIMEOUT) for t in tests)
+    passed = sum(t.status == TestStatus.PASSED for t in tests)
+    if exit_code == 0 and bad:
+        return f"the report has {bad} failing test(s) but pytest exited with status 0"
+    counts = summary_counts(stdout)
+    if counts is None:
+        return None
+    said_bad = counts.get("failed", 0) + counts.get("errors", 0)
+    if said_bad != bad or counts.get("passed", 0) != passed:
+        return (
+            f"the report says {passed} passed and {bad} failed, but pytest's summary says "
+            f"{counts.get('passed', 0)} passed and {said_bad} failed or errored"
+        )
+    return None
+
+
+def junit_tests(report: Path) -> list[TestResult]:
+    """One TestResult per <testcase>; [] when there is no (readable, regular) report."""
+    data = read_report(report)
+    if data is None:
+        return []
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
         return []
     results = []
     for case in root.iter("testcase"):

@@ -66,7 +66,21 @@ def _load_error_tests(tests: list[str], error: dict[str, Any]) -> list[TestResul
     ]
 
 
+def _protocol_error(raw: RawRun, result: ExecResult) -> ExecResult:
+    """A run whose result records broke the protocol is an error, whatever they said."""
+    if raw.problems:
+        result.status = ExecStatus.ERROR
+        result.isolation.notes.append(
+            "result records broke the protocol (counted as an error): " + "; ".join(raw.problems)
+        )
+    return result
+
+
 def asserts_result(raw: RawRun, tests: list[str], isolation: Isolation) -> ExecResult:
+    return _protocol_error(raw, _asserts_result(raw, tests, isolation))
+
+
+def _asserts_result(raw: RawRun, tests: list[str], isolation: Isolation) -> ExecResult:
     exit_code, sig, rss = _end_of_process(raw)
     load = next((r for r in raw.records if r.get("kind") == "load"), None)
     results = [_test_from_record(r) for r in raw.records if r.get("kind") == "test"]
@@ -119,12 +133,14 @@ def _status_from_tests(results: list[TestResult]) -> ExecStatus:
 
 
 def program_result(raw: RawRun, expected_stdout: str | None, isolation: Isolation) -> ExecResult:
+    return _protocol_error(raw, _program_result(raw, expected_stdout, isolation))
+
+
+def _program_result(raw: RawRun, expected_stdout: str | None, isolation: Isolation) -> ExecResult:
     exit_code, sig, rss = _end_of_process(raw)
-    program = next((r for r in raw.records if r.get("kind") == "program"), None)
+    program = next((r for r in raw.records if r.get("kind") == "exit"), None)
     load = next((r for r in raw.records if r.get("kind") == "load"), None)
     tests: list[TestResult] = []
-    if program is not None:
-        exit_code = program["exit_code"]
     if load is not None and not load["ok"]:
         error = load["error"]
         status = ExecStatus.MEMORY if error["exception_type"] == "MemoryError" else ExecStatus.ERROR
@@ -138,7 +154,7 @@ def program_result(raw: RawRun, expected_stdout: str | None, isolation: Isolatio
                 traceback=error.get("traceback"),
             )
         ]
-    elif program is None:
+    elif program is None or sig is not None:  # the judge or the program was killed
         status = _crash_status(raw, exit_code, sig)
         if status == ExecStatus.PASSED:
             status = ExecStatus.ERROR

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import resource
-import selectors
 import signal
 import subprocess
 import time
@@ -16,14 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.sandbox.capture import CappedBuffer
 from agent.sandbox.cgroup import PidsCgroup, wrap_command
+from agent.sandbox.pump import EndPolicy, pump
+from agent.sandbox.records import parse_records
 from agent.sandbox.result import CapturedText
-
-PIPE_SIZE = 1 << 20
-READ_SIZE = 1 << 20
-RESULT_CAP = 8 << 20  # bytes of result records accepted from inside the sandbox
-EXIT_GRACE_S = 1.0  # how long pipes may stay open after the main process ended
 
 
 @dataclass
@@ -39,23 +32,7 @@ class RawRun:
     records: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-def _set_pipe_size(fd: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-
-
-def _parse_records(data: bytes) -> list[dict[str, Any]]:
-    records = []
-    for line in data.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
+    problems: list[str] = field(default_factory=list)  # result records that broke protocol
 
 
 def make_preexec(
@@ -149,6 +126,22 @@ def _kill_tree(proc: subprocess.Popen[bytes], cgroup: PidsCgroup | None) -> None
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+class ColdEnd(EndPolicy):
+    """A fresh process per job: it ends when the process does; a kill ends it at once."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], cgroup: PidsCgroup | None) -> None:
+        super().__init__(os.pidfd_open(proc.pid))
+        self.proc, self.cgroup = proc, cgroup
+
+    def on_process_end(self) -> bool:
+        if self.cgroup is not None:  # orphans left behind by the program
+            self.cgroup.kill_all()
+        return False
+
+    def kill(self) -> None:
+        _kill_tree(self.proc, self.cgroup)
+
+
 def _collect(
     proc: subprocess.Popen[bytes],
     start: float,
@@ -162,120 +155,49 @@ def _collect(
     cgroup: PidsCgroup | None,
 ) -> RawRun:
     assert proc.stdout is not None and proc.stderr is not None
-    out, err = CappedBuffer(max_output_bytes), CappedBuffer(max_output_bytes)
-    result_data = bytearray()
-    sel = selectors.DefaultSelector()
-    readers: dict[int, Callable[[bytes], None]] = {
-        proc.stdout.fileno(): out.feed,
-        proc.stderr.fileno(): err.feed,
-    }
-
-    def feed_results(chunk: bytes) -> None:
-        nonlocal deadline
-        if len(result_data) < RESULT_CAP:
-            result_data.extend(chunk)
-        if heartbeat_s is not None and b"\n" in chunk:  # a record: the next one is due soon
-            deadline = time.monotonic() + heartbeat_s
-
-    if res_r is not None:
-        readers[res_r] = feed_results
-    for fd in readers:
-        _set_pipe_size(fd)
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    writers: dict[int, memoryview] = {}
-    stdin_fd = proc.stdin.fileno() if proc.stdin is not None else -1
-    if stdin and proc.stdin is not None:
-        writers[stdin_fd] = memoryview(stdin)
-    if spec is not None and spec_w is not None:
-        writers[spec_w] = memoryview(spec)
-    for fd in writers:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_WRITE)
-    pidfd = os.pidfd_open(proc.pid)
-    sel.register(pidfd, selectors.EVENT_READ)
-
-    deadline = start + timeout_s
-    timed_out = False
-    exited_at: float | None = None
-    notes: list[str] = []
+    inputs: dict[int, bytes] = {}
+    if proc.stdin is not None:
+        inputs[os.dup(proc.stdin.fileno())] = stdin or b""
+        proc.stdin.close()
+    if spec_w is not None:
+        inputs[spec_w] = spec or b""
+    policy = ColdEnd(proc, cgroup)
     try:
-        while readers or exited_at is None:
-            now = time.monotonic()
-            limit = deadline if exited_at is None else exited_at + EXIT_GRACE_S
-            if now >= limit:
-                if exited_at is None:
-                    timed_out = True
-                    _kill_tree(proc, cgroup)
-                    exited_at = time.monotonic()
-                    continue
-                notes.append("output pipes still open after exit; closed by fixloop")
-                break
-            for key, _ in sel.select(limit - now):
-                fd = int(key.fd)
-                if fd == pidfd:
-                    sel.unregister(pidfd)
-                    exited_at = time.monotonic()
-                    if cgroup is not None:  # orphans left behind by the program
-                        cgroup.kill_all()
-                elif fd in writers:
-                    view = writers[fd]
-                    try:
-                        n = os.write(fd, view[:65536])
-                    except (BrokenPipeError, OSError):
-                        n = len(view)
-                    writers[fd] = view = view[n:]
-                    if not view:
-                        sel.unregister(fd)
-                        del writers[fd]
-                        _close_writer(proc, fd, stdin_fd)
-                else:
-                    try:
-                        chunk = os.read(fd, READ_SIZE)
-                    except BlockingIOError:
-                        continue
-                    if chunk:
-                        readers[fd](chunk)
-                    else:
-                        sel.unregister(fd)
-                        del readers[fd]
+        pumped = pump(
+            policy,
+            stdout_fd=os.dup(proc.stdout.fileno()),
+            stderr_fd=os.dup(proc.stderr.fileno()),
+            result_fd=res_r,
+            inputs=inputs,
+            deadline=start + timeout_s,
+            heartbeat_s=heartbeat_s,
+            max_output_bytes=max_output_bytes,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     except BaseException:
         _kill_tree(proc, cgroup)
         proc.wait()
         raise
     finally:
-        sel.close()
-        os.close(pidfd)
-        for fd in list(writers):
-            _close_writer(proc, fd, stdin_fd)
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()
-        if res_r is not None:
-            os.close(res_r)
+        os.close(policy.pidfd)
+        proc.stdout.close()
+        proc.stderr.close()
     proc.returncode = status  # keeps Popen from warning that the child is still running
     code = sig = None
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
     else:
         code = os.WEXITSTATUS(status)
+    records, problems = parse_records(pumped.results) if res_r is not None else ([], [])
     return RawRun(
         exit_code=code,
         signal=sig,
         duration_s=time.monotonic() - start,
         maxrss_kb=int(usage.ru_maxrss) or None,
-        stdout=out.result(),
-        stderr=err.result(),
-        records=_parse_records(bytes(result_data)),
-        timed_out=timed_out,
-        notes=notes,
+        stdout=pumped.stdout,
+        stderr=pumped.stderr,
+        records=records,
+        timed_out=pumped.timed_out,
+        notes=pumped.notes,
+        problems=problems,
     )
-
-
-def _close_writer(proc: subprocess.Popen[bytes], fd: int, stdin_fd: int) -> None:
-    if proc.stdin is not None and fd == stdin_fd:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-    else:
-        with contextlib.suppress(OSError):
-            os.close(fd)

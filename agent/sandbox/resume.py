@@ -1,8 +1,9 @@
-"""Assert tests run in one process; when a test takes the process down, the rest still run.
+"""Assert tests run against one program process; when a test takes it down, the rest still run.
 
-The harness runs the tests of a job one after another in the program's process, each under a
-timer. A test that ends that process (os._exit, a signal, a hang the timer cannot break, which
-the host's deadline kills) is given its result here, and a new job runs the remaining tests.
+The judge runs the tests of a job one after another. A test that ends the program's process
+(os._exit, a signal, a hang its timer cannot break) gets its result from the judge, which then
+ends the job; a job whose judge itself was lost (killed by the program, or by the host's
+deadline) gets the result of its current test here. Either way a new job runs the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def _signal_name(sig: int) -> str:
 
 
 def _end_record(raw: RawRun) -> dict[str, Any]:
-    return next((r for r in raw.records if r.get("kind") == "exit"), {})
+    """How the judge ended: the fork server's `job` record (warm), else the process (cold)."""
+    return next((r for r in raw.records if r.get("kind") == "job"), {})
 
 
 def lost_test_record(raw: RawRun, index: int, name: str, timeout_s: float) -> dict[str, Any]:
@@ -72,8 +74,13 @@ def _merge_text(parts: list[CapturedText]) -> CapturedText:
     )
 
 
-def run_with_resume(run_job: Callable[[int], RawRun], tests: list[str], timeout_s: float) -> RawRun:
-    """Run `run_job(start)` until every test has a result; one merged RawRun."""
+def run_with_resume(
+    run_job: Callable[[int], RawRun], tests: list[str], timeout_s: float
+) -> RawRun:
+    """Run `run_job(start)` until every test has a result; one merged RawRun.
+
+    `run_job` returns a run whose records were already checked (`records.check_job`).
+    """
     runs: list[RawRun] = []
     records: list[dict[str, Any]] = []
     start = 0
@@ -86,9 +93,13 @@ def run_with_resume(run_job: Callable[[int], RawRun], tests: list[str], timeout_
             records.append(load)
         records += done
         reached = start + len(done)
-        # stop: loading failed or never finished, every test reported, or no progress possible
-        if load is None or not load.get("ok") or reached >= len(tests):
+        # stop: loading failed or never finished, every test reported, or a broken protocol
+        if load is None or not load.get("ok") or reached >= len(tests) or raw.problems:
             break
+        judge_ended = any(r.get("kind") == "exit" for r in raw.records)
+        if judge_ended and done:
+            start = reached  # the judge reported the test that ended the program's process
+            continue
         records.append(lost_test_record(raw, reached, tests[reached], timeout_s))
         start = reached + 1
         if start >= len(tests):
@@ -96,9 +107,7 @@ def run_with_resume(run_job: Callable[[int], RawRun], tests: list[str], timeout_
     last = runs[-1]
     if len(runs) == 1:
         return last
-    end = _end_record(last)
-    if end:
-        records.append(end)
+    records += [r for r in last.records if r.get("kind") in ("exit", "job")]
     return RawRun(
         exit_code=last.exit_code,
         signal=last.signal,
@@ -110,4 +119,5 @@ def run_with_resume(run_job: Callable[[int], RawRun], tests: list[str], timeout_
         timed_out=False,
         notes=[n for r in runs for n in r.notes]
         + [f"ran in {len(runs)} processes: a test ended the program's process"],
+        problems=[p for r in runs for p in r.problems],
     )

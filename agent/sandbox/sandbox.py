@@ -11,7 +11,6 @@ import marshal
 import os
 import queue
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,17 +19,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.sandbox import harness, isolation, warm
+from agent.sandbox import fsclean, harness, isolation, warm
 from agent.sandbox.cgroup import GROUPS
-from agent.sandbox.junit import junit_tests
+from agent.sandbox.junit import junit_tests, report_disagreement
 from agent.sandbox.limits import SandboxLimits
 from agent.sandbox.outcome import asserts_result, command_result, program_result
 from agent.sandbox.process import RawRun, run_process
-from agent.sandbox.result import ExecResult, Isolation
+from agent.sandbox.records import check_job
+from agent.sandbox.result import ExecResult, ExecStatus, Isolation
 from agent.sandbox.resume import run_with_resume
 
 HARNESS = Path(harness.__file__).resolve()
-PROCESS_OVERHEAD = 6  # bwrap monitor + pid-1 + supervisor + job + test child, with slack
+PROCESS_OVERHEAD = 6  # bwrap monitor + pid-1 + judge + the program's process, with slack
+# The pids controller counts threads as well as processes: a program's thread pool must not
+# run into the bound meant for fork bombs, which then stop at max_processes + this many tasks.
+THREAD_ALLOWANCE = 128
 JUNIT_NAME = ".fixloop-junit.xml"
 
 
@@ -47,8 +50,19 @@ class Sandbox:
     interpreter inside the sandbox that forks one child per run) when bubblewrap and the pids
     cgroup are available, else to a fresh sandboxed interpreter.
 
+    The verdict (passed or not) is decided where the program cannot reach: assert tests are
+    evaluated by a judge process that holds the only result channel and is non-dumpable;
+    the program runs in a separate process forked before the judge reads the tests, and only
+    plain data crosses back (`agent/sandbox/harness.py`, `wire.py`). Exit status and peak
+    memory come from `wait4` in the judge; the host accepts only well-formed records in the
+    expected order (`records.py`), and anything else makes the run an error.
+
     Protected against (with bubblewrap and the cgroup pids controller, the default here;
     `result.isolation` says what was in effect for each run and never claims more):
+    - forged verdicts in assert mode: frame walking, `gc`, `sys.settrace`, patched builtins or
+      `math.isclose`, objects whose `__eq__` is always true (program objects are never
+      compared), fake records (the program never holds the result channel), builtins
+      shadowed by the program (`set = ...`), a replaced `check` (the setup's wins);
     - hangs: a wall-clock timeout per program and per assert test kills the whole process
       tree, including grandchildren that start a new session or ignore SIGTERM (pid namespace
       plus the cgroup's member list); CPU time is bounded by RLIMIT_CPU;
@@ -57,26 +71,33 @@ class Sandbox:
       controller, RLIMIT_NPROC for non-root users, else nothing ("pids": "none");
     - output floods: stdout/stderr kept to `max_output_bytes` each (head and tail), any bytes;
     - files: only the private working directory (HOME and TMPDIR inside it) and a private
-      /tmp and /dev/shm are writable; each file is capped by RLIMIT_FSIZE; the real home is
-      hidden; everything is discarded after the run;
+      /tmp, /run and /dev/shm are writable; each file is capped by RLIMIT_FSIZE; the real home
+      and fixloop's own data (evaluation datasets, session logs, the data directory) are
+      hidden; everything is discarded after the run (trees of any depth);
     - network: none (a private network namespace: even loopback servers on the host are
-      unreachable);
+      unreachable), and no host unix-domain socket (/run is private; other listening
+      sockets are covered);
     - secrets in the environment: the program sees a fixed, minimal environment;
-    - signals: the program cannot signal host processes (pid namespace).
+    - signals: the program cannot signal host processes (pid namespace);
+    - warm fork servers: the server is the sandbox's pid 1 and non-dumpable, so no process a
+      job can ptrace outlives the job; between jobs the job directory, /tmp, /dev/shm, /run,
+      the hidden home, new /dev entries and SysV IPC objects are wiped (read-only mounts
+      skipped), and a job that damages /dev gets the server replaced.
     Not protected against:
-    - reading host files outside the hidden home: the host filesystem is visible read-only;
+    - pytest mode (test files, workspace test commands): pytest imports the program into its
+      own process, so the program can change what pytest reports. fixloop writes the report
+      to a fresh directory, never follows a link or FIFO there, and refuses a report that
+      disagrees with pytest's exit status or its printed summary; nothing more;
+    - reading host files outside the hidden directories: the host filesystem is visible
+      read-only;
     - kernel exploits: processes run as root with all capabilities dropped, not as a
       separate user, and share the host kernel;
     - disk use by many small files in the working directory (only per-file size is capped),
       and memory use by files in the private /tmp (tmpfs);
-    - forged results: code running in the harness's process can write fake test records;
-      results are as trustworthy as the program is honest (as with any in-process harness);
-    - programs that attack the warm fork server of their worker by means other than killing
-      it (killing is detected, the run reported, the server restarted; /proc/PID/mem and
-      ptrace are refused: the server is non-dumpable and capabilities are dropped); files
-      left in its /tmp, /dev/shm and the run's directory are wiped between runs;
-    - with the "netns" or "process" fallbacks, everything filesystem-related above
-      (writes go to the real filesystem), and with "process", the network too.
+    - with the "netns" or "process" fallbacks, everything filesystem-related above (writes
+      go to the real filesystem), the network with "process", and the judge's protection
+      when fixloop runs as root (the program's process keeps root's capabilities, so it can
+      ptrace the judge).
     """
 
     def __init__(
@@ -116,6 +137,11 @@ class Sandbox:
 
         def run_from(start: int) -> RawRun:
             raw, iso = self._run_harness({**spec, "start": start}, n_tests=len(tests) - start)
+            raw.records, problems = check_job(raw.records, start, len(tests))
+            raw.problems += problems
+            for record in raw.records:  # the name is the host's, never the record's
+                if record["kind"] == "test":
+                    record["name"] = tests[record["index"]]
             isolations.append(iso)
             return raw
 
@@ -125,11 +151,14 @@ class Sandbox:
         return asserts_result(raw, tests, iso)
 
     def run_program(
-        self, code: str, expected_stdout: str | None = None, stdin: str | None = None
+        self, code: str, expected_stdout: str | None = None, stdin: str | bytes | None = None
     ) -> ExecResult:
-        """Run `code` as a script (`__main__`), optionally comparing its stdout."""
+        """Run `code` as a script (`__main__`), optionally comparing its stdout. `stdin` may be
+        bytes (passed through as they are) or text (sent as UTF-8)."""
         spec = {"mode": "program", "code": code}
         raw, iso = self._run_harness(spec, n_tests=0, stdin=stdin)
+        raw.records, problems = check_job(raw.records, 0, 0)
+        raw.problems += problems
         return program_result(raw, expected_stdout, iso)
 
     def run_pytest_file(self, code: str, test_file_text: str) -> ExecResult:
@@ -179,12 +208,14 @@ class Sandbox:
         argv = shlex.split(command)
         if not argv:
             raise SandboxError("empty command: give the test command to run, e.g. 'pytest -q'")
-        report = workdir / JUNIT_NAME
-        report.unlink(missing_ok=True)
         is_pytest = any(Path(a).name in ("pytest", "py.test") for a in argv[:3])
-        if is_pytest:
-            argv += [f"--junitxml={report}", "-p", "no:cacheprovider"]
         with self._private_dirs() as home:
+            # The report goes to a fresh directory of the run's own, not the work tree the
+            # program can prepare; it is read without following links or opening FIFOs.
+            report = home / "report" / JUNIT_NAME
+            report.parent.mkdir()
+            if is_pytest:
+                argv += [f"--junitxml={report}", "-p", "no:cacheprovider"]
             env = {**self._env(home), **(extra_env or {})}
             raw = self._spawn(
                 lambda _s, _r: [*self._prefix([tree, home], workdir), *argv],
@@ -193,9 +224,12 @@ class Sandbox:
                 timeout_s=timeout_s or self.limits.timeout_s,
                 rlimits=self.limits.rlimits(),
             )
-        tests = junit_tests(report) if is_pytest else []
-        report.unlink(missing_ok=True)
+            tests = junit_tests(report) if is_pytest else []
         result = command_result(raw, tests, self._isolation())
+        disagreement = report_disagreement(tests, raw.exit_code, raw.stdout.text) if tests else None
+        if disagreement is not None:
+            result.status = ExecStatus.ERROR
+            result.isolation.notes.append(f"pytest's report was not believed: {disagreement}")
         result.command = argv
         return result
 
@@ -211,8 +245,10 @@ class Sandbox:
     def _pids_fallback(self) -> str:
         return "none" if os.geteuid() == 0 else "rlimit"
 
-    def _prefix(self, writable: list[Path], chdir: Path) -> list[str]:
-        return isolation.command_prefix(self.level, writable, chdir, extra_ro=[HARNESS.parent])
+    def _prefix(self, writable: list[Path], chdir: Path, *, as_pid_1: bool = False) -> list[str]:
+        return isolation.command_prefix(
+            self.level, writable, chdir, extra_ro=[HARNESS.parent], as_pid_1=as_pid_1
+        )
 
     @contextlib.contextmanager
     def _workdir(self) -> Iterator[Path]:
@@ -241,6 +277,9 @@ class Sandbox:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONIOENCODING": "utf-8",
             "PYTHONUNBUFFERED": "1",
+            # glibc reserves an arena per thread, which RLIMIT_AS counts: 32 threads would
+            # need 2 GiB of address space they never use
+            "MALLOC_ARENA_MAX": "2",
         }
 
     def _spawn(self, argv_for: Any, **kwargs: Any) -> RawRun:
@@ -258,7 +297,7 @@ class Sandbox:
             kwargs["rlimits"] = {**(kwargs.get("rlimits") or {}), **extra}
         if not self.use_cgroup:
             return run_process(argv_for, max_output_bytes=self.limits.max_output_bytes, **kwargs)
-        cgroup = GROUPS.acquire(self.limits.max_processes + PROCESS_OVERHEAD)
+        cgroup = GROUPS.acquire(self.limits.max_processes + THREAD_ALLOWANCE + PROCESS_OVERHEAD)
         try:
             return run_process(
                 argv_for, max_output_bytes=self.limits.max_output_bytes, cgroup=cgroup, **kwargs
@@ -267,7 +306,7 @@ class Sandbox:
             GROUPS.release(cgroup)
 
     def _run_harness(
-        self, spec: dict[str, Any], n_tests: int, stdin: str | None = None
+        self, spec: dict[str, Any], n_tests: int, stdin: str | bytes | None = None
     ) -> tuple[RawRun, Isolation]:
         spec = {
             **spec,
@@ -275,8 +314,8 @@ class Sandbox:
             "limits": self.limits.rlimits(n_tests),
             "sys_path": site_packages(self.python),
         }
-        stdin_bytes = stdin.encode() if stdin else None
-        heartbeat_s = self.limits.per_test_timeout_s + 1.0
+        stdin_bytes = stdin.encode() if isinstance(stdin, str) else stdin
+        heartbeat_s = self.limits.per_test_timeout_s + 2 * harness.GRACE_S + 1.0
         if self.warm:
             for _attempt in range(2):
                 try:
@@ -291,7 +330,7 @@ class Sandbox:
                         timeout_s=self.limits.timeout_s,
                         heartbeat_s=heartbeat_s,
                         max_output_bytes=self.limits.max_output_bytes,
-                        max_processes=self.limits.max_processes,
+                        max_processes=self.limits.max_processes + THREAD_ALLOWANCE,
                     )
                 except warm.ServerDied:
                     server.close()
@@ -308,7 +347,7 @@ class Sandbox:
             (work / "tmp").mkdir()
             python = [self.python, "-I", "-S", "-B", "-X", "utf8", str(HARNESS)]
             raw = self._spawn(
-                lambda s, r: [*self._prefix([work], work), *python, str(s), str(r)],
+                lambda s, r: [*self._prefix([work], work, as_pid_1=True), *python, str(s), str(r)],
                 cwd=work,
                 env=self._env(work),
                 timeout_s=self.limits.timeout_s,
@@ -337,8 +376,12 @@ _trash_thread: threading.Thread | None = None
 
 
 def _empty_trash() -> None:
+    """The clean-up thread: removes trees of any shape, and never dies of one."""
     while (path := _trash.get()) is not None:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            fsclean.remove_tree(str(path))
+        except BaseException:  # noqa: S110 - a leftover directory must not stop later clean-ups
+            pass
 
 
 def _remove_later(path: Path) -> None:
@@ -361,9 +404,12 @@ os.register_at_fork(after_in_child=_trash_after_fork)
 
 
 def _flush_trash() -> None:
-    if _trash_thread is not None:
+    global _trash_thread
+    with _trash_lock:
+        thread, _trash_thread = _trash_thread, None
+    if thread is not None:
         _trash.put(None)
-        _trash_thread.join(timeout=30)
+        thread.join(timeout=30)
 
 
 @functools.cache

@@ -17,8 +17,6 @@ import contextlib
 import json
 import marshal
 import os
-import selectors
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -29,16 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent.sandbox import isolation
-from agent.sandbox.capture import CappedBuffer
+from agent.sandbox import fsclean, isolation
 from agent.sandbox.cgroup import PidsCgroup
-from agent.sandbox.process import EXIT_GRACE_S, READ_SIZE, RESULT_CAP, RawRun, _parse_records
+from agent.sandbox.process import RawRun
+from agent.sandbox.pump import EndPolicy, pump
+from agent.sandbox.records import parse_records
 
 FORKSERVER = Path(__file__).resolve().with_name("forkserver.py")
-SERVER_PROCESSES = 3  # bwrap monitor, the namespace's pid 1, the server
+SERVER_PROCESSES = 2  # bwrap's monitor, and the server as the namespace's pid 1
 START_TIMEOUT_S = 20.0
 KILL_GRACE_S = 3.0
-EXIT_MARK = b'{"kind": "exit"'  # how the server's exit record starts
+JOB_MARK = b'{"kind": "job"'  # how the server's record of a job's end starts
 
 
 _dirs_swept = False
@@ -53,7 +52,7 @@ def sweep_stale_dirs() -> None:
     for path in Path(tempfile.gettempdir()).glob("fixloop-warm-*-*"):
         owner = path.name.split("-")[2]
         if owner.isdigit() and not Path(f"/proc/{owner}").exists():
-            shutil.rmtree(path, ignore_errors=True)
+            fsclean.remove_tree(str(path))
 
 
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixloop-spawn")
@@ -73,9 +72,12 @@ class ForkServer:
         self.cgroup = PidsCgroup(SERVER_PROCESSES + 64)
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = self.cgroup.wrap([
-            *isolation.bwrap_prefix([self.dir], self.dir, extra_ro=[FORKSERVER.parent]),
+            *isolation.bwrap_prefix(
+                [self.dir], self.dir, extra_ro=[FORKSERVER.parent], as_pid_1=True
+            ),
             python, "-I", "-S", "-B", "-X", "utf8",
             str(FORKSERVER), str(child.fileno()), str(self.dir), json.dumps(sys_path),
+            json.dumps(isolation.wipe_roots()),
         ])  # fmt: skip
         try:
             # Started from one long-lived thread: bwrap's --die-with-parent is the kernel's
@@ -122,7 +124,7 @@ class ForkServer:
         self._cleanup_files()
 
     def _cleanup_files(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        fsclean.remove_tree(str(self.dir))
 
     def run(
         self,
@@ -179,121 +181,39 @@ class ForkServer:
         heartbeat_s: float,
         max_output_bytes: int,
     ) -> RawRun:
-        out, err = CappedBuffer(max_output_bytes), CappedBuffer(max_output_bytes)
-        result_data = bytearray()
-        deadline = start + timeout_s
-        exited_at: float | None = None
-        timed_out = False
-        server_died = False
-        notes: list[str] = []
-        sel = selectors.DefaultSelector()
-        readers: dict[int, CappedBuffer | None] = {out_r: out, err_r: err, res_r: None}
-        writers: dict[int, memoryview] = {spec_w: memoryview(marshal.dumps(spec))}
-        if stdin:
-            writers[stdin_w] = memoryview(stdin)
-        else:
-            os.close(stdin_w)
-        for fd in readers:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        for fd in writers:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_WRITE)
-        pidfd = os.pidfd_open(self.proc.pid)
-        sel.register(pidfd, selectors.EVENT_READ)
-        killed_at: float | None = None
-
-        exit_seen = False  # the server's exit record has arrived: the job is over
-
+        policy = WarmEnd(self)
         try:
-            while readers or exited_at is None:
-                now = time.monotonic()
-                if exited_at is None and exit_seen:
-                    exited_at = now
-                    self.cgroup.kill_all(keep=self.base)  # orphans of the job
-                    continue
-                if exited_at is not None:
-                    limit = exited_at + EXIT_GRACE_S
-                elif killed_at is not None:
-                    limit = killed_at + KILL_GRACE_S
-                else:
-                    limit = deadline
-                if now >= limit:
-                    if exited_at is not None:
-                        notes.append("output pipes still open after exit; closed by fixloop")
-                        break
-                    if killed_at is not None:  # the server did not report the job's end
-                        server_died = True
-                        exited_at = now
-                        continue
-                    timed_out = True
-                    killed_at = now
-                    self.cgroup.kill_all(keep=self.base)
-                    continue
-                for key, _ in sel.select(limit - now):
-                    fd = int(key.fd)
-                    if fd == pidfd:
-                        sel.unregister(pidfd)
-                        server_died = True
-                        self.cgroup.kill_all()
-                        exited_at = time.monotonic()
-                    elif fd in writers:
-                        view = writers[fd]
-                        try:
-                            n = os.write(fd, view[:65536])
-                        except OSError:
-                            n = len(view)
-                        writers[fd] = view = view[n:]
-                        if not view:
-                            sel.unregister(fd)
-                            del writers[fd]
-                            os.close(fd)
-                    else:
-                        try:
-                            chunk = os.read(fd, READ_SIZE)
-                        except BlockingIOError:
-                            continue
-                        if not chunk:
-                            sel.unregister(fd)
-                            del readers[fd]
-                            continue
-                        buffer = readers[fd]
-                        if buffer is not None:
-                            buffer.feed(chunk)
-                        else:
-                            seen_from = max(0, len(result_data) - len(EXIT_MARK))
-                            if len(result_data) < RESULT_CAP:
-                                result_data.extend(chunk)
-                            exit_seen = (
-                                exit_seen
-                                or EXIT_MARK in result_data[seen_from:]
-                                or EXIT_MARK in chunk  # also once the cap is reached
-                            )
-                            if b"\n" in chunk:  # a record: the next one is due soon
-                                deadline = time.monotonic() + heartbeat_s
+            pumped = pump(
+                policy,
+                stdout_fd=out_r,
+                stderr_fd=err_r,
+                result_fd=res_r,
+                inputs={spec_w: marshal.dumps(spec), stdin_w: stdin or b""},
+                deadline=start + timeout_s,
+                heartbeat_s=heartbeat_s,
+                max_output_bytes=max_output_bytes,
+            )
         finally:
-            sel.close()
-            os.close(pidfd)
-            for fd in [*readers, *writers]:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            os.close(policy.pidfd)
+        server_died = pumped.lost
         self.pending_done = not server_died
+        notes = pumped.notes
         if server_died:
             notes.append("the sandbox's fork server died during this run (restarted)")
-        records = _parse_records(bytes(result_data))
+        records, problems = parse_records(pumped.results)
+        job = next((r for r in records if r.get("kind") == "job"), None)
         end = next((r for r in records if r.get("kind") == "exit"), None)
-        if end is None and server_died and not timed_out:
-            records.append({"kind": "exit", "exit_code": None, "signal": 9, "maxrss_kb": 0})
         raw = RawRun(
             exit_code=end.get("exit_code") if end else None,
-            signal=end.get("signal") if end else (9 if server_died else None),
+            signal=end.get("signal") if end else (9 if server_died or job else None),
             duration_s=time.monotonic() - start,
             maxrss_kb=(end or {}).get("maxrss_kb") or None,
-            stdout=out.result(),
-            stderr=err.result(),
+            stdout=pumped.stdout,
+            stderr=pumped.stderr,
             records=records,
-            timed_out=timed_out,
+            timed_out=pumped.timed_out,
             notes=notes,
+            problems=problems,
         )
         self.broken = server_died
         return raw
@@ -301,13 +221,40 @@ class ForkServer:
     def _await_done(self) -> bool:
         self.sock.settimeout(KILL_GRACE_S)
         try:
-            msg = self.sock.recv(4096)
-        except OSError:
+            msg = json.loads(self.sock.recv(4096) or b"{}")
+        except (OSError, ValueError):
             return False
-        return bool(msg) and "done" in json.loads(msg)
+        if type(msg) is not dict or msg.get("restart"):  # the job damaged the sandbox's /dev
+            return False
+        return "done" in msg
 
     broken = False
     pending_done = False
+
+
+class WarmEnd(EndPolicy):
+    """A job on a fork server: over when the server reports it (its `job` record); the
+    server's own death loses the run; a kill is of the job's processes, not the server's."""
+
+    kill_grace_s = KILL_GRACE_S
+
+    def __init__(self, server: ForkServer) -> None:
+        super().__init__(os.pidfd_open(server.proc.pid))
+        self.server = server
+
+    def job_reported_end(self, records: bytes, chunk: bytes) -> bool:
+        tail = records[-(len(chunk) + len(JOB_MARK)) :]
+        return JOB_MARK in tail or JOB_MARK in chunk  # the latter also once the cap is reached
+
+    def on_job_end(self) -> None:
+        self.server.cgroup.kill_all(keep=self.server.base)  # orphans of the job
+
+    def on_process_end(self) -> bool:
+        self.server.cgroup.kill_all()
+        return True
+
+    def kill(self) -> None:
+        self.server.cgroup.kill_all(keep=self.server.base)
 
 
 class WarmPool:
