@@ -104,7 +104,7 @@ class Callee:
                     names[name] = {"module": value.__name__, "h": self.table.add(value)}
                 else:
                     names[name] = self.encode(value)
-            except BaseException:  # noqa: S112 - a value that cannot be described is not offered
+            except BaseException:
                 continue
         return {"ok": True, "names": names}
 
@@ -171,13 +171,13 @@ def _shutdown(code: int) -> int:
         threading._shutdown()  # type: ignore[attr-defined]
     except SystemExit as exc:
         code = _exit_code(exc)
-    except BaseException:  # noqa: S110
+    except BaseException:
         pass
     try:
         atexit._run_exitfuncs()
     except SystemExit as exc:
         code = _exit_code(exc)
-    except BaseException:  # noqa: S110
+    except BaseException:
         pass
     runtime.flush_std()
     return code

@@ -28,6 +28,15 @@ def _unlink(name: str, dir_fd: int) -> int:
         return 1
 
 
+def _open_dir(name: str, dir_fd: int) -> int:
+    """Open a subdirectory, making it readable first if the program locked it (mode 000)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # a directory (checked by lstat), ours to change
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
 def _empty(root_fd: int, device: int) -> int:
     """Empty the directory `root_fd` (on `device`); the number of entries that stayed."""
     kept: set[str] = set()  # mount points, and directories that hold one or resist removal
@@ -54,11 +63,7 @@ def _empty(root_fd: int, device: int) -> int:
             return failures + len(kept)
         for name in subdirs:
             try:
-                os.chmod(name, 0o700, dir_fd=root_fd, follow_symlinks=False)
-            except (OSError, NotImplementedError):
-                pass
-            try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=root_fd)
+                fd = _open_dir(name, root_fd)
             except OSError:
                 kept.add(name)
                 continue

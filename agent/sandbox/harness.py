@@ -13,8 +13,9 @@ by the fork server in warm mode). A job is two processes:
 
 The tests' names resolve to the judge's builtins and the setup's own definitions first, the
 program's globals after: a program that defines `set`, `sorted` or `check` changes nothing the
-test calls under those names. The program's exit status and peak memory come from `wait4` in the judge, never from a
-message. Records (JSON lines on the result fd), validated by the host (`agent/sandbox/records.py`):
+test calls under those names. The program's exit status and peak memory come from `wait4` in
+the judge, never from a message. Records (JSON lines on the result fd), checked by the host
+(`agent/sandbox/records.py`):
   {"kind": "load", "ok": true} | {"kind": "load", "ok": false, "error": {...}}
   {"kind": "test", "index": I, "status": ..., ...TestResult fields}
   {"kind": "exit", "exit_code": N | null, "signal": N | null, "maxrss_kb": N}
@@ -26,6 +27,7 @@ next test. Each record is also a heartbeat for the host's deadline.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import marshal
 import os
@@ -224,11 +226,9 @@ class Program:
         return self.status
 
     def quit(self) -> None:
-        if self.status is None:
-            try:
-                self.send(("quit",))
-            except (ProgramLost, TypeError, OSError):
-                pass
+        if self.status is None:  # ask it to end; it may have exec'd and not hear: then wait
+            with contextlib.suppress(wire.PeerGone, OSError):
+                wire.write_frame(self.req_fd, pickle.dumps(("quit",)))
         self.wait()
 
     def lost(self, timed_out: bool = False, broken: str | None = None) -> dict:
@@ -384,7 +384,7 @@ def _namespace(names: dict, program: Program) -> dict:
                 try:
                     ns[name] = __import__(module, fromlist=["_"])
                     continue
-                except BaseException:  # noqa: S110 - fall back to the program's module
+                except BaseException:
                     pass
             ns[name] = program.handle(int(value["h"]), "module", f"<module {module!r}>")
             continue
@@ -422,13 +422,18 @@ def run_asserts_job(spec: dict, program: Program, fd: int) -> None:
 
 
 def run_program_job(spec: dict, program: Program, fd: int) -> None:
-    """The program as `python solution.py`; its exit status is the kernel's."""
+    """The program as `python solution.py`; its exit status is the kernel's (`job` waits)."""
+    import json
+
     program.send(("run", _program_spec(spec)))
-    while True:
+    while True:  # until the pipe closes: the program ended, or exec'd another program
         try:
-            reply = program.receive(None)
-        except ProgramLost:
+            payload = wire.read_frame(program.resp_fd, None, program.pidfd)
+            reply = json.loads(payload)
+        except (wire.PeerGone, wire.WireError, ValueError, RecursionError):
             break
+        if type(reply) is not dict:
+            continue
         error = reply.get("error")
         if reply.get("ok") is False and type(error) is dict:
             runtime.emit(fd, {"kind": "load", "ok": False, "error": _clean_error(error)})

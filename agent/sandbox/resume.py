@@ -74,9 +74,7 @@ def _merge_text(parts: list[CapturedText]) -> CapturedText:
     )
 
 
-def run_with_resume(
-    run_job: Callable[[int], RawRun], tests: list[str], timeout_s: float
-) -> RawRun:
+def run_with_resume(run_job: Callable[[int], RawRun], tests: list[str], timeout_s: float) -> RawRun:
     """Run `run_job(start)` until every test has a result; one merged RawRun.
 
     `run_job` returns a run whose records were already checked (`records.check_job`).

@@ -378,10 +378,8 @@ _trash_thread: threading.Thread | None = None
 def _empty_trash() -> None:
     """The clean-up thread: removes trees of any shape, and never dies of one."""
     while (path := _trash.get()) is not None:
-        try:
+        with contextlib.suppress(BaseException):  # a leftover must not stop later clean-ups
             fsclean.remove_tree(str(path))
-        except BaseException:  # noqa: S110 - a leftover directory must not stop later clean-ups
-            pass
 
 
 def _remove_later(path: Path) -> None:

@@ -8,7 +8,9 @@ frame: an 8-byte big-endian length, then the payload.
   untrusted side). Program objects travel back as `Handle` persistent ids.
 - program -> judge: JSON (decoded by the C parser), with values in a tagged form that
   `decode` turns into plain Python data only: None, bool, int, float, complex, str, bytes,
-  bytearray, list, tuple, dict, set, frozenset. Any other object stays in the program and
+  bytearray, list, tuple, dict, set, frozenset, range, and the standard library's Counter,
+  OrderedDict, deque, Fraction and Decimal (rebuilt by the judge from their contents; a
+  defaultdict arrives as a dict). Any other object stays in the program and
   comes back as a `Handle`, which can be passed back as an argument, called, indexed or
   iterated (each such use is a call into the program that again returns plain data), but
   never compared: a comparison the program could answer is a verdict it could forge.
@@ -123,7 +125,9 @@ def encode(value: object, table: HandleTable, repr_of: object, depth: int = 0) -
         return {"t": [encode(v, table, repr_of, d) for v in value]}  # type: ignore[attr-defined]
     if kind is dict:
         items = value.items()  # type: ignore[attr-defined]
-        return {"d": [[encode(k, table, repr_of, d), encode(v, table, repr_of, d)] for k, v in items]}
+        return {
+            "d": [[encode(k, table, repr_of, d), encode(v, table, repr_of, d)] for k, v in items]
+        }
     if kind is set or kind is frozenset:
         tag = "s" if kind is set else "f"
         return {tag: [encode(v, table, repr_of, d) for v in value]}  # type: ignore[attr-defined]
@@ -131,7 +135,40 @@ def encode(value: object, table: HandleTable, repr_of: object, depth: int = 0) -
         return {"b" if kind is bytes else "B": value.hex()}  # type: ignore[attr-defined]
     if kind is complex:
         return {"c": [repr(value.real), repr(value.imag)]}  # type: ignore[attr-defined]
+    if kind is range:
+        return {"r": [value.start, value.stop, value.step]}  # type: ignore[attr-defined]
+    std = _standard_kind(kind)
+    if std is not None:  # read through the base types' own methods, never the program's
+        if std in ("Counter", "OrderedDict", "defaultdict"):
+            items = dict.items(value)  # type: ignore[arg-type]
+            pairs = [[encode(k, table, repr_of, d), encode(v, table, repr_of, d)] for k, v in items]
+            return {std: pairs}
+        if std == "deque":
+            return {std: [encode(v, table, repr_of, d) for v in list(value)]}  # type: ignore[call-overload]
+        if std == "Fraction":
+            return {std: [value.numerator, value.denominator]}  # type: ignore[attr-defined]
+        return {std: str(value)}  # Decimal
     return {"h": table.add(value), "type": kind.__qualname__, "repr": repr_of(value)}  # type: ignore[operator]
+
+
+_STANDARD = {  # module -> types sent as data; a program can only hold them if it imported them
+    "collections": ("Counter", "OrderedDict", "defaultdict", "deque"),
+    "fractions": ("Fraction",),
+    "decimal": ("Decimal",),
+}
+
+
+def _standard_kind(kind: type) -> str | None:
+    import sys
+
+    for module_name, names in _STANDARD.items():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for name in names:
+            if getattr(module, name, None) is kind:
+                return name
+    return None
 
 
 # ---------------------------------------------------------------- values, judge side
@@ -141,7 +178,7 @@ class Handle:
     """An object that lives in the program's process. Set by the judge: `_call` performs one
     operation on it in the program and returns plain data (or another handle)."""
 
-    __slots__ = ("number", "type_name", "text", "_call")
+    __slots__ = ("_call", "number", "text", "type_name")
 
     def __init__(self, number: int, type_name: str, text: str, call: object) -> None:
         self.number = number
@@ -204,7 +241,9 @@ class Handle:
 
 def _checked(value: object, kind: type, what: str) -> object:
     if type(value) is not kind:
-        raise TypeError(f"{what}() of a program object returned {type(value).__name__}, not {kind.__name__}")
+        raise TypeError(
+            f"{what}() of a program object returned {type(value).__name__}, not {kind.__name__}"
+        )
     return value
 
 
@@ -245,6 +284,28 @@ def decode(data: object, make_handle: object, depth: int = 0) -> object:
             return float(body)
         if tag == "I":
             return int(body, 16)
+        if tag == "r":
+            return range(int(body[0]), int(body[1]), int(body[2]))
+        if tag in ("Counter", "OrderedDict", "defaultdict"):
+            import collections
+
+            pairs = [(decode(k, make_handle, d), decode(v, make_handle, d)) for k, v in body]
+            # a defaultdict's factory stays in the program: its contents compare as a dict
+            if tag == "defaultdict":
+                return dict(pairs)
+            return getattr(collections, tag)(dict(pairs) if tag == "Counter" else pairs)
+        if tag == "deque":
+            import collections
+
+            return collections.deque(decode(v, make_handle, d) for v in body)
+        if tag == "Fraction":
+            import fractions
+
+            return fractions.Fraction(int(body[0]), int(body[1]))
+        if tag == "Decimal":
+            import decimal
+
+            return decimal.Decimal(str(body))
     except (TypeError, ValueError) as exc:  # unhashable keys, bad numbers, wrong shapes
         raise WireError(f"a malformed {tag!r} value: {exc}") from None
     raise WireError(f"unknown value tag {tag!r}")

@@ -238,7 +238,8 @@ def test_honest_program_still_passes(sandbox: Sandbox) -> None:
         "assert list(gen(3)) == [0, 1, 2]",
         "assert 2 in gen(3)",
         "assert math.isclose(add(0.1, 0.2), 0.3)",
-        "try:\n    boom(1)\nexcept ValueError as e:\n    assert 'bad 1' in str(e)\nelse:\n    assert False",
+        "try:\n    boom(1)\nexcept ValueError as e:\n    assert 'bad 1' in str(e)\n"
+        "else:\n    assert False",
         "check(add)",
         "assert HELPER == 5",
     ]

@@ -300,7 +300,9 @@ def test_killing_the_supervisor_is_reported_and_the_next_run_works(
     sandbox: Sandbox, attack: str
 ) -> None:
     result = sandbox.run_program(f"import os, time\n{attack}\ntime.sleep(5)\n")
-    assert result.status in (ExecStatus.KILLED, ExecStatus.ERROR)
+    # The judge is the pid namespace's init in cold runs: the kernel ignores the SIGKILL, and
+    # the program simply runs into its timeout.
+    assert result.status in (ExecStatus.KILLED, ExecStatus.ERROR, ExecStatus.TIMEOUT)
     assert result.status != ExecStatus.PASSED
     again = sandbox.run_asserts("def f():\n    return 1\n", ["assert f() == 1"])
     assert again.status == ExecStatus.PASSED
