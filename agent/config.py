@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from agent import paths
+from agent.textfile import NotTextError, read_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,8 +58,13 @@ class Settings(BaseSettings):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(1024, ge=16)
     seed: int = 0
-    exec_timeout: float = Field(10.0, gt=0, description="seconds per program or test")
-    memory_mb: int = Field(1024, ge=64, description="address-space limit per program")
+    # The upper bounds are SandboxLimits' (MAX_TIMEOUT_S, MAX_MEMORY_MB in agent.sandbox.limits).
+    exec_timeout: float = Field(
+        10.0, gt=0, le=86400, allow_inf_nan=False, description="seconds per program or test"
+    )
+    memory_mb: int = Field(
+        1024, ge=64, le=2**24, description="address-space limit per program (MB)"
+    )
     theme: str = Field("textual-dark", description="TUI theme")
 
     @classmethod
@@ -75,15 +81,35 @@ class Settings(BaseSettings):
         return (init_settings, env_settings)
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The `[fixloop]` table (or the top level) of a TOML config file; {} if absent."""
+def read_config_file(path: Path, *, required: bool = False) -> dict[str, Any]:
+    """The `[fixloop]` table (or the top level) of a TOML config file.
+
+    A file that is absent gives {} unless `required` (one the user named).
+    """
     if not path.exists():
+        if required:
+            raise ConfigError(
+                f"config file {path} not found: check the --config path, or leave --config "
+                f"out to use {paths.config_file()}"
+            )
         return {}
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a directory, not a config file: give a TOML file (or remove the directory)"
+        )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = read_text(path, f"config file {path}")
+    except NotTextError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}). Fix or delete the file.") from exc
     table = data.get("fixloop", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: `fixloop` must be a table ([fixloop]), not a value")
     unknown = sorted(set(table) - set(Settings.model_fields))
     if unknown:
         raise ConfigError(
@@ -106,16 +132,14 @@ def load_settings(
     Sources, lowest first: "default", "file:<path>", "env:FIXLOOP_<NAME>", "flag".
     """
     path = config_path or paths.config_file()
-    file_values = read_config_file(path)
+    file_values = read_config_file(path, required=config_path is not None)
     env_values = _env_values()
     flag_values = {k: v for k, v in (overrides or {}).items() if v is not None}
     merged: dict[str, Any] = {**file_values, **env_values, **flag_values}
     try:
         settings = Settings(**merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(
             f"invalid configuration ({problems}). Check flags, FIXLOOP_* variables and {path}."
         ) from exc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,28 @@ def new_session_id(now: float | None = None) -> str:
 def session_path(sessions_dir: Path, session_id: str, now: float | None = None) -> Path:
     day = datetime.fromtimestamp(now if now is not None else time.time()).strftime("%Y-%m-%d")
     return sessions_dir / day / f"{session_id}{SUFFIX}"
+
+
+def ensure_sessions_dir(sessions_dir: Path) -> Path:
+    """Create `sessions_dir` if needed and check a log can be written in it.
+
+    Called before an episode starts, so that a session is never run only to be lost;
+    raises SessionLogError naming the directory and how to choose another.
+    """
+    fix = "set FIXLOOP_SESSIONS_DIR (or sessions_dir in the config file) to a writable directory"
+    if sessions_dir.exists() and not sessions_dir.is_dir():
+        raise SessionLogError(f"the sessions directory {sessions_dir} is not a directory: {fix}")
+    try:
+        sessions_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=sessions_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SessionLogError(
+            f"cannot create or write the sessions directory {sessions_dir} "
+            f"({exc.strerror or exc}): {fix}"
+        ) from exc
+    return sessions_dir
 
 
 class SessionLogWriter:

@@ -146,8 +146,15 @@ def select(tasks: Iterable[Task], ids: str | None = None, limit: int | None = No
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            for lineno, line in enumerate(fh, 1):
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise SuiteError(
+                        f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                        "save the file as UTF-8"
+                    ) from exc
                 if not line.strip():
                     continue
                 try:

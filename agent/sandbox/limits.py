@@ -6,15 +6,33 @@ import math
 
 from pydantic import BaseModel, Field
 
+# Upper bounds, so that a limit always fits the rlimits, timers and clocks it becomes
+# (`inf`, `1e300` or 2**70 MB would overflow them): one day, and 16 TiB.
+MAX_TIMEOUT_S = 86400.0
+MAX_MEMORY_MB = 2**24
+MIN_MEMORY_MB = 32
+
 
 class SandboxLimits(BaseModel):
     """What one execution may use. Every limit applies per run (per test for `test_timeout_s`)."""
 
-    timeout_s: float = Field(10.0, gt=0, description="wall clock for the program (load + run)")
-    test_timeout_s: float | None = Field(
-        None, gt=0, description="wall clock per assert test (default: timeout_s)"
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="wall clock for the program (load + run)",
     )
-    memory_mb: int = Field(1024, ge=32, description="address-space limit (RLIMIT_AS)")
+    test_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="wall clock per assert test (default: timeout_s)",
+    )
+    memory_mb: int = Field(
+        1024, ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB, description="address-space limit (RLIMIT_AS)"
+    )
     max_output_bytes: int = Field(
         256 * 1024, ge=256, description="kept of each of stdout/stderr (head + tail)"
     )

@@ -37,6 +37,30 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def read_input(path: Path, what: str, *, allow_nul: bool = False) -> str:
+    """The UTF-8 text of a file named on the command line; a clear error for anything else."""
+    from agent.textfile import NotTextError, read_text
+
+    try:
+        return read_text(path, f"{what} {path}", allow_nul=allow_nul)
+    except NotTextError as exc:
+        fail(str(exc))
+    except FileNotFoundError:
+        fail(f"{what} {path} not found")
+    except OSError as exc:
+        fail(f"cannot read {what} {path}: {exc.strerror or exc}")
+
+
+def check_sessions_dir(cfg: Settings) -> None:
+    """Fail now, before any work, when the session logs could not be written."""
+    from agent.session_log import SessionLogError, ensure_sessions_dir
+
+    try:
+        ensure_sessions_dir(cfg.sessions_dir)
+    except SessionLogError as exc:
+        fail(str(exc))
+
+
 def settings(**flags: Any) -> Settings:
     """Effective settings: global flags, then this command's flags on top."""
     merged = {**State.overrides, **{k: v for k, v in flags.items() if v is not None}}

@@ -9,7 +9,7 @@ import typer
 from pydantic import SecretStr
 
 from agent import paths
-from fixloop.cli.common import settings_with_origin
+from fixloop.cli.common import State, settings_with_origin
 
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -29,6 +29,6 @@ def show(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"config file: {paths.config_file()}")
+    typer.echo(f"config file: {State.config_path or paths.config_file()}")
     for name, row in rows.items():
         typer.echo(f"{name:14} = {row['value']!s:48} ({row['source']})")

@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, fail, settings
+from fixloop.cli.common import (
+    AdapterOpt,
+    BaseUrlOpt,
+    ModelOpt,
+    NCtxOpt,
+    check_sessions_dir,
+    fail,
+    settings,
+)
 
 app = typer.Typer(
     help="Compile session logs into feedback-tuning datasets (LeTI, ILF, SFT, DPO, KTO, RLEF).",
@@ -195,6 +203,7 @@ def seed_cmd(
         tasks = load_suite(suite, split=split, ids=ids, limit=limit)
     except SuiteError as exc:
         fail(str(exc))
+    check_sessions_dir(cfg)  # every episode is logged there: fail before running any
     guard = EvalGuard()
     refused = [why for why in map(guard.reason, tasks) if why is not None]
     if refused:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from fixloop.cli.common import AdapterOpt, BaseUrlOpt, NCtxOpt, fail, settings
+from fixloop.cli.common import AdapterOpt, BaseUrlOpt, NCtxOpt, check_sessions_dir, fail, settings
 
 
 def default_out_dir(
@@ -104,6 +104,7 @@ def eval_command(
         tasks = load_suite(suite, split=split, ids=ids, limit=limit, sessions_dir=base.sessions_dir)
     except SuiteError as exc:
         fail(str(exc))
+    check_sessions_dir(base)  # every episode is logged there: fail before running any
     models = model or [base.model]
     if len(set(models)) != len(models):
         fail(f"--model given twice: {', '.join(models)}")

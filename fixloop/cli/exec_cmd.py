@@ -12,7 +12,8 @@ import typer
 from pydantic import ValidationError
 
 from agent.sandbox import ExecResult, Sandbox, SandboxError, SandboxLimits, render_feedback
-from fixloop.cli.common import fail, settings
+from agent.sandbox.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, MIN_MEMORY_MB
+from fixloop.cli.common import fail, read_input, settings
 
 _STATUS_COLORS = {"passed": typer.colors.GREEN, "failed": typer.colors.YELLOW}
 
@@ -23,7 +24,7 @@ def read_tests_file(path: Path) -> tuple[str, list[str]]:
     An asserts file holds one test per line (MBPP style); blank lines and `#` comments are
     skipped; an indented line continues the previous test.
     """
-    text = path.read_text(encoding="utf-8")
+    text = read_input(path, "--tests file")
     if "def test_" in text:
         return "pytest", [text]
     tests: list[str] = []
@@ -36,6 +37,24 @@ def read_tests_file(path: Path) -> tuple[str, list[str]]:
         else:
             tests.append(line)
     return "asserts", tests
+
+
+_LIMIT_OPTIONS = {
+    "timeout_s": ("--timeout", f"> 0 and <= {MAX_TIMEOUT_S:g} (seconds)"),
+    "memory_mb": ("--memory", f"from {MIN_MEMORY_MB} to {MAX_MEMORY_MB} (MB)"),
+}
+
+
+def _read_stdin(path: Path) -> str | bytes:
+    """The --stdin file: text when it is UTF-8, else its bytes, passed through unchanged."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read --stdin file {path}: {exc.strerror or exc}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 def as_assert(statement: str) -> str:
@@ -96,8 +115,13 @@ def exec_command(
             memory_mb=memory if memory is not None else cfg.memory_mb,
         )
     except ValidationError as exc:
-        fail(f"bad limit: {exc.errors()[0]['msg']} (--timeout > 0, --memory >= 32)")
-    code = program.read_text(encoding="utf-8")
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "limit"
+        option, wanted = _LIMIT_OPTIONS.get(field, (field, "a valid value"))
+        fail(f"bad limit {option} {error['input']}: {error['msg']}; give {option} {wanted}")
+    code = read_input(program, "program")
+    expected_text = read_input(expected, "--expected file", allow_nul=True) if expected else None
+    stdin_data = _read_stdin(stdin) if stdin else None
     try:
         sandbox = Sandbox(limits)
         result: ExecResult
@@ -113,11 +137,7 @@ def exec_command(
         elif statements:
             result = sandbox.run_asserts(code, statements)
         else:
-            result = sandbox.run_program(
-                code,
-                expected_stdout=expected.read_text(encoding="utf-8") if expected else None,
-                stdin=stdin.read_text(encoding="utf-8") if stdin else None,
-            )
+            result = sandbox.run_program(code, expected_stdout=expected_text, stdin=stdin_data)
     except SandboxError as exc:
         fail(str(exc))
     if as_json:

@@ -7,18 +7,22 @@ import sys
 
 import typer
 
-from fixloop.cli.common import fail, settings
+from fixloop.cli.common import check_sessions_dir, fail, settings
 
 
 def _textual_installed() -> bool:
     return importlib.util.find_spec("textual") is not None
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def launch_default() -> None:
     """The TUI in the current directory; without a terminal, one headless answer."""
     cfg = settings()
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if interactive and _textual_installed():
+    if _interactive() and _textual_installed():
+        check_sessions_dir(cfg)  # the TUI logs every session there
         from tui.app import run_app
 
         run_app(cfg)

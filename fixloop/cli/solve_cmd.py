@@ -1,7 +1,9 @@
 """`fixloop solve "TASK"`: one headless episode of the repair loop, logged like any other.
 
 Exit status: 0 when the final program passes its checks, 1 when it does not,
-2 for bad usage, 3 when the model or sandbox failed (the message says why).
+2 for bad usage, 3 when the model or sandbox failed (the message says why),
+4 when it passed but `--accept` could not commit it (nothing was changed; the
+message says why, and `fixloop accept SESSION` can commit it once that is fixed).
 """
 
 from __future__ import annotations
@@ -124,6 +126,12 @@ def solve(
     if repo is not None:
         if not test_cmd:
             fail("--repo needs --test-cmd (the command that checks the work, e.g. 'pytest -x')")
+        from agent.workspace.repo import WorkspaceError, refuse_unfinished_operation
+
+        try:  # before the model is loaded: mid-merge or mid-rebase, there is nothing to do
+            refuse_unfinished_operation(repo)
+        except WorkspaceError as exc:
+            fail(str(exc))
         the_task = Task(
             text=task,
             kind=TaskKind.WORKSPACE,
@@ -156,6 +164,7 @@ def solve(
     stream_tokens = sys.stderr.isatty() and not as_json
     finished: EpisodeFinished | None = None
     committed: Committed | None = None
+    refused: str | None = None  # why --accept did not commit
     errors: list[str] = []
     try:
         for event in session.start():
@@ -176,6 +185,7 @@ def solve(
                     committed = event
                 if isinstance(event, ErrorRaised):
                     errors.append(event.message)
+                    refused = event.message
                 if not as_json:
                     _progress(event)
     except KeyboardInterrupt:
@@ -212,7 +222,16 @@ def solve(
             f"session: {session.session_id}\nlog: {session.log_path}"
         )
         for message in errors:
-            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+            if message != refused:
+                typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    if refused is not None:
+        typer.secho(
+            f"not committed: {refused}\nThe proposal is kept in the session log: once that "
+            f"is sorted out, commit it with `fixloop accept {session.session_id}`.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(4)
     raise typer.Exit(EXIT[finished.outcome])
 
 

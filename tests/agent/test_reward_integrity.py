@@ -482,3 +482,51 @@ def test_binary_stdin_is_passed_through(sandbox: Sandbox) -> None:
     code = "import sys\ndata = sys.stdin.buffer.read()\nprint(len(data), data[:2].hex())\n"
     result = sandbox.run_program(code, stdin=b"\xff\xfe\x00binary")
     assert result.stdout.text.strip() == "9 fffe", result
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@needs_bwrap
+def test_forging_program_through_solve_makes_no_positive_training_row(tmp_path: Path) -> None:
+    """The review's end-to-end case: a scripted model sends a forging program through
+    `fixloop solve`; the session must not pass and `data build` must make no positive row."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.agent.openai_server import CannedOpenAI, serve
+
+    reply = "```python\n" + ATTACKS["gc_objects"] + "```"
+    with serve(CannedOpenAI([reply])) as server:
+        run = subprocess.run(
+            [sys.executable, "-m", "fixloop", "solve", "Add a and b.", "--base-url", server.url]
+            + [arg for test in TESTS for arg in ("--assert", test)]
+            + ["--max-turns", "1", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=os.environ.copy(),
+        )
+    assert run.returncode != 0 or json.loads(run.stdout)["outcome"] != "passed"
+    out = json.loads(run.stdout)
+    assert out["outcome"] != "passed" and out["best_passed"] == 0, out
+    data = tmp_path / "ds"
+    build = subprocess.run(
+        [sys.executable, "-m", "fixloop", "data", "build"]
+        + ["--sessions", os.environ["FIXLOOP_SESSIONS_DIR"], "--out", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+    assert build.returncode == 0, build.stderr
+
+    def rows(name: str) -> list[dict]:
+        path = data / f"{name}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    assert rows("leti") and rows("kto")  # the session did become training data
+    assert rows("sft") == []
+    assert all(row.get("label") is not True for row in rows("kto"))
+    assert all("<|good|>" not in json.dumps(row) for row in rows("leti"))

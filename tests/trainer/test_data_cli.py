@@ -69,6 +69,19 @@ def test_build_without_sessions_says_how_to_fix(tmp_path: Path) -> None:
     assert empty.exit_code == 1 and "no usable sessions" in empty.output
 
 
+@pytest.mark.parametrize("sub", ["", "inside"])
+def test_build_out_naming_a_file_is_refused_before_any_work(tmp_path: Path, sub: str) -> None:
+    blocker = tmp_path / "ds.txt"
+    blocker.write_text("keep me\n", encoding="utf-8")
+    out = blocker / sub if sub else blocker
+    result = runner.invoke(app, ["data", "build", "-s", str(SESSIONS), "-o", str(out)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 2, result.output
+    assert f"--out {out}" in result.output and f"{blocker} is a file" in result.output
+    assert "refused:" not in result.output  # refused before reading any session
+    assert blocker.read_text(encoding="utf-8") == "keep me\n"
+
+
 def test_seed_refuses_evaluation_splits() -> None:
     for args in (["--split", "test"], ["--split", "validation"], ["--suite", "humaneval"]):
         result = runner.invoke(app, ["data", "seed", *args])

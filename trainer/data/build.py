@@ -68,6 +68,12 @@ class BuildOptions:
             )
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in [0, 1)")
+        for path in (self.out, *self.out.parents):
+            if path.exists() and not path.is_dir():
+                raise ValueError(
+                    f"--out {self.out}: {path} is a file; give a directory to write the "
+                    "datasets into (it is created if missing)"
+                )
 
 
 @dataclass(frozen=True)
