@@ -16,7 +16,16 @@ from typing import Annotated
 
 import typer
 
-from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, fail, settings
+from fixloop.cli.common import (
+    AdapterOpt,
+    BaseUrlOpt,
+    ModelOpt,
+    NCtxOpt,
+    check_sessions_dir,
+    fail,
+    read_input,
+    settings,
+)
 
 EXIT = {"passed": 0, "failed": 1, "cancelled": 1, "error": 3}
 
@@ -28,10 +37,7 @@ def parse_tests_file(path: Path) -> tuple[list[str], str, str | None]:
     `assert` is one test and the other top-level statements (imports, helpers)
     are setup run before them.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read --tests {path}: {exc.strerror}")
+    text = read_input(path, "--tests file")
     try:
         tree = ast.parse(text)
     except SyntaxError as exc:
@@ -99,10 +105,7 @@ def solve(
     from agent.session import AgentSession
 
     if task.startswith("@"):
-        try:
-            task = Path(task[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            fail(f"cannot read the task file {task[1:]}: {exc.strerror}")
+        task = read_input(Path(task[1:]), "the task file")
     if not task.strip():
         fail("the task is empty; describe what the code should do")
     cfg = settings(
@@ -150,6 +153,7 @@ def solve(
             entry_point=entry_point,
             suite="cli",
         )
+    check_sessions_dir(cfg)  # before the model loads: a session that cannot be logged is lost
     try:
         backend = make_backend(cfg)
     except BackendError as exc:
