@@ -222,8 +222,9 @@ def main(req_fd: int, resp_fd: int) -> None:
     """Entry in the forked child: serve the judge until it says quit or goes away."""
     code = runtime.EXIT_CHILD_CRASHED
     try:
-        runtime.set_dumpable(1)  # an ordinary process (the judge stays non-dumpable)
         runtime.die_with_parent()
+        runtime.drop_capabilities()  # as root outside bubblewrap too: no ptrace of the judge
+        runtime.set_dumpable(1)  # an ordinary process (the judge stays non-dumpable)
         Callee(req_fd, resp_fd).serve()
         code = 0
     except BaseException:

@@ -198,3 +198,25 @@ def close_fds_except(keep: set[int]) -> None:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def drop_capabilities() -> bool:
+    """Give up every capability (root's included): without CAP_SYS_PTRACE this process cannot
+    attach to a non-dumpable one, whatever the isolation level. True when it took effect."""
+    try:
+        import ctypes
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inh")]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in range(64):  # the bounding set too, so that exec cannot regain them
+            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                break
+        header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
+        return libc.capset(ctypes.byref(header), data) == 0
+    except (OSError, AttributeError):
+        return False

@@ -95,9 +95,9 @@ class Sandbox:
     - disk use by many small files in the working directory (only per-file size is capped),
       and memory use by files in the private /tmp (tmpfs);
     - with the "netns" or "process" fallbacks, everything filesystem-related above (writes
-      go to the real filesystem), the network with "process", and the judge's protection
-      when fixloop runs as root (the program's process keeps root's capabilities, so it can
-      ptrace the judge).
+      go to the real filesystem) and the network with "process". The verdict stays
+      protected: the program's process drops every capability, root's included, so it
+      cannot attach to the non-dumpable judge.
     """
 
     def __init__(

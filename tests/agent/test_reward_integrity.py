@@ -338,6 +338,27 @@ for pid in (1, os.getppid()):
             assert "attached" not in line and "opened" not in line, line
 
 
+@pytest.mark.parametrize("level", ["process", "bwrap"])
+def test_the_judge_cannot_be_ptraced_at_any_level(level: str) -> None:
+    if level not in isolation.available_levels():
+        pytest.skip(f"{level} isolation is not available here")
+    sandbox = Sandbox(LIMITS, isolation_level=level, warm_start=False)
+    probe = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+judge = os.getppid()
+attach = libc.ptrace(16, judge, None, None)  # PTRACE_ATTACH
+try:
+    with open(f"/proc/{judge}/mem", "r+b", buffering=0):
+        mem = "opened"
+except OSError:
+    mem = "denied"
+print("ptrace", "denied" if attach != 0 else "attached", "mem", mem)
+"""
+    result = sandbox.run_program(probe)
+    assert result.stdout.text.strip() == "ptrace denied mem denied", result
+
+
 @needs_bwrap
 def test_warm_jobs_leave_nothing_for_the_next() -> None:
     if not Sandbox(LIMITS).warm:
