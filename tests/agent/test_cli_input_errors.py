@@ -6,7 +6,6 @@ uncaught exception) with status 2 and a message that says what is wrong and what
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -125,17 +124,6 @@ def test_exec_expected_file_not_utf8(program: Path, tmp_path: Path) -> None:
     assert str(expected) in line and "UTF-8" in line
 
 
-def _sandbox_takes_bytes_stdin() -> bool:
-    from agent.sandbox import Sandbox
-
-    return "bytes" in str(inspect.signature(Sandbox.run_program).parameters["stdin"].annotation)
-
-
-@pytest.mark.xfail(
-    not _sandbox_takes_bytes_stdin(),
-    reason="needs Sandbox.run_program(stdin: str | bytes | None) to pass bytes through",
-    strict=True,
-)
 def test_exec_binary_stdin_reaches_the_program(tmp_path: Path) -> None:
     prog = write(tmp_path / "echo.py", "import sys\nprint(sys.stdin.buffer.read().hex())\n")
     stdin = write(tmp_path / "in.bin", BINARY)
