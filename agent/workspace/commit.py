@@ -103,6 +103,7 @@ def accept_files(
     repo: GitRepo, proposed: Mapping[str, str], base: Mapping[str, str | None], message: str
 ) -> tuple[str, list[str]]:
     """Apply fixloop's changes (base -> proposed) and commit them; (sha, files committed)."""
+    repo.require_no_operation_in_progress()
     head = repo.head_sha()
     for path in proposed:
         inside(repo.root, path)
@@ -120,7 +121,7 @@ def accept_files(
     for p in plans:
         full = inside(repo.root, p.path)
         full.parent.mkdir(parents=True, exist_ok=True)
-        full.write_text(p.worktree, encoding="utf-8")
+        full.write_bytes(p.worktree.encode("utf-8"))  # as is: no newline translation
         repo.set_index(
             p.path, p.index if p.index is not None else p.commit, repo.tree_mode(sha, p.path)
         )

@@ -31,8 +31,10 @@ from agent.workspace.edits import (
     apply_edits,
     files_from_rendering,
     format_help,
+    keep_line_endings,
     parse_edits,
     render_files,
+    to_lf,
 )
 from agent.workspace.repo import GitRepo, WorkspaceError, inside
 from agent.workspace.scratch import ScratchCopy
@@ -90,6 +92,8 @@ class WorkspaceEnv:
         git_repo = GitRepo.find(path)
         self.in_git = git_repo is not None
         try:
+            if git_repo is not None:  # before any copy or model call: a merge, a rebase...
+                git_repo.require_no_operation_in_progress()
             self.root = git_repo.root if git_repo else path
             self.scratch = ScratchCopy(self.root, git_repo, keep=git_repo is None)
         finally:
@@ -124,17 +128,29 @@ class WorkspaceEnv:
     def _run(self) -> ExecResult:
         return self.sandbox.run_command(self.run_dir, self.test_cmd)
 
+    def _read(self, path: str) -> str | None:
+        """A file of the snapshot with LF line ends: what the model sees and edits apply to."""
+        text = self.scratch.base_text(path)
+        return None if text is None else to_lf(text)
+
     def _changed(self, files: dict[str, str]) -> dict[str, str]:
-        return {p: t for p, t in files.items() if t != self.scratch.base_text(p)}
+        """The files that differ from the snapshot, each with its own line endings back."""
+        out = {}
+        for path, text in files.items():
+            base = self.scratch.base_text(path)
+            text = keep_line_endings(base, text)
+            if text != base:
+                out[path] = text
+        return out
 
     def files_of(self, proposal: Proposal) -> dict[str, str]:
         """The full new files a proposal sets: from its rendering, else from its edits."""
         try:
-            return self._changed(files_from_rendering(proposal.code, self.scratch.base_text))
+            return self._changed(files_from_rendering(proposal.code, self._read))
         except FormatProblem:
             if not proposal.edits:
                 raise
-            return self._changed(apply_edits(proposal.edits, self.scratch.base_text))
+            return self._changed(apply_edits(proposal.edits, self._read))
 
     # ------------------------------------------------------------ Environment
     def prompt(self, task: Task) -> str:
@@ -149,7 +165,7 @@ class WorkspaceEnv:
         failing = failing_test_files(output, listed) if not self.baseline.passed else []
         if not named and not failing:  # nothing points anywhere: show the tests and their imports
             failing = [p for p in listed if p.endswith(".py") and _is_test_path(p)][:5]
-        chosen = select_files(self.scratch.base_text, listed, named, failing, self.context_chars)
+        chosen = select_files(self._read, listed, named, failing, self.context_chars)
         self.shown = [f.path for f in chosen]
         editable = [f.path for f in chosen if not _is_test_path(f.path)]
         self.default_path = editable[0] if len(editable) == 1 else None
@@ -175,7 +191,8 @@ class WorkspaceEnv:
         try:
             for edit in edits:
                 inside(self.scratch.dir, edit.path)
-            changed = self._changed(self._apply(edits))
+            edited = {p: to_lf(t) for p, t in self._apply(edits).items()}
+            changed = self._changed(edited)
         except WorkspaceError as exc:  # a symlink out of the tree, a binary file
             raise FormatProblem(str(exc)) from exc
         if not changed:
@@ -183,12 +200,13 @@ class WorkspaceEnv:
                 "Your edits leave every file exactly as it is. Change the code so that the "
                 "test command passes."
             )
-        self._last_files = changed
-        return Proposal(code=render_files(changed), edits=edits)
+        # The rendering is LF text; `files_of` gives each file its own line endings back.
+        self._last_files = {p: edited[p] for p in changed}
+        return Proposal(code=render_files(self._last_files), edits=edits)
 
     def _apply(self, edits: list[FileEdit]) -> dict[str, str]:
         try:
-            return apply_edits(edits, self.scratch.base_text, candidates=self.shown)
+            return apply_edits(edits, self._read, candidates=self.shown)
         except FormatProblem:
             if not self._last_files:
                 raise
@@ -198,7 +216,7 @@ class WorkspaceEnv:
                 **previous,
                 **apply_edits(
                     edits,
-                    lambda p: previous[p] if p in previous else self.scratch.base_text(p),
+                    lambda p: previous[p] if p in previous else self._read(p),
                     candidates=self.shown,
                 ),
             }

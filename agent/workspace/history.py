@@ -2,8 +2,10 @@
 
 Undo moves HEAD back to the parent of fixloop's commit and takes fixloop's
 hunks out of the working tree and index; the user's uncommitted changes stay.
-It refuses when HEAD is not a fixloop commit or when the user has since
-changed the lines that would be reverted.
+It refuses unless HEAD is exactly the commit a session logged making (an amended
+fixloop commit, or any commit that merely carries the trailer, may hold the
+user's work), when git is mid-merge/rebase, or when the user has since changed
+the lines that would be reverted.
 
 Harvest walks first-parent history: for every commit carrying a
 ``Fixloop-Session`` trailer, the first later non-fixloop commit within a window
@@ -16,6 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.events import Correction
 from agent.workspace.commit import session_of
@@ -30,22 +33,71 @@ class Undone:
     session_id: str
     files: list[str]
     subject: str
+    log: Path  # the session log that records making the commit
 
 
-def undo_last(repo: GitRepo) -> Undone:
-    """Revert fixloop's commit at HEAD; WorkspaceError (nothing changed) when that is not safe."""
-    head = repo.head_sha()
-    if head is None:
-        raise WorkspaceError("Nothing to undo: the repository has no commits.")
+def _session_log(sessions_dir: Path, session_id: str) -> Path | None:
+    """The log named exactly `session_id` (a trailer is not trusted as a path or a prefix)."""
+    from agent.session_log import session_files
+
+    found = [p for p in session_files(sessions_dir) if p.stem == session_id]
+    return found[-1] if found else None
+
+
+def _made_by_fixloop(repo: GitRepo, head: str, sessions_dir: Path) -> tuple[str, Path]:
+    """(session id, log) when a session's log records committing exactly `head`; else refuse."""
+    from agent.events import Committed
+    from agent.session_log import SessionLogError, read_session
+
     commit = repo.repo.commit(head)
     subject = str(commit.summary)
     session_id = session_of(str(commit.message))
     if session_id is None:
         raise WorkspaceError(
-            f"Refusing to undo: HEAD ({head[:8]} {subject!r}) is not a fixloop commit. "
+            f"Refusing to undo: HEAD ({head[:10]} {subject!r}) is not a fixloop commit. "
             "`fixloop undo` only reverts fixloop's last commit while it is still HEAD; "
             "nothing was changed. For an older commit use `git revert <sha>`."
         )
+    log = _session_log(sessions_dir, session_id)
+    made: list[Committed] = []
+    if log is not None:
+        try:
+            made = read_session(log).of_type(Committed)
+        except SessionLogError:
+            made = []
+    if log is None or not made:
+        raise WorkspaceError(
+            f"Refusing to undo: HEAD ({head[:10]} {subject!r}) names fixloop session "
+            f"{session_id} in its message, but no fixloop session log records making it "
+            f"(looked in {sessions_dir}). Undoing a commit fixloop did not make could delete "
+            f"your own work, so nothing was changed. Revert it by hand with `git revert "
+            f"{head[:10]}`, or pass the --sessions-dir that holds the session's log."
+        )
+    # The sha covers the tree, the parents and the message: equal sha, the very same commit.
+    if not any(e.sha == head for e in made):
+        raise WorkspaceError(
+            f"Refusing to undo: HEAD {head[:10]} is not the commit fixloop made "
+            f"({made[-1].sha[:10]}): it was amended, rebased or copied, or another commit "
+            "with the same message was made in its place, so it may hold your own work. "
+            f"Nothing was changed. Revert it by hand with `git revert {head[:10]}`."
+        )
+    return session_id, log
+
+
+def undo_last(repo: GitRepo, sessions_dir: Path) -> Undone:
+    """Revert fixloop's commit at HEAD; WorkspaceError (nothing changed) when that is not safe.
+
+    HEAD must be byte for byte a commit that a session in `sessions_dir` logged making
+    (its sha in a `Committed` event): a commit that merely carries the trailer, or
+    fixloop's commit amended with the user's work, is refused.
+    """
+    repo.require_no_operation_in_progress()
+    head = repo.head_sha()
+    if head is None:
+        raise WorkspaceError("Nothing to undo: the repository has no commits.")
+    commit = repo.repo.commit(head)
+    subject = str(commit.summary)
+    session_id, log = _made_by_fixloop(repo, head, sessions_dir)
     if len(commit.parents) != 1:
         raise WorkspaceError(
             f"Refusing to undo: fixloop's commit {head[:8]} has {len(commit.parents)} parents; "
@@ -92,9 +144,9 @@ def undo_last(repo: GitRepo) -> Undone:
             full.unlink(missing_ok=True)
         else:
             full.parent.mkdir(parents=True, exist_ok=True)
-            full.write_text(worktree, encoding="utf-8")
+            full.write_bytes(worktree.encode("utf-8"))  # as is: no newline translation
         repo.set_index(path, index, repo.tree_mode(parent, path))
-    return Undone(head, session_id, [p for p, _, _ in plans], subject)
+    return Undone(head, session_id, [p for p, _, _ in plans], subject, log)
 
 
 # ---------------------------------------------------------------- harvest

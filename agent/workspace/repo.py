@@ -35,6 +35,24 @@ class WorkspaceError(RuntimeError):
     """A repository operation fixloop refuses or cannot do; the message says why and what to do."""
 
 
+# What an unfinished git operation leaves in the git directory, its name, and how to end it.
+# In that state HEAD, the index and the working tree are in the middle of git's operation:
+# fixloop neither works on the tree nor commits nor undoes until the user ends it.
+_IN_PROGRESS: tuple[tuple[str, str, str], ...] = (
+    ("MERGE_HEAD", "merge", "conclude it with `git commit`, or abort it with `git merge --abort`"),
+    ("rebase-merge", "rebase", "`git rebase --continue`, or `git rebase --abort`"),
+    ("rebase-apply/applying", "`git am`", "`git am --continue`, or `git am --abort`"),
+    ("rebase-apply", "rebase", "`git rebase --continue`, or `git rebase --abort`"),
+    (
+        "CHERRY_PICK_HEAD",
+        "cherry-pick",
+        "`git cherry-pick --continue`, or `git cherry-pick --abort`",
+    ),
+    ("REVERT_HEAD", "revert", "`git revert --continue`, or `git revert --abort`"),
+    ("BISECT_LOG", "bisect", "end it with `git bisect reset`"),
+)
+
+
 @dataclass(frozen=True)
 class MergeResult:
     text: str
@@ -60,6 +78,17 @@ def inside(root: Path, rel: str) -> Path:
             "inside the repository."
         )
     return full
+
+
+def refuse_unfinished_operation(path: Path | str) -> None:
+    """WorkspaceError when `path` is in a repository mid-merge, mid-rebase... (else nothing).
+
+    For callers that must refuse before doing anything costly (loading a model).
+    """
+    found = GitRepo.find(path) if Path(path).exists() else None
+    if found is not None:
+        with found:
+            found.require_no_operation_in_progress()
 
 
 class GitRepo:
@@ -102,6 +131,27 @@ class GitRepo:
         self.close()
 
     # ------------------------------------------------------------ reading
+    def operation_in_progress(self) -> tuple[Path, str, str] | None:
+        """(marker file, operation, how to end it) of an unfinished merge, rebase... or None."""
+        git_dir = Path(self.repo.git_dir)  # a linked worktree's own git directory
+        for marker, what, fix in _IN_PROGRESS:
+            if (git_dir / marker).exists():
+                return git_dir / marker, what, fix
+        return None
+
+    def require_no_operation_in_progress(self) -> None:
+        """WorkspaceError when git is in the middle of a merge, rebase, cherry-pick, revert..."""
+        found = self.operation_in_progress()
+        if found is None:
+            return
+        marker, what, fix = found
+        shown = marker.relative_to(self.root) if marker.is_relative_to(self.root) else marker
+        raise WorkspaceError(
+            f"Refusing to work on {self.root}: a {what} is in progress ({shown} exists), so "
+            "HEAD, the index and the working tree are in the middle of it. Nothing was "
+            f"changed. Finish or abort the {what} first: {fix}. Then run fixloop again."
+        )
+
     def git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         try:
             return str(self.repo.git.execute(["git", *args], env=dict(env or {})))
@@ -210,6 +260,7 @@ class GitRepo:
         Built on a private index: whatever the user has staged stays staged and out of
         the commit. The user's index entries for these paths are not changed here.
         """
+        self.require_no_operation_in_progress()
         parent = self.head_sha()
         self.require_identity()
         with tempfile.TemporaryDirectory(prefix="fixloop-index-") as tmp:

@@ -108,7 +108,7 @@ class ScratchCopy:
             if path not in self._base:
                 self._base[path] = full.read_bytes() if full.is_file() else None
             full.parent.mkdir(parents=True, exist_ok=True)
-            full.write_text(text, encoding="utf-8")
+            full.write_bytes(text.encode("utf-8"))  # as is: no newline translation
             self._written.add(path)
 
     def _restore(self, path: str) -> None:

@@ -22,7 +22,7 @@ from agent.events import (
 )
 from agent.session_log import SessionLogError, SessionRecord, find_session, read_session
 from agent.workspace.commit import accept_files, commit_message
-from agent.workspace.edits import files_from_rendering
+from agent.workspace.edits import files_from_rendering, keep_line_endings, to_lf
 from agent.workspace.history import text_diff
 from agent.workspace.repo import GitRepo, WorkspaceError
 
@@ -116,7 +116,16 @@ def accept_logged(repo: GitRepo, record: SessionRecord, edited: bool) -> LoggedA
     """
     chosen = last_proposal(record)
     task = record.header.task
-    proposed = files_from_rendering(chosen.code, repo.worktree_text)
+
+    def read_lf(path: str) -> str | None:
+        text = repo.worktree_text(path)
+        return None if text is None else to_lf(text)
+
+    # The rendering is LF text: each file gets the line endings it has in the tree back.
+    proposed = {
+        path: keep_line_endings(repo.worktree_text(path), text)
+        for path, text in files_from_rendering(chosen.code, read_lf).items()
+    }
     summary = task.text.strip().splitlines()[0] if task.text.strip() else ""
     status = "passed" if chosen.passed else "did not pass"
     events: list[Event] = [UserAccepted(turn=chosen.turn, code=chosen.code, edited=edited)]

@@ -4,7 +4,8 @@
   with `--edited`, the user has put their own version of the proposal's files in the
   working tree: that version is committed and the difference from the proposal is
   logged as the user's correction.
-* `undo` reverts fixloop's last commit while it is still HEAD, and refuses otherwise.
+* `undo` reverts fixloop's last commit while it is still HEAD, exactly as a session
+  logged making it (not amended, not a copy), and refuses otherwise.
 * `harvest` finds later fixes of fixloop's commits and logs them as corrections.
 
 Each writes to the session's log (Committed, Correction, UserRejected for an undo).
@@ -142,19 +143,18 @@ def undo(
     from agent.events import UserRejected
     from agent.session_log import read_session
     from agent.workspace import WorkspaceError, undo_last
-    from agent.workspace.sessionlog import append_events, session_log_for
+    from agent.workspace.sessionlog import append_events
 
     with _repo(repo) as git_repo:
         try:
-            undone = undo_last(git_repo)
+            undone = undo_last(git_repo, _sessions_dir(sessions_dir))
         except WorkspaceError as exc:
             _refused(str(exc))
         head = git_repo.head_sha() or ""
-    log = session_log_for(_sessions_dir(sessions_dir), undone.session_id)
-    if log is not None:
-        turns = [getattr(e, "turn", 0) for e in read_session(log).events]
-        reason = f"undone with `fixloop undo` ({undone.sha[:10]})"
-        append_events(log, [UserRejected(turn=max(turns, default=0), reason=reason)])
+    log = undone.log
+    turns = [getattr(e, "turn", 0) for e in read_session(log).events]
+    reason = f"undone with `fixloop undo` ({undone.sha[:10]})"
+    append_events(log, [UserRejected(turn=max(turns, default=0), reason=reason)])
     if as_json:
         typer.echo(
             json.dumps(
@@ -163,7 +163,7 @@ def undo(
                     "head": head,
                     "session_id": undone.session_id,
                     "files": undone.files,
-                    "logged": log is not None,
+                    "logged": True,
                 },
                 indent=2,
             )

@@ -224,3 +224,40 @@ def test_solve_workspace_task_accepts_and_commits(tmp_path: Path) -> None:
     assert head.stdout.strip() == out["committed"]["sha"]
     types = [e.type for e in read_session(Path(out["log_path"])).events]
     assert types[-2:] == ["user_accepted", "committed"]
+
+
+def test_solve_accept_whose_commit_is_refused_exits_non_zero(tmp_path: Path) -> None:
+    """Tests pass, but the fix overlaps the user's uncommitted line: no commit, exit 4."""
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures" / "offbyone_repo", repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    mine = (repo / "ranges.py").read_text().replace("stop))", "stop))  # mine")
+    (repo / "ranges.py").write_text(mine)  # the user's uncommitted work, on the buggy line
+    fixed = mine.replace("range(start, stop)", "range(start, stop + 1)")
+    test_cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    for as_json in (True, False):
+        with serve(CannedOpenAI([f"ranges.py\n```python\n{fixed}```\n"])) as server:
+            run = fixloop(
+                "solve", "Fix inclusive_range so both ends are included.",
+                "--repo", str(repo), "--test-cmd", test_cmd,
+                "--base-url", server.url, "--accept", *(["--json"] if as_json else []),
+            )  # fmt: skip
+        assert run.returncode == 4, run.stdout + run.stderr
+        assert "not committed: Refusing to accept" in run.stderr
+        assert "your uncommitted changes in the same lines" in run.stderr
+        assert "fixloop accept" in run.stderr
+        if as_json:
+            out = json.loads(run.stdout)
+            assert out["outcome"] == "passed" and out["committed"] is None
+            assert out["errors"][0].startswith("Refusing to accept")
+        assert (repo / "ranges.py").read_text() == mine
+        now = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+        assert now == head

@@ -235,3 +235,19 @@ def test_prose_with_a_slash_is_not_a_path_but_makefile_is() -> None:
         parse_edits("search/replace\n```python\nX = 1\n```")
     [edit] = parse_edits("Makefile\n```\nall:\n\ttrue\n```")
     assert edit.path == "Makefile"
+
+
+def test_line_endings_of_the_replaced_file_are_kept() -> None:
+    from agent.workspace.edits import keep_line_endings
+
+    crlf = "a\r\nb\r\nc\r\n"
+    assert keep_line_endings(crlf, "a\nB\nc\nd\n") == "a\r\nB\r\nc\r\nd\r\n"
+    assert keep_line_endings(crlf, "a\nb") == "a\r\nb"  # no end on the last line stays so
+    assert keep_line_endings("a\nb\n", "a\nB\n") == "a\nB\n"  # LF stays LF
+    assert keep_line_endings(None, "new\n") == "new\n"  # a new file is left as sent
+    # Mixed: untouched lines keep their own ending, new lines get the more common one.
+    mixed = "one\r\ntwo\nthree\r\nfour\r\n"
+    assert keep_line_endings(mixed, "one\ntwo\nTHREE\nfour\nfive\n") == (
+        "one\r\ntwo\nTHREE\r\nfour\r\nfive\r\n"
+    )
+    assert keep_line_endings("x\n\ny\r\n", "x\n\nY\n") == "x\n\nY\n"

@@ -367,3 +367,117 @@ def test_a_huge_plain_directory_is_refused_before_copying(
         (tmp_path / f"f{i}.txt").write_text("x")
     with pytest.raises(WorkspaceError, match="holds more than 3 files"):
         WorkspaceEnv(tmp_path, TEST_CMD)
+
+
+# ------------------------------------------------------- line endings, unfinished git state
+CRLF_SOURCE = (
+    '"""Integer range helpers."""\r\n\r\n\r\n'
+    "def inclusive_range(start, stop):\r\n"
+    "    return list(range(start, stop))\r\n\r\n\r\n"
+    "def chunks(xs, n):\r\n"
+    "    return [xs[i : i + n] for i in range(0, len(xs), n)]\r\n"
+)
+# The test command checks the bytes of the scratch copy it runs in: every line ends in CRLF.
+CHECK_CRLF = (
+    "import sys\n"
+    "data = open('ranges.py', 'rb').read()\n"
+    "ok = b'stop + 1' in data and data.count(b'\\n') == data.count(b'\\r\\n') == 9\n"
+    "sys.exit(0 if ok else 1)\n"
+)
+
+
+def crlf_repo(root: Path) -> git.Repo:
+    root.mkdir()
+    (root / "ranges.py").write_bytes(CRLF_SOURCE.encode())
+    (root / "check.py").write_text(CHECK_CRLF)
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "Test User")
+        cfg.set_value("user", "email", "test@example.com")
+    repo.index.add(["ranges.py", "check.py"])
+    repo.index.commit("initial")
+    return repo
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "ranges.py\n```python\n<<<<<<< SEARCH\n    return list(range(start, stop))\n=======\n"
+        "    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```",
+        "ranges.py\n```python\n"
+        + CRLF_SOURCE.replace("\r\n", "\n").replace("stop))", "stop + 1))")
+        + "```",
+    ],
+    ids=["search-replace", "whole-file"],
+)
+def test_a_one_line_fix_to_a_crlf_file_keeps_crlf(tmp_path: Path, reply: str) -> None:
+    root = tmp_path / "crlf"
+    repo = crlf_repo(root)
+    test_cmd = f"{sys.executable} check.py"
+    env = WorkspaceEnv(root, test_cmd)
+    task = Task(text="include stop", kind=TaskKind.WORKSPACE, workdir=str(root), test_cmd=test_cmd)
+    try:
+        env.prompt(task)
+        proposal = env.parse(reply)
+        assert "\r" not in proposal.code  # the logged rendering is plain text
+        result = env.execute(proposal, task)
+        assert result.passed, result.stdout.text + result.stderr.text
+        committed = env.accept(proposal, "s-crlf")
+    finally:
+        env.close()
+    fixed = CRLF_SOURCE.replace("stop))", "stop + 1))").encode()
+    assert committed is not None
+    assert (repo.commit(committed.sha).tree / "ranges.py").data_stream.read() == fixed
+    assert (root / "ranges.py").read_bytes() == fixed
+    assert repo.git.status("--porcelain") == ""
+    repo.close()
+
+
+def test_a_merge_in_progress_is_refused_before_any_model_call(
+    user_repo: git.Repo, tmp_path: Path
+) -> None:
+    root = Path(user_repo.working_tree_dir)
+    user_repo.git.checkout("-q", "-b", "other")
+    (root / "ranges.py").write_text("THEIRS = 1\n")
+    user_repo.git.commit("-qm", "theirs", "--", "ranges.py")
+    user_repo.git.checkout("-q", "main")
+    (root / "ranges.py").write_text("OURS = 1\n")
+    user_repo.git.commit("-qm", "ours", "--", "ranges.py")
+    with pytest.raises(git.GitCommandError):
+        user_repo.git.merge("other")
+    backend = ScriptedBackend([RIGHT_FIX])
+    task = Task(text="fix it", kind=TaskKind.WORKSPACE, workdir=str(root), test_cmd=TEST_CMD)
+    with pytest.raises(RuntimeError) as info:
+        AgentSession(task, backend, settings_for(tmp_path), purpose="solve")
+    assert "a merge is in progress" in str(info.value)
+    assert "git merge --abort" in str(info.value)
+    assert backend.calls == []
+    # `fixloop solve` refuses before it even loads the model (this one does not exist).
+    result = CliRunner().invoke(
+        app,
+        ["solve", "fix it", "--repo", str(root), "--test-cmd", "true", "--model", "/no/m.gguf"],
+    )
+    assert result.exit_code == 2, result.output
+    assert "a merge is in progress" in result.output and "does not exist" not in result.output
+
+
+def test_fixloop_accept_from_the_log_keeps_crlf(tmp_path: Path) -> None:
+    root = tmp_path / "crlf"
+    repo = crlf_repo(root)
+    test_cmd = f"{sys.executable} check.py"
+    task = Task(text="include stop", kind=TaskKind.WORKSPACE, workdir=str(root), test_cmd=test_cmd)
+    reply = (
+        "ranges.py\n```python\n<<<<<<< SEARCH\n    return list(range(start, stop))\n=======\n"
+        "    return list(range(start, stop + 1))\n>>>>>>> REPLACE\n```"
+    )
+    session = AgentSession(task, ScriptedBackend([reply]), settings_for(tmp_path), purpose="solve")
+    assert list(session.start())[-1].outcome == "passed"  # type: ignore[union-attr]
+    session.close()
+    result = CliRunner().invoke(
+        app, ["accept", "--repo", str(root), "--sessions-dir", str(tmp_path / "sessions")]
+    )
+    assert result.exit_code == 0, result.output
+    fixed = CRLF_SOURCE.replace("stop))", "stop + 1))").encode()
+    assert (repo.head.commit.tree / "ranges.py").data_stream.read() == fixed
+    assert (root / "ranges.py").read_bytes() == fixed and repo.git.status("--porcelain") == ""
+    repo.close()

@@ -43,15 +43,48 @@ def status(repo: git.Repo) -> str:
     return repo.git.status("--porcelain")
 
 
+def sessions_of(root: Path) -> Path:
+    """The session logs of the tests' sessions: next to the repository, not in it."""
+    return root.parent / "sessions"
+
+
+def log_commit(root: Path, sid: str, sha: str, files: list[str], message: str) -> Path:
+    """What a session logs when it commits: its header (once), then a Committed event."""
+    from agent.events import Committed, ModelIdentity, SessionStarted, Task
+    from agent.session_log import SessionLogWriter, session_path
+    from agent.workspace.sessionlog import append_events, session_log_for
+
+    event = Committed(sha=sha, files=files, message=message, repo=str(root))
+    log = session_log_for(sessions_of(root), sid)
+    if log is not None:
+        append_events(log, [event])
+        return log
+    log = session_path(sessions_of(root), sid)
+    writer = SessionLogWriter(log)
+    writer.write(
+        SessionStarted(
+            session_id=sid,
+            fixloop_version="0",
+            task=Task(text="make f1 add 100", kind="workspace", workdir=str(root), test_cmd="t"),
+            model=ModelIdentity(name="m", backend="scripted"),
+        )
+    )
+    writer.write(event)
+    writer.close()
+    return log
+
+
 def accept(root: Path, proposed: dict[str, str], base: dict[str, str | None], sid: str = "s-1"):
     message = commit_message("make f1 add 100", proposed, sid, "Test command: pytest (passed)")
     with GitRepo(root) as repo:
-        return accept_files(repo, proposed, base, message)
+        sha, files = accept_files(repo, proposed, base, message)
+    log_commit(root, sid, sha, files, message)
+    return sha, files
 
 
 def undo(root: Path):
     with GitRepo(root) as repo:
-        return undo_last(repo)
+        return undo_last(repo, sessions_of(root))
 
 
 def harvest_in(root: Path, **kwargs: int):
@@ -61,7 +94,9 @@ def harvest_in(root: Path, **kwargs: int):
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[git.Repo]:
-    repo = init_repo(tmp_path, {"mod.py": MODULE, "notes.txt": "todo\n", "staged.txt": "a\n"})
+    repo = init_repo(
+        tmp_path / "repo", {"mod.py": MODULE, "notes.txt": "todo\n", "staged.txt": "a\n"}
+    )
     yield repo
     repo.close()  # ends gitpython's `git cat-file` helpers
 
@@ -264,3 +299,136 @@ def test_events_are_appended_to_a_session_log_after_a_torn_line(tmp_path: Path) 
     record = read_session(log)
     assert not record.torn_tail and log.stat().st_ino == inode
     assert [(e.seq, e.reason) for e in record.events] == [(1, "first"), (2, "undone")]
+
+
+# ---------------------------------------------------------------- undo: only fixloop's own commit
+def test_undo_refuses_an_amended_fixloop_commit_and_keeps_the_users_work(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    made, _ = accept(root, {"mod.py": FIXED}, {"mod.py": MODULE})
+    # The user folds their own work into fixloop's commit (the trailer stays in the message).
+    mine = FIXED.replace("return x + 6\n", "return x + 6  # mine\n")
+    write(root, {"mod.py": mine, "notes.txt": "todo\nmine too\n"})
+    repo.git.commit("-a", "--amend", "--no-edit")
+    amended = repo.head.commit.hexsha
+    assert session_of(repo.head.commit.message) == "s-1" and amended != made
+    with pytest.raises(WorkspaceError) as info:
+        undo(root)
+    message = str(info.value)
+    assert f"HEAD {amended[:10]} is not the commit fixloop made ({made[:10]})" in message
+    assert "amended" in message and "git revert" in message and "Nothing was changed" in message
+    assert repo.head.commit.hexsha == amended and status(repo) == ""
+    assert (root / "mod.py").read_text() == mine
+    assert (root / "notes.txt").read_text() == "todo\nmine too\n"
+
+
+def test_undo_refuses_a_commit_that_only_carries_a_fixloop_trailer(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    # The user's own commit whose message carries the trailer (copied from a fixloop
+    # commit, or a session that is not in the logs): no session log records making it.
+    write(root, {"mod.py": FIXED})
+    repo.index.add(["mod.py"])
+    theirs = repo.index.commit("my fix\n\nFixloop-Session: s-unknown\n").hexsha
+    with pytest.raises(WorkspaceError) as info:
+        undo(root)
+    message = str(info.value)
+    assert "no fixloop session log records making it" in message and "s-unknown" in message
+    assert "git revert" in message
+    assert repo.head.commit.hexsha == theirs and (root / "mod.py").read_text() == FIXED
+    # A session that exists but logged a different commit: refused too.
+    made, _ = accept(root, {"mod.py": FIXED.replace("x + 2\n", "x + 200\n")}, {"mod.py": FIXED})
+    write(root, {"notes.txt": "copied\n"})
+    repo.index.add(["notes.txt"])
+    copy = repo.index.commit(repo.head.commit.message).hexsha  # same message, same trailer
+    with pytest.raises(WorkspaceError, match=rf"HEAD {copy[:10]} is not the commit fixloop made"):
+        undo(root)
+    assert repo.head.commit.hexsha == copy
+    assert (root / "notes.txt").read_text() == "copied\n"
+    assert repo.head.commit.parents[0].hexsha == made
+
+
+# ---------------------------------------------------------------- line endings
+CRLF_MODULE = MODULE.replace("\n", "\r\n")
+CRLF_FIXED = FIXED.replace("\n", "\r\n")
+
+
+def test_accept_keeps_crlf_in_the_commit_and_the_working_tree(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "repo", {})
+    root = Path(repo.working_tree_dir)
+    (root / "mod.py").write_bytes(CRLF_MODULE.encode())
+    repo.index.add(["mod.py"])
+    repo.index.commit("crlf")
+    sha, _ = accept(root, {"mod.py": CRLF_FIXED}, {"mod.py": CRLF_MODULE})
+    assert (repo.commit(sha).tree / "mod.py").data_stream.read() == CRLF_FIXED.encode()
+    assert (root / "mod.py").read_bytes() == CRLF_FIXED.encode()
+    assert status(repo) == ""
+    undo(root)
+    assert (root / "mod.py").read_bytes() == CRLF_MODULE.encode() and status(repo) == ""
+    repo.close()
+
+
+# ---------------------------------------------------------------- a merge, rebase... in progress
+def conflicting_branches(repo: git.Repo) -> Path:
+    root = Path(repo.working_tree_dir)
+    repo.git.checkout("-q", "-b", "other")
+    write(root, {"notes.txt": "theirs\n"})
+    repo.git.commit("-qam", "theirs")
+    repo.git.checkout("-q", "main")
+    write(root, {"notes.txt": "ours\n"})
+    repo.git.commit("-qam", "ours")
+    return root
+
+
+def test_a_merge_in_progress_is_refused_by_accept_and_undo(repo: git.Repo) -> None:
+    root = Path(repo.working_tree_dir)
+    accept(root, {"mod.py": FIXED}, {"mod.py": MODULE})
+    conflicting_branches(repo)
+    with pytest.raises(git.GitCommandError):
+        repo.git.merge("other")
+    head, tree_status = repo.head.commit.hexsha, status(repo)
+    for action in (
+        lambda: accept(root, {"mod.py": MODULE}, {"mod.py": FIXED}),
+        lambda: undo(root),
+    ):
+        with pytest.raises(WorkspaceError) as info:
+            action()
+        message = str(info.value)
+        assert "a merge is in progress" in message and "git merge --abort" in message
+        assert repo.head.commit.hexsha == head and status(repo) == tree_status
+
+
+def test_a_rebase_in_progress_is_named(repo: git.Repo) -> None:
+    root = conflicting_branches(repo)
+    with pytest.raises(git.GitCommandError):
+        repo.git.rebase("other")
+    with GitRepo(root) as gr, pytest.raises(WorkspaceError) as info:
+        gr.require_no_operation_in_progress()
+    assert "a rebase is in progress" in str(info.value)
+    assert "git rebase --abort" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("marker", "state", "fix"),
+    [
+        ("MERGE_HEAD", "a merge", "git merge --abort"),
+        ("rebase-merge/", "a rebase", "git rebase --abort"),
+        ("rebase-apply/", "a rebase", "git rebase --abort"),
+        ("CHERRY_PICK_HEAD", "a cherry-pick", "git cherry-pick --abort"),
+        ("REVERT_HEAD", "a revert", "git revert --abort"),
+        ("BISECT_LOG", "a bisect", "git bisect reset"),
+    ],
+)
+def test_every_unfinished_git_operation_is_refused(
+    repo: git.Repo, marker: str, state: str, fix: str
+) -> None:
+    git_dir = Path(repo.git_dir)
+    if marker.endswith("/"):
+        (git_dir / marker).mkdir()
+    else:
+        (git_dir / marker).write_text(repo.head.commit.hexsha + "\n")
+    root = Path(repo.working_tree_dir)
+    with pytest.raises(WorkspaceError) as info:
+        accept(root, {"mod.py": FIXED}, {"mod.py": MODULE})
+    message = str(info.value)
+    assert f"{state} is in progress" in message and fix in message
+    assert "Nothing was changed" in message
+    assert (root / "mod.py").read_text() == MODULE and status(repo) == ""
