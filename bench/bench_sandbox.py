@@ -174,7 +174,8 @@ def record(rows: list[str]) -> None:
         )
     head, sep, tail = text.partition(SECTION)
     lines = tail.split("\n")
-    last = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    last = max(i for i, line in enumerate(lines[:end]) if line.startswith("|"))
     lines[last + 1 : last + 1] = rows
     path.write_text(head + sep + "\n".join(lines), encoding="utf-8")
 
