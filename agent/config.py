@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from agent import paths
+from agent.errors import FixloopError
 from agent.textfile import NotTextError, read_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ def _default_sessions_dir() -> Path:
     return paths.default_data_dir() / "sessions"
 
 
-class ConfigError(ValueError):
+class ConfigError(FixloopError, ValueError):
     """A config file or environment value that cannot be used; the message says how to fix it."""
 
 

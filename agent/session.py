@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from agent import __version__, prompts
 from agent.backends.base import Backend
 from agent.environment import Environment, FunctionEnv, Proposal
+from agent.errors import FixloopError
 from agent.events import (
     ChatMessage,
     Committed,
@@ -48,7 +49,7 @@ SECRET_FIELDS = frozenset({"api_key"})
 FEEDBACK_CHARS = 1600
 
 
-class SessionStateError(RuntimeError):
+class SessionStateError(FixloopError, RuntimeError):
     """An action that makes no sense yet (accepting before any attempt exists)."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.errors import FixloopError
 from agent.events import (
     EPHEMERAL,
     EVENT_ADAPTER,
@@ -65,7 +66,7 @@ Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {}
 
 
-class SessionLogError(ValueError):
+class SessionLogError(FixloopError, ValueError):
     """A log that cannot be read; the message names the file, the line and the problem."""
 
 

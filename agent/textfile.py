@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.errors import FixloopError
 
-class NotTextError(ValueError):
+
+class NotTextError(FixloopError, ValueError):
     """A file that is not UTF-8 text; the message names the file, the problem and the fix."""
 
 

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from agent.errors import FixloopError
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
 
 
-class BackendError(RuntimeError):
+class BackendError(FixloopError, RuntimeError):
     """A backend that cannot start or answer; the message names the problem and the fix."""
 
 

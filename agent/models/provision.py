@@ -22,12 +22,13 @@ from typing import Literal
 
 from tqdm import tqdm
 
+from agent.errors import FixloopError
 from agent.models.registry import ModelSpec, PartSource
 
 CHUNK = 8 * 1024 * 1024
 
 
-class ModelError(RuntimeError):
+class ModelError(FixloopError, RuntimeError):
     """A model that cannot be used; the message says what to do."""
 
 
@@ -247,9 +248,7 @@ def verify_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> 
     if not path.exists():
         status = model_status(spec, cache_dir)
         if status.state == "missing packages":
-            raise MissingPackageError(
-                spec, [p for p in spec.parts if locate_part(p) is None]
-            )
+            raise MissingPackageError(spec, [p for p in spec.parts if locate_part(p) is None])
         raise ModelError(
             f"model {spec.name!r} is not installed at {path}. "
             f"Run `fixloop models pull {spec.name}`."

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.errors import FixloopError
+
 
 class PartSource(BaseModel):
     """One pip package holding one file of a model (a part, or the whole GGUF)."""
@@ -125,7 +127,7 @@ class RegistryFile(BaseModel):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(FixloopError, KeyError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(name)
         self.name = name

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.errors import FixloopError
 from agent.sandbox import fsclean, harness, isolation, warm
 from agent.sandbox.cgroup import GROUPS
 from agent.sandbox.junit import junit_tests, report_disagreement
@@ -37,7 +38,7 @@ THREAD_ALLOWANCE = 128
 JUNIT_NAME = ".fixloop-junit.xml"
 
 
-class SandboxError(RuntimeError):
+class SandboxError(FixloopError, RuntimeError):
     """The sandbox itself could not run (bad configuration), as opposed to the program failing."""
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import git
 from gitdb import IStream
 
+from agent.errors import FixloopError
+
 ANY_GIT_ERROR: tuple[type[BaseException], ...] = (
     git.exc.ODBError,
     git.exc.GitError,
@@ -31,7 +33,7 @@ ANY_GIT_ERROR: tuple[type[BaseException], ...] = (
 TRAILER_KEY = "Fixloop-Session"
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(FixloopError, RuntimeError):
     """A repository operation fixloop refuses or cannot do; the message says why and what to do."""
 
 

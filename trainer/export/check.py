@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.errors import FixloopError
+
 PROBE_PROMPT = "def add(a, b):\n"
 
 
-class GenerationCheckError(RuntimeError):
+class GenerationCheckError(FixloopError, RuntimeError):
     pass
 
 

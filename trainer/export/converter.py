@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import FixloopError
+
 SCRIPTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py")
 # What the scripts import or read beside themselves: gguf-py, the per-architecture
 # `conversion` package (newer llama.cpp) and the chat templates some architectures embed.
@@ -27,7 +29,7 @@ PACKAGE_DIRS = ("gguf-py/gguf/", "conversion/", "models/templates/")
 SDIST_ENV = "FIXLOOP_LLAMA_CPP_SDIST"  # optional: a local llama_cpp_python-<v>.tar.gz
 
 
-class ConverterError(RuntimeError):
+class ConverterError(FixloopError, RuntimeError):
     """The converter could not be fetched or failed; the message says what to do."""
 
 

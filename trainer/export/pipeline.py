@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agent.errors import FixloopError
 from agent.models import ModelSpec, Registry
 from agent.models.provision import hash_file
 from trainer.export.check import GenerationCheck, check_generates
@@ -29,7 +30,7 @@ from trainer.train import rundir
 from trainer.train.data import manifest_info
 
 
-class ExportError(RuntimeError):
+class ExportError(FixloopError, RuntimeError):
     """An export that cannot proceed; the message says what to do instead."""
 
 

@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.errors import FixloopError
+
 # name -> llama_ftype (llama.h): LLAMA_FTYPE_MOSTLY_Q8_0 = 7, LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
 QUANT_TYPES: dict[str, int] = {"Q4_K_M": 15, "Q8_0": 7}
 DEFAULT_QUANT = "Q4_K_M"
 
 
-class QuantizeError(RuntimeError):
+class QuantizeError(FixloopError, RuntimeError):
     pass
 
 

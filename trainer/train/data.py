@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.errors import FixloopError
 from trainer.data.formats import leti_head
 from trainer.train.config import DATA_FILES, Method
 
@@ -31,7 +32,7 @@ MANIFEST_NAMES = ("manifest.json",)
 Content = str | list[dict[str, str]]
 
 
-class DataError(ValueError):
+class DataError(FixloopError, ValueError):
     """A dataset that cannot be trained on; the message names the file, line and fix."""
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.errors import FixloopError
 from trainer.train.config import LETI_TOKENS, TrainConfig
 
 
-class BaseModelError(ValueError):
+class BaseModelError(FixloopError, ValueError):
     """A --base that cannot be trained from; the message says what to pass instead."""
 
 

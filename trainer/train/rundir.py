@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.errors import FixloopError
+
 CONFIG = "config.json"
 DATA = "data.json"
 HISTORY = "history.jsonl"
@@ -29,7 +31,7 @@ CHECKPOINTS = "checkpoints"
 BASE_CONFIG = "base-config"
 
 
-class RunDirError(ValueError):
+class RunDirError(FixloopError, ValueError):
     """A run directory that is missing or incomplete; the message says what to do."""
 
 
