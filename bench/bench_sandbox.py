@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from agent.sandbox import BatchJob, ExecStatus, Sandbox, SandboxLimits, run_batch  # noqa: E402
 from agent.sandbox.warm import POOL  # noqa: E402
 
-MBPP_TRAIN = Path(__file__).resolve().parents[1] / "agent/eval/data/mbpp/train.jsonl"
+MBPP_TRAIN = Path(__file__).resolve().parents[1] / "evals/data/mbpp/train.jsonl"
 TRIVIAL = "print('hello')\n"
 SECTION = "## Sandbox"
 

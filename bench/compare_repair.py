@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from agent.eval.metrics import mean_pass_at_k, wilson_interval
+from evals.metrics import mean_pass_at_k, wilson_interval
 
 
 def fixloop_turns(dirs: list[Path]) -> dict[int, int]:

@@ -1,7 +1,7 @@
 """The promotion gate: a candidate model replaces the current one only if it is not worse.
 
 Both models run the same held-out tasks (MBPP's validation split and the user's own
-held-out session tasks) through the eval harness (`agent.eval.runner.run_suite`), each
+held-out session tasks) through the eval harness (`evals.runner.run_suite`), each
 task scored on two metrics:
 
 - pass@1: the first attempt passes;
@@ -35,8 +35,8 @@ from agent.models import Registry
 if TYPE_CHECKING:
     from agent.backends.base import Backend
     from agent.config import Settings
-    from agent.eval.results import SuiteResult
     from agent.events import Task
+    from evals.results import SuiteResult
 
 BOOTSTRAP_SAMPLES = 4000
 FEW_TASKS = 30  # below this, the report warns that only large differences can show
@@ -129,7 +129,7 @@ def paired_bootstrap_ci(
 def compare_metric(
     name: str, current: SuiteResult, candidate: SuiteResult, *, first_attempt: bool
 ) -> MetricComparison:
-    from agent.eval.metrics import binomial_rate, paired_comparison
+    from evals.metrics import binomial_rate, paired_comparison
 
     cur = current.task_passed(first_attempt=first_attempt)
     cand = candidate.task_passed(first_attempt=first_attempt)
@@ -191,7 +191,7 @@ def gate_tasks(
     include_sessions: bool = True,
 ) -> list[Task]:
     """MBPP's held-out split (first `limit` tasks) plus the user's held-out session tasks."""
-    from agent.eval.suites import load_mbpp, load_sessions
+    from evals.suites import load_mbpp, load_sessions
 
     tasks = load_mbpp(mbpp_split)
     if limit is not None:
@@ -227,7 +227,7 @@ def run_gate(
     progress: bool = True,
 ) -> GateResult:
     """Evaluate current and candidate on `tasks`, decide, promote or not, write the report."""
-    from agent.eval.runner import run_suite
+    from evals.runner import run_suite
 
     registry = Registry(settings.data_dir)
     spec = registry.get(candidate)

@@ -127,7 +127,7 @@ def answer_key_dirs() -> list[Path]:
     from agent import paths
 
     root = Path(__file__).resolve().parents[2]
-    dirs = [root / "sessions", root / "agent" / "eval" / "data", paths.default_data_dir()]
+    dirs = [root / "sessions", root / "evals" / "data", paths.default_data_dir()]
     for var in ("FIXLOOP_SESSIONS_DIR", "FIXLOOP_DATA_DIR"):
         if os.environ.get(var):
             dirs.append(Path(os.environ[var]))

@@ -187,8 +187,8 @@ def seed_cmd(
     compiles. Interrupted? Run the same command again: finished episodes are skipped.
     """
     from agent.backends.base import BackendError
-    from agent.eval.runner import EvalError, run_suite
-    from agent.eval.suites import SuiteError, load_suite
+    from evals.runner import EvalError, run_suite
+    from evals.suites import SuiteError, load_suite
     from trainer.data.hygiene import NEVER_TRAIN_SPLITS, EvalGuard
 
     if split in NEVER_TRAIN_SPLITS or suite == "humaneval":

@@ -94,10 +94,10 @@ def eval_command(
 ) -> None:
     """Evaluate models with the repair loop: pass@1, pass@k, pass within t turns, 95% CIs."""
     from agent.backends.base import BackendError
-    from agent.eval import report
-    from agent.eval.runner import EvalError, run_suite
-    from agent.eval.suites import SuiteError, load_suite
     from agent.models import ModelError
+    from evals import report
+    from evals.runner import EvalError, run_suite
+    from evals.suites import SuiteError, load_suite
 
     base = settings(base_url=base_url, adapter=adapter, n_ctx=n_ctx)
     try:

@@ -209,9 +209,9 @@ def gate(
     ] = False,
 ) -> None:
     """Evaluate candidate vs current on held-out tasks; promote only if not worse."""
-    from agent.eval.runner import EvalError
-    from agent.eval.suites import SuiteError
     from agent.models.registry import UnknownModelError
+    from evals.runner import EvalError
+    from evals.suites import SuiteError
     from trainer.gate import GateError, gate_tasks, run_gate
 
     cfg = settings()
@@ -262,8 +262,8 @@ def retrain(
     ] = False,
 ) -> None:
     """Data build -> train -> export -> gate, with a before/after report (table and PNG)."""
-    from agent.eval.runner import EvalError
-    from agent.eval.suites import SuiteError
+    from evals.runner import EvalError
+    from evals.suites import SuiteError
     from trainer.export.check import GenerationCheckError
     from trainer.export.converter import ConverterError
     from trainer.export.pipeline import ExportError

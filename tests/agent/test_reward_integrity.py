@@ -426,7 +426,7 @@ except OSError as exc:
 
 @needs_bwrap
 def test_fixloop_answer_keys_are_not_readable(sandbox: Sandbox) -> None:
-    data = Path(__file__).resolve().parents[2] / "agent" / "eval" / "data"
+    data = Path(__file__).resolve().parents[2] / "evals" / "data"
     assert data.is_dir()
     probe = f"""
 import os

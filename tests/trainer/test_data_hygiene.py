@@ -122,7 +122,7 @@ def test_guard_allows_train_tasks(task: Task) -> None:
 
 
 def test_guard_uses_the_eval_harness_rule() -> None:
-    from agent.eval.suites import text_is_heldout
+    from evals.suites import text_is_heldout
 
     text = "Write a function first_odd(nums) that returns the first odd number in a list, or -1."
     assert text_is_heldout(text)

@@ -67,8 +67,8 @@ def test_retrain_leti_end_to_end(env: dict[str, Path]) -> None:
     from llama_cpp import Llama
 
     from agent.config import Settings
-    from agent.eval.suites import load_mbpp
     from agent.models import ModelSpec, Registry
+    from evals.suites import load_mbpp
     from trainer.export.pipeline import ExportError, export_run
     from trainer.retrain import retrain
 

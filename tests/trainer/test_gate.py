@@ -23,7 +23,7 @@ N_TASKS = 6
 
 @pytest.fixture
 def world(tmp_path: Path) -> dict[str, Any]:
-    from agent.eval.suites import load_mbpp
+    from evals.suites import load_mbpp
 
     tasks: list[Task] = load_mbpp("validation")[:N_TASKS]
     solutions = mbpp_solutions(tasks)

@@ -141,7 +141,7 @@ def shared_tiny(basetemp: Path) -> tuple[Path, Path]:
 
 def mbpp_solutions(tasks: Sequence[Task]) -> dict[str, str]:
     """Task text -> MBPP's reference solution, for MBPP tasks."""
-    from agent.eval.suites import mbpp_dir
+    from evals.suites import mbpp_dir
 
     rows = []
     for split in ("validation", "train", "test", "prompt"):

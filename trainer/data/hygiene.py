@@ -3,7 +3,7 @@
 - :class:`EvalGuard` refuses any task an evaluation scores: MBPP's test ids
   11-510, MBPP's validation ids 511-600 (the promotion gate's held-out tasks),
   every HumanEval task, any task whose split is "test" or "validation", and
-  whatever `agent.eval.suites.is_heldout` holds out (the user's held-out tasks).
+  whatever `evals.suites.is_heldout` holds out (the user's held-out tasks).
 - :func:`deduplicate` drops exact duplicates (after whitespace normalization)
   and near-duplicates (difflib similarity over the part of a row that varies,
   compared only among rows of the same task and the same label).
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.eval.suites import MBPP_SPLITS, is_heldout, mbpp_split_of
 from agent.events import Task
+from evals.suites import MBPP_SPLITS, is_heldout, mbpp_split_of
 
 Row = dict[str, Any]
 
@@ -74,7 +74,7 @@ class EvalGuard:
         if (task.split or "").lower() in NEVER_TRAIN_SPLITS:
             return f"task {name} comes from the {task.split} split of suite {task.suite or '?'}"
         if self.extra is not None and self.extra(task):
-            return f"task {name} is held out by the eval harness (agent.eval.suites.is_heldout)"
+            return f"task {name} is held out by the eval harness (evals.suites.is_heldout)"
         return None
 
     def check(self, task: Task) -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent.eval.metrics import (
+from evals.metrics import (
     averaged_rate,
     binomial_rate,
     clopper_pearson_interval,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from agent.eval.metrics import Rate, averaged_rate, pass_at_k
+from evals.metrics import Rate, averaged_rate, pass_at_k
 
 
 class EpisodeRecord(BaseModel):

@@ -10,7 +10,9 @@ import pytest
 from agent.backends.scripted import ScriptedBackend
 from agent.config import Settings
 from agent.environment import FunctionEnv, Proposal
-from agent.eval.suites import (
+from agent.events import Task
+from agent.session import AgentSession
+from evals.suites import (
     MBPP_TEST_IDS,
     SuiteError,
     doctest_asserts,
@@ -24,8 +26,6 @@ from agent.eval.suites import (
     parse_ids,
     text_is_heldout,
 )
-from agent.events import Task
-from agent.session import AgentSession
 
 
 def test_mbpp_validation_loads_with_its_original_ids() -> None:
@@ -137,7 +137,7 @@ def test_doctest_examples_drop_comments_and_known_wrong_ones() -> None:
 def test_humaneval_canonical_solution_passes_in_the_sandbox(index: int) -> None:
     import gzip
 
-    from agent.eval.suites import humaneval_path
+    from evals.suites import humaneval_path
 
     with gzip.open(humaneval_path(), "rt") as fh:
         row = [json.loads(line) for line in fh][index]

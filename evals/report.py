@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.eval.metrics import PairedComparison, paired_comparison
-from agent.eval.results import RateOut, SuiteResult
+from evals.metrics import PairedComparison, paired_comparison
+from evals.results import RateOut, SuiteResult
 
 
 def comparisons(results: Sequence[SuiteResult]) -> list[dict[str, Any]]:

@@ -15,11 +15,11 @@ import pytest
 
 from agent.backends.scripted import ScriptedBackend
 from agent.config import Settings
-from agent.eval import report
-from agent.eval.results import SuiteResult
-from agent.eval.runner import EvalError, read_results, run_suite
 from agent.events import ChatMessage, SamplingParams, Task
 from agent.session_log import read_session, session_files
+from evals import report
+from evals.results import SuiteResult
+from evals.runner import EvalError, read_results, run_suite
 
 
 def fenced(code: str) -> str:

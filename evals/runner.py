@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
-from agent.eval.results import EpisodeRecord, SuiteResult, summarize
 from agent.events import (
     ChatMessage,
     CodeProposed,
@@ -51,6 +50,7 @@ from agent.events import (
     Task,
 )
 from agent.sandbox.result import ExecResult, ExecStatus
+from evals.results import EpisodeRecord, SuiteResult, summarize
 
 if TYPE_CHECKING:
     from agent.backends.base import Backend, StreamChunk
