@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from agent.errors import FixloopError
 from agent.events import (
     ChatMessage,
     CodeProposed,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 FAIL_FAST_ERRORS = 3  # this many errors before any clean episode: the backend is broken
 
 
-class EvalError(ValueError):
+class EvalError(FixloopError, ValueError):
     """An evaluation that cannot run as asked; the message names the problem and the fix."""
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.errors import FixloopError
 from agent.events import Task, TaskKind
 
 MBPP_SPLITS: dict[str, range] = {
@@ -46,7 +47,7 @@ HELDOUT_MODULUS = 5  # the sessions rule holds out 1 task in 5, by a hash of its
 SUITE_NAMES = ("mbpp", "humaneval", "sessions")
 
 
-class SuiteError(ValueError):
+class SuiteError(FixloopError, ValueError):
     """A suite that cannot be loaded; the message names the problem and the fix."""
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from agent.errors import FixloopError
 from agent.models import Registry
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ BOOTSTRAP_SAMPLES = 4000
 FEW_TASKS = 30  # below this, the report warns that only large differences can show
 
 
-class GateError(ValueError):
+class GateError(FixloopError, ValueError):
     """A gate that cannot run as asked; the message says what to do."""
 
 

@@ -127,6 +127,10 @@ class RegistryFile(BaseModel):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
 
+class RegistryError(FixloopError, ValueError):
+    """A model that cannot be registered under the name given; the message says what to do."""
+
+
 class UnknownModelError(FixloopError, KeyError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(name)
@@ -183,10 +187,10 @@ class Registry:
 
     def add(self, spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
         if spec.name in builtin_models():
-            raise ValueError(f"{spec.name!r} is a built-in model name; choose another --name.")
+            raise RegistryError(f"{spec.name!r} is a built-in model name; choose another --name.")
         reg = self._load()
         if spec.name in reg.models and not overwrite:
-            raise ValueError(
+            raise RegistryError(
                 f"a model named {spec.name!r} is already registered; choose another --name."
             )
         reg.models[spec.name] = spec

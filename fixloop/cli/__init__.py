@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from agent import __version__
+from agent.errors import FixloopError
 from fixloop.cli import (
     config_cmd,
     data_cmd,
@@ -20,9 +22,27 @@ from fixloop.cli import (
     train_cmd,
     tui_cmd,
 )
-from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, State
+from fixloop.cli.common import AdapterOpt, BaseUrlOpt, ModelOpt, NCtxOpt, State, fail
+
+
+class FixloopGroup(TyperGroup):
+    """The root command: the one place a user-facing error becomes `error: ...` and exit 2.
+
+    Every :class:`FixloopError` raised by any subcommand (or by the TUI launched with
+    none) ends here; its message already names the problem and the fix, so no
+    traceback is shown. Commands catch an error themselves only to do more with it
+    (another exit code, a hint, cleanup).
+    """
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FixloopError as exc:
+            fail(str(exc))
+
 
 app = typer.Typer(
+    cls=FixloopGroup,
     name="fixloop",
     help="A local coding agent that writes, runs and repairs code, and learns from your fixes.",
     no_args_is_help=False,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from agent.config import ConfigError, Settings, load_settings
+from agent.config import Settings, load_settings
 
 # The model/backend options. Every command that runs a model takes exactly these.
 ModelOpt = Annotated[
@@ -39,12 +39,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def read_input(path: Path, what: str, *, allow_nul: bool = False) -> str:
     """The UTF-8 text of a file named on the command line; a clear error for anything else."""
-    from agent.textfile import NotTextError, read_text
+    from agent.textfile import read_text
 
-    try:
+    try:  # not UTF-8 text: a NotTextError, reported by the root command
         return read_text(path, f"{what} {path}", allow_nul=allow_nul)
-    except NotTextError as exc:
-        fail(str(exc))
     except FileNotFoundError:
         fail(f"{what} {path} not found")
     except OSError as exc:
@@ -53,29 +51,20 @@ def read_input(path: Path, what: str, *, allow_nul: bool = False) -> str:
 
 def check_sessions_dir(cfg: Settings) -> None:
     """Fail now, before any work, when the session logs could not be written."""
-    from agent.session_log import SessionLogError, ensure_sessions_dir
+    from agent.session_log import ensure_sessions_dir
 
-    try:
-        ensure_sessions_dir(cfg.sessions_dir)
-    except SessionLogError as exc:
-        fail(str(exc))
+    ensure_sessions_dir(cfg.sessions_dir)
 
 
 def settings(**flags: Any) -> Settings:
     """Effective settings: global flags, then this command's flags on top."""
     merged = {**State.overrides, **{k: v for k, v in flags.items() if v is not None}}
-    try:
-        return load_settings(merged, State.config_path)[0]
-    except ConfigError as exc:
-        fail(str(exc))
+    return load_settings(merged, State.config_path)[0]
 
 
 def settings_with_origin(**flags: Any) -> tuple[Settings, dict[str, str]]:
     merged = {**State.overrides, **{k: v for k, v in flags.items() if v is not None}}
-    try:
-        return load_settings(merged, State.config_path)
-    except ConfigError as exc:
-        fail(str(exc))
+    return load_settings(merged, State.config_path)
 
 
 def is_tty() -> bool:

@@ -186,9 +186,8 @@ def seed_cmd(
     Every episode is logged as a session (purpose "seed") that `fixloop data build`
     compiles. Interrupted? Run the same command again: finished episodes are skipped.
     """
-    from agent.backends.base import BackendError
-    from evals.runner import EvalError, run_suite
-    from evals.suites import SuiteError, load_suite
+    from evals.runner import run_suite
+    from evals.suites import load_suite
     from trainer.data.hygiene import NEVER_TRAIN_SPLITS, EvalGuard
 
     if split in NEVER_TRAIN_SPLITS or suite == "humaneval":
@@ -199,10 +198,7 @@ def seed_cmd(
     cfg = settings(
         model=model, base_url=base_url, adapter=adapter, n_ctx=n_ctx, sessions_dir=sessions_dir
     )
-    try:
-        tasks = load_suite(suite, split=split, ids=ids, limit=limit)
-    except SuiteError as exc:
-        fail(str(exc))
+    tasks = load_suite(suite, split=split, ids=ids, limit=limit)
     check_sessions_dir(cfg)  # every episode is logged there: fail before running any
     guard = EvalGuard()
     refused = [why for why in map(guard.reason, tasks) if why is not None]
@@ -218,22 +214,19 @@ def seed_cmd(
         f"model {cfg.base_url or cfg.model}; sessions -> {cfg.sessions_dir}"
     )
     started = time.perf_counter()
-    try:
-        result = run_suite(
-            tasks,
-            cfg,
-            max_turns=max_turns,
-            samples=samples,
-            temperature=temp,
-            workers=workers,
-            seed=seed,
-            out_dir=target,
-            purpose="seed",
-            progress=True,
-            suite_name=f"{suite}-{split}",
-        )
-    except (EvalError, BackendError) as exc:
-        fail(str(exc))
+    result = run_suite(
+        tasks,
+        cfg,
+        max_turns=max_turns,
+        samples=samples,
+        temperature=temp,
+        workers=workers,
+        seed=seed,
+        out_dir=target,
+        purpose="seed",
+        progress=True,
+        suite_name=f"{suite}-{split}",
+    )
     wall = time.perf_counter() - started
     typer.echo(
         f"seeded {result.episodes} episodes of {result.n_tasks} tasks in {wall:.0f} s "

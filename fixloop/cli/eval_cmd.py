@@ -93,17 +93,12 @@ def eval_command(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate models with the repair loop: pass@1, pass@k, pass within t turns, 95% CIs."""
-    from agent.backends.base import BackendError
-    from agent.models import ModelError
     from evals import report
-    from evals.runner import EvalError, run_suite
-    from evals.suites import SuiteError, load_suite
+    from evals.runner import run_suite
+    from evals.suites import load_suite
 
     base = settings(base_url=base_url, adapter=adapter, n_ctx=n_ctx)
-    try:
-        tasks = load_suite(suite, split=split, ids=ids, limit=limit, sessions_dir=base.sessions_dir)
-    except SuiteError as exc:
-        fail(str(exc))
+    tasks = load_suite(suite, split=split, ids=ids, limit=limit, sessions_dir=base.sessions_dir)
     check_sessions_dir(base)  # every episode is logged there: fail before running any
     models = model or [base.model]
     if len(set(models)) != len(models):
@@ -137,8 +132,6 @@ def eval_command(
                     suite_name=suite if split is None else f"{suite}/{split}",
                 )
             )
-    except (EvalError, SuiteError, BackendError, ModelError) as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         typer.secho(
             f"\ninterrupted: finished episodes are kept in {out_dir}; run the same command "

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from agent.sandbox import ExecResult, Sandbox, SandboxError, SandboxLimits, render_feedback
+from agent.sandbox import ExecResult, Sandbox, SandboxLimits, render_feedback
 from agent.sandbox.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, MIN_MEMORY_MB
 from fixloop.cli.common import fail, read_input, settings
 
@@ -122,24 +122,21 @@ def exec_command(
     code = read_input(program, "program")
     expected_text = read_input(expected, "--expected file", allow_nul=True) if expected else None
     stdin_data = _read_stdin(stdin) if stdin else None
-    try:
-        sandbox = Sandbox(limits)
-        result: ExecResult
-        statements = [as_assert(a) for a in asserts or []]
-        kind = "asserts"
-        if tests is not None:
-            kind, found = read_tests_file(tests)
-            if kind == "pytest" and statements:
-                fail("--assert cannot be combined with a pytest --tests file")
-            statements += found
-        if kind == "pytest":
-            result = _run_pytest(sandbox, program, code, statements[0])
-        elif statements:
-            result = sandbox.run_asserts(code, statements)
-        else:
-            result = sandbox.run_program(code, expected_stdout=expected_text, stdin=stdin_data)
-    except SandboxError as exc:
-        fail(str(exc))
+    sandbox = Sandbox(limits)
+    result: ExecResult
+    statements = [as_assert(a) for a in asserts or []]
+    kind = "asserts"
+    if tests is not None:
+        kind, found = read_tests_file(tests)
+        if kind == "pytest" and statements:
+            fail("--assert cannot be combined with a pytest --tests file")
+        statements += found
+    if kind == "pytest":
+        result = _run_pytest(sandbox, program, code, statements[0])
+    elif statements:
+        result = sandbox.run_asserts(code, statements)
+    else:
+        result = sandbox.run_program(code, expected_stdout=expected_text, stdin=stdin_data)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:

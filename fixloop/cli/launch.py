@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from fixloop.cli.common import check_sessions_dir, fail, settings
+from fixloop.cli.common import check_sessions_dir, settings
 
 
 def _textual_installed() -> bool:
@@ -28,14 +28,11 @@ def launch_default() -> None:
         run_app(cfg)
         return
     # Headless fallback: one answer from the model, so `make run` proves the model works.
-    from agent.backends import BackendError, make_backend
+    from agent.backends import make_backend
     from agent.events import ChatMessage, SamplingParams
 
     typer.echo(f"fixloop: no interactive terminal; one headless answer from {cfg.model}.")
-    try:
-        backend = make_backend(cfg)
-    except BackendError as exc:
-        fail(str(exc))
+    backend = make_backend(cfg)
     messages = [ChatMessage(role="user", content="Write a Python function that reverses a string.")]
     for chunk in backend.stream_chat(messages, SamplingParams(max_tokens=200)):
         typer.echo(chunk.text, nl=False)

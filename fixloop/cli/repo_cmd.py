@@ -84,21 +84,18 @@ def accept(
     as_json: JsonOpt = False,
 ) -> None:
     """Commit a workspace session's proposal (fixloop's hunks only; `--edited`: your version)."""
-    from agent.session_log import SessionLogError, find_session, read_session
+    from agent.session_log import find_session, read_session
     from agent.workspace import GitRepo, WorkspaceError
     from agent.workspace.sessionlog import accept_logged
 
     with _repo(repo) as git_repo:
         where = _sessions_dir(sessions_dir)
-        try:
-            log = (
-                find_session(where, session)
-                if session
-                else _latest_workspace_session(where, git_repo.root)
-            )
-            record = read_session(log)
-        except SessionLogError as exc:
-            fail(str(exc))
+        log = (
+            find_session(where, session)
+            if session
+            else _latest_workspace_session(where, git_repo.root)
+        )
+        record = read_session(log)
         workdir = record.header.task.workdir
         if not workdir or GitRepo.root_of(workdir) != git_repo.root:
             fail(
@@ -107,9 +104,7 @@ def accept(
             )
         try:
             done = accept_logged(git_repo, record, edited)
-        except SessionLogError as exc:
-            fail(str(exc))
-        except WorkspaceError as exc:
+        except WorkspaceError as exc:  # a refusal, not an input error: exit 1
             _refused(str(exc))
     if as_json:
         typer.echo(
@@ -184,15 +179,11 @@ def harvest(
     as_json: JsonOpt = False,
 ) -> None:
     """Log later fixes (follow-up commits, amends) of fixloop's commits as corrections."""
-    from agent.workspace import WorkspaceError
     from agent.workspace import harvest as find_corrections
     from agent.workspace.sessionlog import append_events, logged_corrections, session_log_for
 
     with _repo(repo) as git_repo:
-        try:
-            found = find_corrections(git_repo, window=window)
-        except WorkspaceError as exc:
-            fail(str(exc))
+        found = find_corrections(git_repo, window=window)
     where = _sessions_dir(sessions_dir)
     rows = []
     for item in found:

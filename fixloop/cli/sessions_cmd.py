@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fixloop.cli.common import fail, settings
+from fixloop.cli.common import settings
 
 app = typer.Typer(help="Inspect logged sessions.", no_args_is_help=True)
 
@@ -58,13 +58,10 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """One session: header, then every event (prompts, replies, runs, user actions, outcome)."""
-    from agent.session_log import SessionLogError, find_session, read_session
+    from agent.session_log import find_session, read_session
 
     cfg = settings()
-    try:
-        record = read_session(find_session(cfg.sessions_dir, session_id))
-    except SessionLogError as exc:
-        fail(str(exc))
+    record = read_session(find_session(cfg.sessions_dir, session_id))
     if as_json:
         for event in [record.header, *record.events]:
             typer.echo(event.model_dump_json())

@@ -129,12 +129,10 @@ def solve(
     if repo is not None:
         if not test_cmd:
             fail("--repo needs --test-cmd (the command that checks the work, e.g. 'pytest -x')")
-        from agent.workspace.repo import WorkspaceError, refuse_unfinished_operation
+        from agent.workspace.repo import refuse_unfinished_operation
 
-        try:  # before the model is loaded: mid-merge or mid-rebase, there is nothing to do
-            refuse_unfinished_operation(repo)
-        except WorkspaceError as exc:
-            fail(str(exc))
+        # before the model is loaded: mid-merge or mid-rebase, there is nothing to do
+        refuse_unfinished_operation(repo)
         the_task = Task(
             text=task,
             kind=TaskKind.WORKSPACE,

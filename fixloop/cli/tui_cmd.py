@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agent.session_log import SessionLogError, find_session, read_session
+from agent.session_log import find_session, read_session
 from fixloop.cli.common import fail, settings
 
 
@@ -18,11 +18,8 @@ def replay(
 ) -> None:
     """Replay a logged session in the TUI, through the same widgets as a live one."""
     cfg = settings()
-    try:
-        path = find_session(cfg.sessions_dir, ident)
-        read_session(path)  # a broken log is reported here, not inside the TUI
-    except SessionLogError as exc:
-        fail(str(exc))
+    path = find_session(cfg.sessions_dir, ident)
+    read_session(path)  # a broken log is reported here, not inside the TUI
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         fail(
             f"replay needs an interactive terminal; `fixloop sessions show {ident}` prints "

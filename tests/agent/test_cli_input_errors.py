@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agent.errors import FixloopError
 from fixloop.cli import app
 
 BINARY = b"\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe\x00\x01"
@@ -242,3 +243,34 @@ def test_sandbox_limits_refuse_what_would_overflow() -> None:
                 {"test_timeout_s": 1e300}, {"memory_mb": 2**70}):  # fmt: skip
         with pytest.raises(ValidationError):
             SandboxLimits(**bad)
+
+
+# ---------------------------------------------------------------- the one error root
+class _Broken(FixloopError, KeyError):
+    """A KeyError-based user error: printed as its text, not quoted like a KeyError."""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("config", "show"), ("models", "list"), ("sessions", "show", "x"), ("replay", "x"),
+     ("data", "summary")],
+)  # fmt: skip
+def test_any_fixloop_error_in_any_command_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    """No command catches it: the root command prints the message and exits 2."""
+    import fixloop.cli.common as common
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise _Broken("the settings are broken; fix the config file")
+
+    monkeypatch.setattr(common, "load_settings", broken)
+    assert error(*args) == "error: the settings are broken; fix the config file"
+
+
+def test_fixloop_error_str_is_its_message() -> None:
+    from agent.models.registry import RegistryError, UnknownModelError
+
+    assert str(_Broken("no quotes")) == "no quotes"
+    assert isinstance(UnknownModelError("x", ["a"]), FixloopError | KeyError)
+    assert issubclass(RegistryError, FixloopError | ValueError)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.errors import FixloopError
 from agent.events import Task
 from evals.suites import MBPP_SPLITS, is_heldout, mbpp_split_of
 
@@ -35,7 +36,7 @@ NEVER_TRAIN_SPLITS: dict[str, str] = {
 }
 
 
-class HeldOutTaskError(ValueError):
+class HeldOutTaskError(FixloopError, ValueError):
     """A task from an evaluation test split was about to become training data."""
 
 
