@@ -73,10 +73,24 @@ def mbpp_split_of(task_id: int) -> str | None:
     return None
 
 
-def _mbpp_number(task_id: str | None) -> int | None:
-    if task_id and task_id.startswith("mbpp/"):
-        tail = task_id.removeprefix("mbpp/")
-        return int(tail) if tail.isdigit() else None
+_MBPP_ID = re.compile(r"mbpp[/:_-]?([0-9]+)", re.IGNORECASE)
+
+
+def mbpp_number(task_id: str | None, suite: str | None = None) -> int | None:
+    """The MBPP task number of a task id, or None when it is not an MBPP task.
+
+    The one parser behind every MBPP id check (the held-out rule, the trainer's
+    guard, the split loaders). It reads the ids fixloop writes (`mbpp/11`), the
+    spellings other tools use (`MBPP/11`, `mbpp_11`, `mbpp-11`, `mbpp:11`), and a
+    bare number when the task's suite is MBPP: a spelling missed here would be a
+    test task trained on.
+    """
+    ident = (task_id or "").strip()
+    match = _MBPP_ID.fullmatch(ident)
+    if match:
+        return int(match.group(1))
+    if (suite or "").strip().lower() == "mbpp" and re.fullmatch(r"[0-9]+", ident):
+        return int(ident)
     return None
 
 
@@ -91,7 +105,7 @@ def is_heldout(task: Task) -> bool:
         return True
     if task.suite == "humaneval" or (task.task_id or "").startswith("HumanEval/"):
         return True
-    number = _mbpp_number(task.task_id)
+    number = mbpp_number(task.task_id, task.suite)
     if number is not None and number in MBPP_TEST_IDS:
         return True
     if task.suite in (None, "sessions"):
@@ -309,7 +323,7 @@ def load_mbpp(split: str = "validation") -> list[Task]:
         for full in (root / "mbpp.jsonl", root / "mbpp.jsonl.gz"):
             if full.is_file():
                 wanted = MBPP_SPLITS[split]
-                return [t for t in load_file(full) if _mbpp_number(t.task_id) in wanted]
+                return [t for t in load_file(full) if mbpp_number(t.task_id) in wanted]
         have = sorted(p.stem for p in root.glob("*.jsonl"))
         raise SuiteError(
             f"MBPP split {split!r} is not in {root} (it has: {', '.join(have) or 'nothing'}). "
@@ -319,7 +333,7 @@ def load_mbpp(split: str = "validation") -> list[Task]:
     tasks = [
         mbpp_task(row, suite="mbpp", split=split, id_prefix="mbpp") for _, row in _read_jsonl(path)
     ]
-    wrong = [t.task_id for t in tasks if _mbpp_number(t.task_id) not in MBPP_SPLITS[split]]
+    wrong = [t.task_id for t in tasks if mbpp_number(t.task_id) not in MBPP_SPLITS[split]]
     if wrong:
         raise SuiteError(f"{path}: ids {wrong[:5]} are not in MBPP's {split} split")
     return tasks

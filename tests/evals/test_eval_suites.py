@@ -23,6 +23,7 @@ from evals.suites import (
     load_mbpp,
     load_sessions,
     load_suite,
+    mbpp_number,
     parse_ids,
     text_is_heldout,
 )
@@ -150,6 +151,34 @@ def test_humaneval_canonical_solution_passes_in_the_sandbox(index: int) -> None:
     wrong = row["prompt"] + "    return None\n"
     hidden = env.run_hidden(wrong, task)
     assert hidden is not None and not hidden.passed
+
+
+@pytest.mark.parametrize(
+    ("task_id", "suite", "number"),
+    [("mbpp/11", None, 11), ("MBPP/11", None, 11), (" mbpp_42 ", None, 42), ("mbpp-7", "x", 7),
+     ("mbpp:600", None, 600), ("11", "mbpp", 11), ("11", "MBPP", 11), ("11", None, None),
+     ("11", "custom", None), ("mbpp/\u00b2", "mbpp", None), ("\u00b2", "mbpp", None),
+     ("mbpp/11/x", None, None), ("custom/11", "mbpp", None), (None, "mbpp", None)],
+)  # fmt: skip
+def test_mbpp_number_is_the_one_id_parser(
+    task_id: str | None, suite: str | None, number: int | None
+) -> None:
+    assert mbpp_number(task_id, suite) == number
+
+
+@pytest.mark.parametrize(
+    ("task_id", "suite"), [("MBPP/11", None), ("mbpp_300", None), ("11", "mbpp"), ("510", "mbpp")]
+)
+def test_every_spelling_of_a_test_id_is_held_out_by_both_rules(
+    task_id: str, suite: str | None
+) -> None:
+    """The eval harness read only `mbpp/N`; the trainer's guard read these too. Both agree now."""
+    from trainer.data.hygiene import EvalGuard
+
+    task = Task(text="x", task_id=task_id, suite=suite)
+    assert is_heldout(task)
+    reason = EvalGuard(extra=None).reason(task)
+    assert reason is not None and "MBPP's test split" in reason
 
 
 def test_heldout_rule() -> None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from agent.errors import FixloopError
 from agent.events import Task
-from evals.suites import MBPP_SPLITS, is_heldout, mbpp_split_of
+from evals.suites import MBPP_SPLITS, is_heldout, mbpp_number, mbpp_split_of
 
 Row = dict[str, Any]
 
@@ -40,17 +40,6 @@ class HeldOutTaskError(FixloopError, ValueError):
     """A task from an evaluation test split was about to become training data."""
 
 
-def _mbpp_number(task: Task) -> int | None:
-    ident = (task.task_id or "").strip()
-    suite = (task.suite or "").lower()
-    match = re.fullmatch(r"(?i)mbpp[/:_-]?(\d+)", ident)
-    if match:
-        return int(match.group(1))
-    if suite == "mbpp" and ident.isdigit():
-        return int(ident)
-    return None
-
-
 @dataclass
 class EvalGuard:
     """Says why a task must never be trained on, or None when it may be."""
@@ -61,7 +50,7 @@ class EvalGuard:
     def reason(self, task: Task) -> str | None:
         text = " ".join(task.text.split())
         name = task.task_id or repr(text if len(text) <= 60 else text[:57] + "...")
-        number = _mbpp_number(task)
+        number = mbpp_number(task.task_id, task.suite)
         split = mbpp_split_of(number) if number is not None else None
         if split in NEVER_TRAIN_SPLITS:
             ids = MBPP_SPLITS[split]
