@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.backends.base import BackendError, StreamChunk
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
+from agent.hashing import feed_file
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -37,9 +38,7 @@ def adapter_sha256(adapter_dir: Path) -> str:
         file = adapter_dir / name
         if file.is_file():
             digest.update(name.encode())
-            with open(file, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
+            feed_file(digest, file)
     return digest.hexdigest()
 
 

@@ -23,6 +23,7 @@ from typing import Literal
 from tqdm import tqdm
 
 from agent.errors import FixloopError
+from agent.hashing import feed_file
 from agent.models.registry import ModelSpec, PartSource
 
 CHUNK = 8 * 1024 * 1024
@@ -141,13 +142,10 @@ def _bar(total: int, desc: str, enabled: bool) -> tqdm:
 
 
 def hash_file(path: Path, *, progress: bool = False, desc: str = "hashing") -> tuple[str, int]:
+    """The sha256 and size of a model file, with a progress bar when asked."""
     digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh, _bar(path.stat().st_size, desc, progress) as bar:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            bar.update(len(chunk))
+    with _bar(path.stat().st_size, desc, progress) as bar:
+        size = feed_file(digest, path, chunk=CHUNK, on_chunk=bar.update)
     return digest.hexdigest(), size
 
 

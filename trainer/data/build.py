@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from agent import __version__
+from agent.hashing import sha256_file
 from trainer.data.episodes import Episode, Judgement, LogProblem, find_logs, judge, read_log
 from trainer.data.episodes import reconstruct as reconstruct_episode
 from trainer.data.formats import (
@@ -107,14 +108,6 @@ def split_of(task_key: str, validation_fraction: float) -> str:
     digest = hashlib.sha256(f"fixloop-split:{task_key}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     return "validation" if position < validation_fraction else "train"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_jsonl(path: Path, rows: Iterable[Row]) -> None:
@@ -244,7 +237,7 @@ def _format_info(
         "rows_before_hygiene": len(raw),
         "dedup": {"exact": stats.exact, "near": stats.near},
         "over_token_budget": over_budget,
-        "sha256": _sha256_file(path),
+        "sha256": sha256_file(path),
     }
 
 
@@ -268,7 +261,7 @@ def _manifest(
         {
             "session_id": e.session_id,
             "path": str(e.source) if e.source else None,
-            "sha256": _sha256_file(e.source) if e.source else None,
+            "sha256": sha256_file(e.source) if e.source else None,
             "task_key": e.task_key,
             "purpose": e.header.purpose,
             "model": e.model_key,
