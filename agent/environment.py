@@ -1,30 +1,26 @@
-"""Where proposals are checked: the Environment Protocol and the function-task environment.
+"""Where proposals are checked: the environment contract and the function-task environment.
 
-The repair loop (:mod:`agent.loop`) knows nothing about files or tests. It asks
-an environment for the first user message (`prompt`), turns each model reply
-into a proposal (`parse`, raising :class:`FormatProblem` when the reply has no
-usable code or an invalid edit), runs the proposal (`execute`) and, when the
-user accepts, lets the environment keep it (`accept`; a git workspace commits).
+The repair loop (:mod:`agent.loop`) knows nothing about files or tests. It asks an
+:class:`Environment` for the first user message (`prompt`), turns each model reply into a
+proposal (`parse`, raising :class:`FormatProblem` when the reply has no usable code or an
+invalid edit), runs the proposal (`execute`) and renders what went wrong
+(`render_feedback`); when the user accepts, the environment keeps it (`accept`; a git
+workspace commits). The optional members have documented defaults on the base class, so
+nothing in the loop, the session, the TUI or the CLI probes for them.
 
-Optional members the loop uses when present: `system_prompt` (str),
-`reply_instruction` (str: how repair and correction turns ask for the answer),
-`render_feedback(result, proposal) -> str`, `run_hidden(code, task)`,
-`reply_complete(text) -> bool` (stop generating: the reply has what is needed)
-and `response_format` (e.g. ``{"type": "json_object", "schema": {...}}``: the
-backend constrains every reply to the schema; llama.cpp does it with a grammar).
-
-Two implementations: :class:`FunctionEnv` here (write a function or program,
-checked by asserts, a pytest file or expected stdout) and
-``agent.workspace.WorkspaceEnv`` (edit files in a repository, checked by a test
-command).
+Two implementations: :class:`FunctionEnv` here (write a function or program, checked by
+asserts, a pytest file or expected stdout) and ``agent.workspace.WorkspaceEnv`` (edit files
+in a repository, checked by a test command).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 from agent import prompts
+from agent.episode import FEEDBACK_CHARS
 from agent.events import Committed, FileEdit, Task
 from agent.extract import complete_code_block, extract_code
 from agent.sandbox.result import ExecResult
@@ -51,28 +47,55 @@ class Proposal:
     edits: list[FileEdit] = field(default_factory=list)
 
 
-@runtime_checkable
-class Environment(Protocol):
-    """A task environment the repair loop drives."""
+class Environment(ABC):
+    """A task environment the repair loop drives: three required methods, the rest optional
+    with the defaults below."""
 
+    #: The system message of every conversation.
+    system_prompt: str = prompts.SYSTEM
+    #: How repair and correction turns ask for the answer (a workspace asks for file edits).
+    reply_instruction: str = prompts.PROGRAM_REPLY
+    #: A JSON schema the backend constrains every reply to (llama.cpp: a grammar), or None.
+    response_format: dict[str, Any] | None = None
+    #: A message for the user about where accepted work went (shown once by the TUI/CLI).
+    notice: str | None = None
+
+    @abstractmethod
     def prompt(self, task: Task) -> str:
         """The first user message: the task, its public tests and the answer format."""
-        ...
 
+    @abstractmethod
     def parse(self, reply: str) -> Proposal:
         """The proposal in a model reply; raises FormatProblem(message) when there is none."""
-        ...
 
+    @abstractmethod
     def execute(self, proposal: Proposal, task: Task) -> ExecResult:
         """Run the proposal against the task's public checks."""
-        ...
+
+    def render_feedback(self, result: ExecResult, proposal: Proposal) -> str:
+        """What the model is shown about a failed run (logged with it, `ExecFinished.feedback`):
+        failing tests with expected and actual values, the error in the model's own lines."""
+        from agent.sandbox import render_feedback
+
+        return render_feedback(result, proposal.code, max_chars=FEEDBACK_CHARS)
+
+    def run_hidden(self, code: str, task: Task) -> ExecResult | None:
+        """The held-out tests (RLEF's private tests) on `code`; None when there are none."""
+        return None
+
+    def reply_complete(self, text: str) -> bool:
+        """True once a streamed reply holds all that is needed: generation stops there."""
+        return False
 
     def accept(self, proposal: Proposal, session_id: str) -> Committed | None:
         """Keep an accepted proposal (a workspace commits it); None when nothing is kept."""
-        ...
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional, nothing to release by default
+        """Release what the environment holds (a scratch copy of a repository)."""
 
 
-class FunctionEnv:
+class FunctionEnv(Environment):
     """Function/program tasks: code from a fenced block, checked in the sandbox.
 
     The check is, in order of preference: the task's assert statements, its
@@ -119,6 +142,3 @@ class FunctionEnv:
         if not task.hidden_tests:
             return None
         return self.sandbox.run_asserts(code, task.hidden_tests, setup=task.test_setup)
-
-    def accept(self, proposal: Proposal, session_id: str) -> Committed | None:
-        return None

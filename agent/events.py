@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from agent.sandbox.result import ExecResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -168,6 +168,10 @@ class ExecFinished(_Event):
     turn: int
     result: ExecResult
     hidden: bool = False  # True for the held-out scoring run (never shown to the model)
+    # The execution feedback on a failed run exactly as the model is shown it (the repair
+    # turn wraps it in instructions); None when it passed, for hidden runs, and in logs
+    # written before schema version 2.
+    feedback: str | None = None
 
 
 class RepairRequested(_Event):

@@ -1,6 +1,6 @@
 """The repair loop, in RLEF's episode shape, as a generator of typed events.
 
-One *cycle* (a call to :func:`run_cycle`) is: generate -> extract -> run ->
+One *cycle* (a :class:`Cycle`, run by the session) is: generate -> extract -> run ->
 on failure the rendered feedback becomes the next user turn -> ... until the
 public checks pass or the attempt budget is spent; it ends with one
 `EpisodeFinished`. What makes it better than plain re-prompting:
@@ -22,6 +22,14 @@ public checks pass or the attempt budget is spent; it ends with one
 Long conversations are fitted into the model's context by dropping the oldest
 repair exchanges (then shortening the longest messages), logged as
 `ContextTrimmed`; the model never sees an overflow.
+
+The cycle is a :class:`Cycle` of small steps a subclass can override one at a time:
+`query` (prompt the model, stream the reply), `extract` (the proposal, or a `FormatTurn`),
+`check_duplicate` (a `DuplicateTurn`), `execute`, and the three ways to go on:
+`after_format_error`, `after_duplicate`, `after_failure`. The end of a cycle (passed,
+cancelled) is a `CycleEnd`. The loop only yields events; the session logs each one and
+folds it into the episode (`agent.episode`) before the loop resumes, so the loop asks the
+fold, not a private copy, which attempt is best.
 """
 
 from __future__ import annotations
@@ -29,17 +37,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import prompts
 from agent.backends.base import Backend, BackendError
+from agent.context_fit import fit_context
 from agent.environment import Environment, FormatProblem, Proposal
+from agent.episode import Attempt, Episode
 from agent.events import (
     ChatMessage,
     CodeProposed,
-    ContextTrimmed,
     EpisodeFinished,
     ErrorRaised,
     Event,
@@ -66,100 +75,26 @@ RESAMPLE_TEMPERATURES = (0.8, 1.0, 1.2)  # after the 1st, 2nd, 3rd+ consecutive 
 
 
 @dataclass
-class Attempt:
-    """One generation and what came of it."""
-
-    turn: int
-    reply: str
-    proposal: Proposal | None = None  # None: the reply had no usable code (format error)
-    result: ExecResult | None = None
-    normalized: str | None = None
-    duplicate_of: int | None = None
-
-    @property
-    def score(self) -> tuple[int, int]:
-        """Ordering for "best so far": tests passed, then a clean run over a crash."""
-        if self.result is None:
-            return (-1, 0)
-        return (self.result.n_passed, int(self.result.status != "error"))
-
-
-@dataclass
 class LoopState:
-    """What a session carries from cycle to cycle."""
+    """What a session carries from cycle to cycle: the turn counter, the episode so far (the
+    fold of every logged event) and the cancel flag."""
 
     turn: int = 0  # the last turn number used (turns count generations, session-wide)
-    attempts: list[Attempt] = field(default_factory=list)
+    episode: Episode = field(default_factory=Episode)
     cancel: threading.Event = field(default_factory=threading.Event)
-
-    def find_duplicate(self, normalized: str) -> Attempt | None:
-        for attempt in self.attempts:
-            if attempt.normalized == normalized and attempt.duplicate_of is None:
-                return attempt
-        return None
 
 
 @dataclass
 class CycleResult:
     outcome: Outcome
     best: Attempt | None
-    attempts: list[Attempt]
 
-
-@dataclass
-class Fitted:
-    messages: list[ChatMessage]
-    prompt_tokens: int
-    max_tokens: int
-    trimmed: ContextTrimmed | None = None
-
-
-def fit_context(
-    messages: list[ChatMessage], backend: Backend, max_tokens: int, turn: int
-) -> Fitted:
-    """The messages to send so that prompt + completion fit in `backend.n_ctx`.
-
-    Keeps the system message, the task and the latest exchange; drops the
-    oldest repair exchanges first, then shortens the longest remaining
-    message from its middle until the prompt leaves the reply at least
-    min(max_tokens, n_ctx / 2) tokens, and lowers max_tokens to what is left.
-    """
-    n_ctx = backend.n_ctx
-    before = backend.count_tokens(messages)
-    if before + max_tokens <= n_ctx:
-        return Fitted(list(messages), before, max_tokens)
-    head, tail = list(messages[:2]), list(messages[2:])
-    dropped = 0
-    count = before
-    while len(tail) > 2 and count + max_tokens > n_ctx:
-        tail = tail[2:]
-        dropped += 2
-        count = backend.count_tokens(head + tail)
-    kept = head + tail
-    reserve = min(max_tokens, n_ctx // 2)  # the reply keeps at least this much room
-    budget = n_ctx - reserve
-    for _ in range(20):  # shorten the longest message (never the system one) until it fits
-        if count <= budget:
-            break
-        longest = max(range(1, len(kept)), key=lambda i: len(kept[i].content))
-        text = kept[longest].content
-        chars_per_token = max(sum(len(m.content) for m in kept) / max(count, 1), 1.0)
-        cut = min(int((count - budget + 24) * chars_per_token * 1.3), len(text) - 32)
-        if cut <= 0:
-            break
-        keep_head = (len(text) - cut) // 2
-        shortened = (
-            text[:keep_head]
-            + f"\n[... {cut} characters cut to fit the context ...]\n"
-            + text[keep_head + cut :]
-        )
-        kept[longest] = ChatMessage(role=kept[longest].role, content=shortened)
-        count = backend.count_tokens(kept)
-    new_max = max(min(max_tokens, n_ctx - count), 1)
-    trimmed = ContextTrimmed(
-        turn=turn, dropped_messages=dropped, tokens_before=before, tokens_after=count, n_ctx=n_ctx
-    )
-    return Fitted(kept, count, new_max, trimmed)
+    @property
+    def proposal(self) -> Proposal | None:
+        """The best attempt as a proposal (what accept would keep)."""
+        if self.best is None or self.best.code is None:
+            return None
+        return Proposal(code=self.best.code, edits=list(self.best.edits))
 
 
 @dataclass
@@ -171,31 +106,149 @@ class Reply:
     finish_reason: str | None
 
 
+@dataclass
 class LoopContext:
-    """Everything a cycle needs; `emit` logs an event and returns it (the caller yields it)."""
+    """What every cycle of a session works with."""
+
+    task: Task
+    backend: Backend
+    env: Environment
+    settings: Settings
+    state: LoopState
+
+
+# ---------------------------------------------------------------- control flow
+
+
+class FormatTurn(Exception):
+    """The reply had no usable code; `message` goes back to the model."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DuplicateTurn(Exception):
+    """The reply repeats an earlier attempt's program (after normalization)."""
+
+    def __init__(self, earlier: Attempt) -> None:
+        super().__init__(f"repeats turn {earlier.turn}")
+        self.earlier = earlier
+
+
+class CycleEnd(Exception):
+    """The cycle is over before its budget: passed, or cancelled."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+# ---------------------------------------------------------------- the cycle
+
+
+class Cycle:
+    """One episode over `messages` (appended to in place); `run()` ends with EpisodeFinished.
+
+    `resample_first` samples the first generation hot (a user's retry); `correction` is the
+    user's feedback this cycle answers (ILF), used to tell the model when it repeats a
+    program the correction was about.
+    """
 
     def __init__(
         self,
-        task: Task,
-        backend: Backend,
-        env: Environment,
-        settings: Settings,
-        state: LoopState,
-        emit: Callable[[Event], Event],
-        render_feedback: Callable[[ExecResult, Proposal], str],
+        ctx: LoopContext,
+        messages: list[ChatMessage],
+        *,
+        resample_first: bool = False,
+        correction: str | None = None,
     ) -> None:
-        self.task = task
-        self.backend = backend
-        self.env = env
-        self.settings = settings
-        self.state = state
-        self.emit = emit
-        self.render_feedback = render_feedback
-        # How the environment wants answers phrased in repair turns (optional member).
-        self.reply_instruction = prompts.reply_instruction(env)
+        self.ctx = ctx
+        self.messages = messages
+        self.correction = correction
+        self.task_message = messages[1]  # the task as first asked, for restarts
+        self.cycle = ctx.state.episode.cycle
+        self.used = 0  # attempts that count against the budget (duplicates do not)
+        self.generations = 0
+        self.resample = 1 if resample_first else 0  # consecutive duplicates: how hot
+        self.floor = 0  # once greedy decoding has repeated itself, later turns are sampled
+        self.completion_tokens = 0
+        self.started = time.perf_counter()
 
-    def sampling(self, turn: int, resample: int) -> SamplingParams:
-        s = self.settings
+    @property
+    def budget(self) -> int:
+        return self.ctx.settings.max_turns
+
+    # ------------------------------------------------------------ the driver
+
+    def run(self) -> Generator[Event, None, CycleResult]:
+        state = self.ctx.state
+        state.cancel.clear()  # a cancel() from before this cycle does not stop it
+        outcome: Outcome = "failed"
+        try:
+            while self.used < self.budget and self.generations < 2 * self.budget:
+                self.stop_if_cancelled()
+                yield from self.turn()
+        except CycleEnd as end:
+            outcome = end.outcome
+        except BackendError as exc:
+            outcome = "error"
+            yield ErrorRaised(message=str(exc), where="model")
+        except Exception as exc:  # the UI must always get an EpisodeFinished
+            log.exception("repair loop failed")
+            outcome = "error"
+            yield ErrorRaised(message=f"{type(exc).__name__}: {exc}", where="loop")
+        finally:
+            if outcome == "cancelled":
+                state.cancel.clear()
+        best = state.episode.cycle_best(self.cycle)
+        yield from self.finish(outcome, best)
+        return CycleResult(outcome=outcome, best=best)
+
+    def turn(self) -> Generator[Event, None, None]:
+        """One generation and what follows from it."""
+        state = self.ctx.state
+        state.turn += 1
+        turn = state.turn
+        self.generations += 1
+        reply = yield from self.query(turn)
+        self.messages.append(ChatMessage(role="assistant", content=reply.text))
+        try:
+            proposal = self.extract(reply)
+        except FormatTurn as problem:
+            self.used += 1
+            self.resample = 0
+            yield FormatError(turn=turn, message=problem.message)
+            yield from self.after_format_error(turn, problem.message)
+            return
+        try:
+            self.check_duplicate(proposal)
+        except DuplicateTurn as repeat:
+            earlier = repeat.earlier
+            yield CodeProposed(
+                turn=turn, code=proposal.code, edits=proposal.edits, duplicate_of=earlier.turn
+            )
+            yield from self.after_duplicate(turn, earlier, proposal)
+            return
+        self.used += 1
+        self.resample = 0
+        yield CodeProposed(turn=turn, code=proposal.code, edits=proposal.edits)
+        self.stop_if_cancelled()
+        result, feedback = self.execute(proposal)
+        yield ExecFinished(turn=turn, result=result, feedback=feedback)
+        if result.passed:
+            raise CycleEnd("passed")
+        self.stop_if_cancelled()
+        yield from self.after_failure(turn, feedback)
+
+    def stop_if_cancelled(self) -> None:
+        if self.ctx.state.cancel.is_set():
+            raise CycleEnd("cancelled")
+
+    # ------------------------------------------------------------ the steps
+
+    def sampling(self, turn: int) -> SamplingParams:
+        s, resample = self.ctx.settings, max(self.resample, self.floor)
         if resample:
             hot = RESAMPLE_TEMPERATURES[min(resample, len(RESAMPLE_TEMPERATURES)) - 1]
             return SamplingParams(
@@ -208,6 +261,131 @@ class LoopContext:
             temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed
         )
 
+    def query(self, turn: int) -> Generator[Event, None, Reply]:
+        """Fit the conversation, send it, stream the reply (ends the cycle on a cancel)."""
+        ctx = self.ctx
+        yield TurnStarted(turn=turn)
+        params = self.sampling(turn)
+        fitted = fit_context(self.messages, ctx.backend, params.max_tokens, turn)
+        if fitted.trimmed is not None:
+            yield fitted.trimmed
+            params = params.model_copy(update={"max_tokens": fitted.max_tokens})
+        response_format = ctx.env.response_format
+        yield PromptSent(
+            turn=turn,
+            messages=fitted.messages,
+            sampling=params,
+            prompt_tokens=fitted.prompt_tokens,
+            response_format=response_format,
+        )
+        reply = yield from stream_reply(
+            ctx, turn, fitted.messages, params, fitted.prompt_tokens, response_format
+        )
+        self.completion_tokens += reply.completion_tokens
+        if reply.finish_reason == "cancelled":
+            raise CycleEnd("cancelled")
+        return reply
+
+    def extract(self, reply: Reply) -> Proposal:
+        try:
+            return self.ctx.env.parse(reply.text)
+        except FormatProblem as problem:
+            raise FormatTurn(problem.message) from None
+
+    def check_duplicate(self, proposal: Proposal) -> None:
+        """Raise DuplicateTurn when an earlier attempt of the session ran the same program."""
+        wanted = normalize_code(proposal.code)
+        for attempt in self.ctx.state.episode.attempts:
+            if (
+                attempt.code is not None
+                and attempt.duplicate_of is None
+                and normalize_code(attempt.code) == wanted
+            ):
+                raise DuplicateTurn(attempt)
+
+    def execute(self, proposal: Proposal) -> tuple[ExecResult, str | None]:
+        """Run the proposal; the feedback the model will be shown when it failed."""
+        result = self.ctx.env.execute(proposal, self.ctx.task)
+        feedback = None if result.passed else self.ctx.env.render_feedback(result, proposal)
+        return result, feedback
+
+    def after_format_error(self, turn: int, message: str) -> Generator[Event, None, None]:
+        if self.used < self.budget:
+            feedback = prompts.format_error_prompt(message)
+            yield RepairRequested(turn=turn, feedback=feedback, reason="format")
+            self.messages.append(ChatMessage(role="user", content=feedback))
+
+    def after_duplicate(
+        self, turn: int, earlier: Attempt, proposal: Proposal
+    ) -> Generator[Event, None, None]:
+        """Sample hotter and start over from the task, told what failed but not shown the
+        program (small models copy a program they can see); in a correction cycle, keep
+        the code and insist on a change."""
+        if earlier.passed and self.correction is None:
+            raise CycleEnd("passed")  # a retry that found the same passing program
+        self.resample += 1
+        self.floor = 1
+        self.messages.pop()  # a repeated program in the context only invites more copying
+        if self.correction is not None:
+            feedback = prompts.unchanged_prompt(self.correction)
+            if not self.messages[-1].content.endswith(feedback):
+                self.messages[-1] = ChatMessage(
+                    role="user", content=f"{self.messages[-1].content}\n\n{feedback}"
+                )
+        else:
+            why = earlier.shown_feedback if earlier.result is not None else "It did not pass."
+            if earlier.result is not None and earlier.result_feedback is None:
+                why = self.ctx.env.render_feedback(
+                    earlier.result, Proposal(code=earlier.code or proposal.code)
+                )
+            feedback = prompts.duplicate_prompt(earlier.turn, why, self.ctx.env.reply_instruction)
+            self.messages[:] = [
+                self.messages[0],
+                ChatMessage(role="user", content=f"{self.task_message.content}\n\n{feedback}"),
+            ]
+        yield RepairRequested(turn=turn, feedback=feedback, reason="duplicate")
+
+    def after_failure(self, turn: int, feedback: str | None) -> Generator[Event, None, None]:
+        if self.used < self.budget:
+            text = prompts.repair_prompt(feedback or "", self.ctx.env.reply_instruction)
+            yield RepairRequested(turn=turn, feedback=text, reason="exec")
+            self.messages.append(ChatMessage(role="user", content=text))
+
+    def finish(self, outcome: Outcome, best: Attempt | None) -> Iterator[Event]:
+        """Score the best attempt on the held-out tests (if any) and end with EpisodeFinished."""
+        ctx = self.ctx
+        hidden_passed: bool | None = None
+        reward: float | None = None
+        if ctx.task.hidden_tests and outcome != "cancelled":
+            if best is not None and best.code is not None:
+                try:
+                    hidden = ctx.env.run_hidden(best.code, ctx.task)
+                except Exception as exc:
+                    log.exception("hidden tests failed to run")
+                    yield ErrorRaised(message=f"hidden tests: {exc}", where="sandbox")
+                    hidden = None
+                if hidden is not None:
+                    yield ExecFinished(turn=best.turn, result=hidden, hidden=True)
+                    hidden_passed = hidden.passed
+            else:
+                hidden_passed = False
+            if hidden_passed is not None:
+                reward = 1.0 if hidden_passed else -1.0
+        best_result = best.result if best is not None else None
+        n_tests = best_result.n_tests if best_result is not None else len(ctx.task.tests)
+        yield EpisodeFinished(
+            outcome=outcome,
+            turns=self.generations,
+            best_turn=best.turn if best is not None else None,
+            best_passed=best_result.n_passed if best_result is not None else 0,
+            n_tests=n_tests,
+            final_code=best.code if best is not None else None,
+            hidden_passed=hidden_passed,
+            reward=reward,
+            completion_tokens=self.completion_tokens,
+            duration_s=time.perf_counter() - self.started,
+        )
+
 
 def stream_reply(
     ctx: LoopContext,
@@ -215,15 +393,14 @@ def stream_reply(
     messages: list[ChatMessage],
     params: SamplingParams,
     prompt_tokens: int,
-    response_format: dict[str, Any] | None = None,
+    response_format: dict | None = None,
 ) -> Generator[Event, None, Reply]:
-    """Stream one reply as TokenDelta events, then log ModelReplied; returns the Reply."""
+    """Stream one reply as TokenDelta events, then ModelReplied; returns the Reply."""
     cancel = ctx.state.cancel
     pieces: list[str] = []
     finish: str | None = None
     completion_tokens: int | None = None
     reported_prompt: int | None = None
-    complete = getattr(ctx.env, "reply_complete", None)
     started = time.perf_counter()
     stream = ctx.backend.stream_chat(messages, params, response_format)
     try:
@@ -233,9 +410,9 @@ def stream_reply(
                 break
             if chunk.text:
                 pieces.append(chunk.text)
-                yield ctx.emit(TokenDelta(turn=turn, text=chunk.text))
+                yield TokenDelta(turn=turn, text=chunk.text)
                 # A fence just closed and the environment has all it needs: stop generating.
-                if complete is not None and "`" in chunk.text and complete("".join(pieces)):
+                if "`" in chunk.text and ctx.env.reply_complete("".join(pieces)):
                     finish = "code_complete"
                     break
             if chunk.finish_reason is not None:
@@ -247,14 +424,13 @@ def stream_reply(
         if cancel.is_set():
             finish = "cancelled"
     finally:
-        close = getattr(stream, "close", None)
+        close = getattr(stream, "close", None)  # a generator, or a plain iterator
         if close is not None:
             close()  # stops a llama.cpp generation that is still running
     duration = time.perf_counter() - started
     text = "".join(pieces)
     if completion_tokens is None:  # stopped early: the backend sent no final count
-        count_text = getattr(ctx.backend, "count_text_tokens", None)
-        completion_tokens = count_text(text) if count_text is not None else len(pieces)
+        completion_tokens = ctx.backend.count_text_tokens(text)
     reply = Reply(
         text=text,
         prompt_tokens=reported_prompt if reported_prompt is not None else prompt_tokens,
@@ -262,231 +438,12 @@ def stream_reply(
         duration_s=duration,
         finish_reason=finish,
     )
-    yield ctx.emit(
-        ModelReplied(
-            turn=turn,
-            text=text,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            duration_s=duration,
-            finish_reason=finish,
-        )
+    yield ModelReplied(
+        turn=turn,
+        text=text,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        duration_s=duration,
+        finish_reason=finish,
     )
     return reply
-
-
-def _best(attempts: list[Attempt]) -> Attempt | None:
-    best: Attempt | None = None
-    for attempt in attempts:
-        if attempt.proposal is None or attempt.duplicate_of is not None:
-            continue
-        if best is None or attempt.score >= best.score:  # ties go to the later attempt
-            best = attempt
-    return best
-
-
-def run_cycle(
-    ctx: LoopContext,
-    messages: list[ChatMessage],
-    *,
-    resample_first: bool = False,
-    correction: str | None = None,
-) -> Generator[Event, None, CycleResult]:
-    """One episode over `messages` (appended to in place); ends with EpisodeFinished.
-
-    `resample_first` samples the first generation hot (a user's retry);
-    `correction` is the user's feedback this cycle answers (ILF), used to tell
-    the model when it repeats a program the correction was about.
-    """
-    state, settings, task = ctx.state, ctx.settings, ctx.task
-    cycle: list[Attempt] = []
-    used = 0  # attempts that count against the budget (duplicates do not)
-    generations = 0
-    resample = 1 if resample_first else 0  # consecutive duplicates: how hot to sample
-    floor = 0  # once greedy decoding has repeated itself, later turns are sampled too
-    completion_tokens = 0
-    started = time.perf_counter()
-    outcome: Outcome = "failed"
-    max_turns = settings.max_turns
-    state.cancel.clear()  # a cancel() from before this cycle does not stop it
-    task_message = messages[1]  # the task as first asked, for restarts after a duplicate
-    try:
-        while used < max_turns and generations < 2 * max_turns:
-            if state.cancel.is_set():
-                outcome = "cancelled"
-                break
-            state.turn += 1
-            turn = state.turn
-            generations += 1
-            yield ctx.emit(TurnStarted(turn=turn))
-            params = ctx.sampling(turn, max(resample, floor))
-            fitted = fit_context(messages, ctx.backend, params.max_tokens, turn)
-            if fitted.trimmed is not None:
-                yield ctx.emit(fitted.trimmed)
-                params = params.model_copy(update={"max_tokens": fitted.max_tokens})
-            # An environment may ask for schema-constrained replies (structured edits).
-            response_format = getattr(ctx.env, "response_format", None)
-            yield ctx.emit(
-                PromptSent(
-                    turn=turn,
-                    messages=fitted.messages,
-                    sampling=params,
-                    prompt_tokens=fitted.prompt_tokens,
-                    response_format=response_format,
-                )
-            )
-            reply = yield from stream_reply(
-                ctx, turn, fitted.messages, params, fitted.prompt_tokens, response_format
-            )
-            completion_tokens += reply.completion_tokens
-            if reply.finish_reason == "cancelled":
-                outcome = "cancelled"
-                break
-            messages.append(ChatMessage(role="assistant", content=reply.text))
-            attempt = Attempt(turn=turn, reply=reply.text)
-            cycle.append(attempt)
-            state.attempts.append(attempt)
-            try:
-                attempt.proposal = ctx.env.parse(reply.text)
-            except FormatProblem as problem:
-                used += 1
-                resample = 0
-                yield ctx.emit(FormatError(turn=turn, message=problem.message))
-                if used < max_turns:
-                    feedback = prompts.format_error_prompt(problem.message)
-                    yield ctx.emit(RepairRequested(turn=turn, feedback=feedback, reason="format"))
-                    messages.append(ChatMessage(role="user", content=feedback))
-                continue
-            proposal = attempt.proposal
-            attempt.normalized = normalize_code(proposal.code)
-            earlier = state.find_duplicate(attempt.normalized)
-            if earlier is not None and earlier is not attempt:
-                attempt.duplicate_of = earlier.turn
-                attempt.result = earlier.result
-                yield ctx.emit(
-                    CodeProposed(
-                        turn=turn,
-                        code=proposal.code,
-                        edits=proposal.edits,
-                        duplicate_of=earlier.turn,
-                    )
-                )
-                if earlier.result is not None and earlier.result.passed and correction is None:
-                    outcome = "passed"  # a retry that found the same passing program
-                    break
-                resample += 1
-                floor = 1
-                messages.pop()  # a repeated program in the context only invites more copying
-                if correction is not None:
-                    # ILF: keep the code the correction is about; insist on a change.
-                    feedback = prompts.unchanged_prompt(correction)
-                    if not messages[-1].content.endswith(feedback):
-                        messages[-1] = ChatMessage(
-                            role="user", content=f"{messages[-1].content}\n\n{feedback}"
-                        )
-                else:
-                    # Start over from the task, told what failed but not shown the program.
-                    why = (
-                        ctx.render_feedback(earlier.result, earlier.proposal or proposal)
-                        if earlier.result is not None
-                        else "It did not pass."
-                    )
-                    feedback = prompts.duplicate_prompt(earlier.turn, why, ctx.reply_instruction)
-                    messages[:] = [
-                        messages[0],
-                        ChatMessage(role="user", content=f"{task_message.content}\n\n{feedback}"),
-                    ]
-                yield ctx.emit(RepairRequested(turn=turn, feedback=feedback, reason="duplicate"))
-                continue
-            used += 1
-            resample = 0
-            yield ctx.emit(CodeProposed(turn=turn, code=proposal.code, edits=proposal.edits))
-            if state.cancel.is_set():
-                outcome = "cancelled"
-                break
-            attempt.result = ctx.env.execute(proposal, task)
-            yield ctx.emit(ExecFinished(turn=turn, result=attempt.result))
-            if attempt.result.passed:
-                outcome = "passed"
-                break
-            if state.cancel.is_set():
-                outcome = "cancelled"
-                break
-            if used < max_turns:
-                feedback = prompts.repair_prompt(
-                    ctx.render_feedback(attempt.result, proposal), ctx.reply_instruction
-                )
-                yield ctx.emit(RepairRequested(turn=turn, feedback=feedback, reason="exec"))
-                messages.append(ChatMessage(role="user", content=feedback))
-    except BackendError as exc:
-        outcome = "error"
-        yield ctx.emit(ErrorRaised(message=str(exc), where="model"))
-    except Exception as exc:  # the UI must always get an EpisodeFinished
-        log.exception("repair loop failed")
-        outcome = "error"
-        yield ctx.emit(ErrorRaised(message=f"{type(exc).__name__}: {exc}", where="loop"))
-    finally:
-        if outcome == "cancelled":
-            state.cancel.clear()
-    best = _best(cycle)
-    if outcome == "passed" and cycle and cycle[-1].duplicate_of is not None:
-        best = next((a for a in state.attempts if a.turn == cycle[-1].duplicate_of), best)
-    yield from finish_episode(ctx, outcome, cycle, best, generations, completion_tokens, started)
-    return CycleResult(outcome=outcome, best=best, attempts=cycle)
-
-
-def finish_episode(
-    ctx: LoopContext,
-    outcome: Outcome,
-    cycle: list[Attempt],
-    best: Attempt | None,
-    generations: int,
-    completion_tokens: int,
-    started: float,
-) -> Iterator[Event]:
-    """Score the best attempt on the held-out tests (if any) and emit EpisodeFinished."""
-    hidden_passed: bool | None = None
-    reward: float | None = None
-    run_hidden = getattr(ctx.env, "run_hidden", None)
-    if ctx.task.hidden_tests and outcome != "cancelled":
-        if best is not None and best.proposal is not None and run_hidden is not None:
-            try:
-                hidden = run_hidden(best.proposal.code, ctx.task)
-            except Exception as exc:
-                log.exception("hidden tests failed to run")
-                yield ctx.emit(ErrorRaised(message=f"hidden tests: {exc}", where="sandbox"))
-                hidden = None
-            if hidden is not None:
-                yield ctx.emit(ExecFinished(turn=best.turn, result=hidden, hidden=True))
-                hidden_passed = hidden.passed
-        else:
-            hidden_passed = False
-        if hidden_passed is not None:
-            reward = 1.0 if hidden_passed else -1.0
-    best_result = best.result if best is not None else None
-    n_tests = best_result.n_tests if best_result is not None else len(ctx.task.tests)
-    yield ctx.emit(
-        EpisodeFinished(
-            outcome=outcome,
-            turns=generations,
-            best_turn=best.turn if best is not None else None,
-            best_passed=best_result.n_passed if best_result is not None else 0,
-            n_tests=n_tests,
-            final_code=best.proposal.code if best is not None and best.proposal else None,
-            hidden_passed=hidden_passed,
-            reward=reward,
-            completion_tokens=completion_tokens,
-            duration_s=time.perf_counter() - started,
-        )
-    )
-
-
-def run(task: Task, backend: Backend, settings: Settings, **kwargs: Any) -> Iterator[Event]:
-    """One logged episode of `task` (an AgentSession's `start()`), closing the log after."""
-    from agent.session import AgentSession
-
-    session = AgentSession(task, backend, settings, **kwargs)
-    try:
-        yield from session.start()
-    finally:
-        session.close()

@@ -28,12 +28,6 @@ SYSTEM = "You are a Python programmer. Reply with the complete program in one ``
 PROGRAM_REPLY = "Reply with the complete program in one ```python block."
 
 
-def reply_instruction(env: object) -> str:
-    """How repair and correction turns ask for the answer: the environment's own
-    `reply_instruction` (the workspace's file edits), else one python block."""
-    return getattr(env, "reply_instruction", PROGRAM_REPLY)
-
-
 NO_CODE_MESSAGE = (
     "Your reply has no code block. Reply with the complete program in one ```python block."
 )

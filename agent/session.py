@@ -10,7 +10,6 @@ and stops generation between tokens. Actions must not run concurrently.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from agent.errors import FixloopError
 from agent.events import (
     ChatMessage,
     Committed,
-    Correction,
     ErrorRaised,
     Event,
     RepairRequested,
@@ -35,7 +33,7 @@ from agent.events import (
     UserFeedback,
     UserRejected,
 )
-from agent.loop import CycleResult, LoopContext, LoopState, run_cycle
+from agent.loop import Cycle, CycleResult, LoopContext, LoopState
 from agent.sandbox.result import ExecResult
 from agent.session_log import SessionLogWriter, new_session_id, session_path
 
@@ -44,9 +42,6 @@ if TYPE_CHECKING:
 
 Purpose = Literal["chat", "solve", "eval", "seed", "replay"]
 SECRET_FIELDS = frozenset({"api_key"})
-# Feedback shown to the model per turn. Every character is prompt the model must read
-# (about 90 tokens/s for the 1.5B on two CPU cores), and the first failures say the most.
-FEEDBACK_CHARS = 1600
 
 
 class SessionStateError(FixloopError, RuntimeError):
@@ -97,22 +92,28 @@ class AgentSession:
         self.edited = False
         self.messages: list[ChatMessage] = []
         self._writer = SessionLogWriter(self.log_path)
-        self._system = getattr(self.env, "system_prompt", None) or prompts.SYSTEM
-        self._ctx = LoopContext(
-            task, backend, self.env, settings, self.state, self._emit, self._render_feedback
-        )
+        self._ctx = LoopContext(task, backend, self.env, settings, self.state)
 
     # ------------------------------------------------------------ plumbing
     def _emit(self, event: Event) -> Event:
-        return self._writer.write(event)
+        """Log the event, fold it into the episode, and hand it on (in that order)."""
+        logged = self._writer.write(event)
+        self.state.episode.add(logged)
+        return logged
 
-    def _render_feedback(self, result: ExecResult, proposal: Proposal) -> str:
-        own = getattr(self.env, "render_feedback", None)
-        if own is not None:
-            return own(result, proposal)
-        from agent.sandbox import render_feedback
-
-        return render_feedback(result, proposal.code, max_chars=FEEDBACK_CHARS)
+    def _logged(
+        self, events: Generator[Event, None, CycleResult]
+    ) -> Generator[Event, None, CycleResult]:
+        """Wrap a cycle: every event it yields is logged and folded before anyone sees it."""
+        try:
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration as stop:
+                    return stop.value
+                yield self._emit(event)
+        finally:
+            events.close()  # a consumer that stops early stops the model too
 
     def _header(self) -> Iterator[Event]:
         if self._writer.events_written == 0:
@@ -129,7 +130,7 @@ class AgentSession:
             )
 
     def _task_messages(self) -> list[ChatMessage]:
-        return prompts.first_messages(self._system, self.env.prompt(self.task))
+        return prompts.first_messages(self.env.system_prompt, self.env.prompt(self.task))
 
     def _cycle(
         self,
@@ -139,11 +140,10 @@ class AgentSession:
         correction: str | None = None,
     ) -> Generator[Event, None, CycleResult]:
         self.messages = messages
-        result = yield from run_cycle(
-            self._ctx, messages, resample_first=resample_first, correction=correction
-        )
-        if result.best is not None and result.best.proposal is not None:
-            self.proposal = result.best.proposal
+        cycle = Cycle(self._ctx, messages, resample_first=resample_first, correction=correction)
+        result = yield from self._logged(cycle.run())
+        if result.proposal is not None:
+            self.proposal = result.proposal
             self.edited = False
         return result
 
@@ -170,7 +170,7 @@ class AgentSession:
         messages = self._task_messages()
         if code:
             messages.append(ChatMessage(role="assistant", content=prompts.code_reply(code)))
-        correction = prompts.correction_prompt(text, prompts.reply_instruction(self.env))
+        correction = prompts.correction_prompt(text, self.env.reply_instruction)
         yield self._emit(RepairRequested(turn=self.state.turn, feedback=correction, reason="user"))
         messages.append(ChatMessage(role="user", content=correction))
         yield from self._cycle(messages, correction=text)
@@ -185,27 +185,10 @@ class AgentSession:
             result = self.env.execute(proposal, self.task)
         except Exception as exc:
             yield self._emit(ErrorRaised(message=f"running the edit: {exc}", where="sandbox"))
+        # Logged once: the edit is its own correction (the trainer diffs original and edited).
         yield self._emit(
             UserEdited(turn=self.state.turn, original=original, edited=code, result=result)
         )
-        if original != code:
-            name = self.task.entry_point or "solution"
-            diff = "".join(
-                difflib.unified_diff(
-                    original.splitlines(keepends=True),
-                    code.splitlines(keepends=True),
-                    fromfile=f"proposed/{name}.py",
-                    tofile=f"edited/{name}.py",
-                )
-            )
-            yield self._emit(
-                Correction(
-                    source="edit",
-                    proposed={f"{name}.py": original},
-                    final={f"{name}.py": code},
-                    diff=diff,
-                )
-            )
         self.proposal = proposal
         self.edited = True
 

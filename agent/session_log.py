@@ -63,7 +63,17 @@ FSYNC_AFTER = frozenset(
 # version v+1 form. The header's `schema_version` is bumped by the reader.
 # Add an entry here whenever SCHEMA_VERSION is raised.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v2 logs the rendered feedback with each execution (`ExecFinished.feedback`) and a hand
+    edit once (`UserEdited`, no `Correction(source="edit")`). A v1 line reads as it is: the
+    new field is optional, and the episode fold renders the feedback of a v1 execution and
+    skips a v1 edit's duplicate correction (`agent.episode`)."""
+    return raw
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 
 
 class SessionLogError(FixloopError, ValueError):

@@ -36,21 +36,19 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from agent.episode import fold
 from agent.errors import FixloopError
 from agent.events import (
     ChatMessage,
-    CodeProposed,
     EpisodeFinished,
     ErrorRaised,
     Event,
     ExecFinished,
-    FormatError,
     ModelIdentity,
     ModelReplied,
     SamplingParams,
     Task,
 )
-from agent.sandbox.result import ExecResult, ExecStatus
 from evals.results import EpisodeRecord, SuiteResult, summarize
 
 if TYPE_CHECKING:
@@ -118,6 +116,9 @@ class SerializedBackend:
         self._acquire()
         return self.inner.count_tokens(messages)
 
+    def count_text_tokens(self, text: str) -> int:
+        return self.inner.count_text_tokens(text)
+
     def stream_chat(
         self,
         messages: list[ChatMessage],
@@ -132,53 +133,16 @@ class SerializedBackend:
 
 
 # ---------------------------------------------------------------- scoring an episode
-@dataclass
-class _Attempt:
-    index: int  # attempts counted against the budget so far, this one included
-    turn: int
-    code: str | None  # None: a format error
-    result: ExecResult | None = None
-
-    @property
-    def score(self) -> tuple[int, int]:  # the loop's "best attempt" order
-        if self.result is None:
-            return (-1, 0)
-        return (self.result.n_passed, int(self.result.status != ExecStatus.ERROR))
-
-
-def _budget_attempts(events: Sequence[Event]) -> list[_Attempt]:
-    """The attempts that count against the turn budget, in order, with their public results."""
-    attempts: list[_Attempt] = []
-    by_turn: dict[int, _Attempt] = {}
-    for ev in events:
-        if isinstance(ev, FormatError):
-            attempts.append(_Attempt(len(attempts) + 1, ev.turn, None))
-        elif isinstance(ev, CodeProposed) and ev.duplicate_of is None:
-            attempt = _Attempt(len(attempts) + 1, ev.turn, ev.code)
-            attempts.append(attempt)
-            by_turn[ev.turn] = attempt
-        elif isinstance(ev, ExecFinished) and not ev.hidden and ev.turn in by_turn:
-            by_turn[ev.turn].result = ev.result
-    return attempts
-
-
-def _best_within(attempts: Sequence[_Attempt], budget: int) -> _Attempt | None:
-    best: _Attempt | None = None
-    for attempt in attempts:
-        if attempt.index > budget or attempt.code is None or attempt.result is None:
-            continue
-        if best is None or attempt.score >= best.score:  # ties go to the later attempt
-            best = attempt
-    return best
 
 
 def score_episode(
     events: Sequence[Event], task: Task, max_turns: int, env: FunctionEnv | None
 ) -> list[bool]:
-    """Whether a run with a budget of t turns would have passed, for t = 1..max_turns."""
-    attempts = _budget_attempts(events)
+    """Whether a run with a budget of t turns would have passed, for t = 1..max_turns
+    (the episode fold's budget and best-attempt rules, `agent.episode`)."""
+    episode = fold(list(events))
     if not task.hidden_tests:
-        first = next((a.index for a in attempts if a.result is not None and a.result.passed), None)
+        first = episode.first_pass_within()
         return [first is not None and first <= t for t in range(1, max_turns + 1)]
     hidden_by_turn = {
         ev.turn: ev.result.passed for ev in events if isinstance(ev, ExecFinished) and ev.hidden
@@ -186,8 +150,8 @@ def score_episode(
     cache: dict[str, bool] = {}
     out: list[bool] = []
     for t in range(1, max_turns + 1):
-        best = _best_within(attempts, t)
-        if best is None or best.code is None:
+        best = episode.best(within=t)
+        if best is None or best.code is None or best.result is None:
             out.append(False)
         elif best.turn in hidden_by_turn:
             out.append(hidden_by_turn[best.turn])

@@ -33,6 +33,10 @@ class Backend(Protocol):
         """Tokens the messages take once the chat template is applied."""
         ...
 
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens in a piece of reply text (a reply stopped before the backend counted it)."""
+        ...
+
     def stream_chat(
         self,
         messages: list[ChatMessage],

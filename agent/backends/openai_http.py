@@ -84,6 +84,10 @@ class OpenAIBackend:
         chars = sum(len(m.content) for m in messages)
         return int(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
 
+    def count_text_tokens(self, text: str) -> int:
+        """An estimate: the server's tokenizer is not available here."""
+        return max(int(len(text) / CHARS_PER_TOKEN), 1 if text else 0)
+
     def stream_chat(
         self,
         messages: list[ChatMessage],

@@ -55,6 +55,9 @@ class ScriptedBackend:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(self._count(m.content) + TOKENS_PER_MESSAGE for m in messages)
 
+    def count_text_tokens(self, text: str) -> int:
+        return self._count(text)
+
     def stream_chat(
         self,
         messages: list[ChatMessage],

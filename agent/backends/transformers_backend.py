@@ -97,6 +97,9 @@ class TransformersBackend:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return int(self._input_ids(messages).shape[-1])
 
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def stream_chat(
         self,
         messages: list[ChatMessage],

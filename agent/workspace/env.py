@@ -17,7 +17,7 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
-from agent.environment import FormatProblem, Proposal
+from agent.environment import Environment, FormatProblem, Proposal
 from agent.events import Committed, FileEdit, Task
 from agent.sandbox.result import CapturedText, ExecResult, ExecStatus
 from agent.workspace.commit import accept_files, commit_message
@@ -59,7 +59,7 @@ def _is_test_path(path: str) -> bool:
     )
 
 
-class WorkspaceEnv:
+class WorkspaceEnv(Environment):
     """Edit files of the repository (or directory) at `repo`; check them with `test_cmd`."""
 
     system_prompt = SYSTEM

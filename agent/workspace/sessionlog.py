@@ -11,13 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.episode import fold
 from agent.events import (
-    CodeProposed,
     Committed,
     Correction,
-    EpisodeFinished,
     Event,
-    ExecFinished,
     UserAccepted,
 )
 from agent.session_log import SessionLogError, SessionRecord, find_session, read_session
@@ -77,24 +75,15 @@ def logged_corrections(path: Path) -> set[str]:
 
 
 def last_proposal(record: SessionRecord) -> LoggedProposal:
-    """The proposal a session would accept: its last passing attempt, else its best one."""
-    proposed = {e.turn: e for e in record.events if isinstance(e, CodeProposed)}
-    results = {
-        e.turn: e.result for e in record.events if isinstance(e, ExecFinished) and not e.hidden
-    }
-    passing = [t for t in proposed if t in results and results[t].passed]
-    if passing:
-        turn = passing[-1]
-    else:
-        finished = [e for e in record.events if isinstance(e, EpisodeFinished)]
-        best = finished[-1].best_turn if finished else None
-        if best not in proposed:
-            raise SessionLogError(
-                f"session {record.session_id} has no proposal to accept (no attempt produced edits)"
-            )
-        turn = best  # type: ignore[assignment]
-    event = proposed[turn]
-    return LoggedProposal(record, turn, event.code, turn in passing)
+    """The proposal the session would accept: the episode fold's final proposal (the last
+    cycle's best attempt), as `AgentSession.accept` would keep it."""
+    final = fold(record.events, header=record.header).final_proposal()
+    if final is None or final[2] is None:
+        raise SessionLogError(
+            f"session {record.session_id} has no proposal to accept (no attempt produced edits)"
+        )
+    code, _edits, attempt = final
+    return LoggedProposal(record, attempt.turn, code, attempt.passed)
 
 
 @dataclass

@@ -160,7 +160,7 @@ def solve(
         session = AgentSession(the_task, backend, cfg, purpose="solve")
     except (ValueError, OSError, RuntimeError) as exc:  # e.g. WorkspaceError: not a repo
         fail(str(exc))
-    notice = getattr(session.env, "notice", None)
+    notice = session.env.notice
     if notice:
         typer.secho(str(notice), fg=typer.colors.YELLOW, err=True)
     stream_tokens = sys.stderr.isatty() and not as_json

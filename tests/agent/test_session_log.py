@@ -148,7 +148,7 @@ def test_older_schema_is_migrated_through_the_table(
 
 def test_older_schema_without_a_migration_is_refused(tmp_path: Path) -> None:
     head = header().model_dump(mode="json")
-    head["schema_version"] = SCHEMA_VERSION - 1
+    head["schema_version"] = 0  # before the first version: no migration exists
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps(head) + "\n")
     with pytest.raises(SessionLogError, match="no migration from version"):

@@ -147,6 +147,9 @@ class InterruptingBackend:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return self.inner.count_tokens(messages)
 
+    def count_text_tokens(self, text: str) -> int:
+        return self.inner.count_text_tokens(text)
+
     def stream_chat(
         self,
         messages: list[ChatMessage],

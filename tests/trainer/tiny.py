@@ -164,6 +164,9 @@ class OracleBackend:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(len(m.content.split()) + 4 for m in messages)
 
+    def count_text_tokens(self, text: str) -> int:
+        return len(text.split())
+
     def stream_chat(
         self,
         messages: list[ChatMessage],

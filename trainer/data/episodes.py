@@ -3,47 +3,40 @@
 A session log is a `SessionStarted` header followed by events. This module
 reads logs only through the agent's reader (`agent.session_log.read_session`),
 reporting every log or line it cannot use with its file and line number instead
-of giving up, and turns the events into an :class:`Episode`: the attempts (prompt,
-reply, code, public and hidden execution, the feedback sent next), the user's
-actions in order, and the outcome. :func:`judge` then says which code is the
-session's final good solution and which attempts were bad, the judgement every
-preference format is built from.
+of giving up, and folds the events into an :class:`Episode` with the agent's one
+episode fold (`agent.episode`): the attempts (prompt, reply, code, public and hidden
+execution, the feedback the model saw), the user's actions in order, and the outcome.
+:func:`judge` then says which code is the session's final good solution and which attempts
+were bad, the judgement every preference format is built from.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.episode import Attempt, UserAction
+from agent.episode import Episode as FoldedEpisode
 from agent.events import (
     EPHEMERAL,
     ChatMessage,
-    CodeProposed,
-    Committed,
     Correction,
-    EpisodeFinished,
-    ErrorRaised,
     Event,
-    ExecFinished,
-    FormatError,
-    ModelReplied,
-    PromptSent,
-    RepairRequested,
     SessionStarted,
     Task,
     TaskKind,
-    TurnStarted,
     UserAccepted,
     UserEdited,
     UserFeedback,
     UserRejected,
 )
 from agent.extract import normalize_code
-from agent.sandbox.result import ExecResult
 from agent.session_log import SessionLogError, read_session
+
+__all__ = ["Attempt", "Episode", "UserAction", "judge", "read_log", "reconstruct"]
 
 # ---------------------------------------------------------------- reading logs
 
@@ -114,70 +107,12 @@ def find_logs(directory: Path) -> list[Path]:
 # ---------------------------------------------------------------- episodes
 
 
-@dataclass
-class Attempt:
-    """One model turn: what it was asked, what it said, and how its code fared."""
-
-    index: int  # position in the session, 0-based, across cycles
-    turn: int
-    cycle: int  # 0 for start(); +1 after each EpisodeFinished (feedback, retry)
-    prompt: list[ChatMessage] = field(default_factory=list)
-    reply: str | None = None
-    code: str | None = None
-    format_error: str | None = None
-    duplicate_of: int | None = None
-    result: ExecResult | None = None  # the public tests
-    hidden_result: ExecResult | None = None  # the held-out tests (scoring only)
-    feedback: str | None = None  # the repair turn the model saw next
-    feedback_reason: str | None = None
-
-    @property
-    def executed(self) -> bool:
-        return self.code is not None and self.result is not None
-
-    @property
-    def passed(self) -> bool:
-        return self.executed and self.result is not None and self.result.passed
-
-
-ActionKind = Literal["feedback", "edit", "accept", "reject", "correction"]
-
-
-@dataclass
-class UserAction:
-    kind: ActionKind
-    event: UserFeedback | UserEdited | UserAccepted | UserRejected | Correction
-    after: int  # number of attempts logged before this action
-
-
-@dataclass
-class Episode:
-    """A session rebuilt from its log."""
-
-    header: SessionStarted
-    source: Path | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    actions: list[UserAction] = field(default_factory=list)
-    finishes: list[EpisodeFinished] = field(default_factory=list)
-    corrections: list[Correction] = field(default_factory=list)
-    commits: list[Committed] = field(default_factory=list)
-    errors: list[ErrorRaised] = field(default_factory=list)
-
-    @property
-    def session_id(self) -> str:
-        return self.header.session_id
-
-    @property
-    def task(self) -> Task:
-        return self.header.task
-
-    @property
-    def outcome(self) -> EpisodeFinished | None:
-        """The last EpisodeFinished is the session's outcome."""
-        return self.finishes[-1] if self.finishes else None
+class Episode(FoldedEpisode):
+    """A session rebuilt from its log by the agent's fold, with the trainer's keys."""
 
     @property
     def model_key(self) -> str:
+        assert self.header is not None
         return self.header.model.key
 
     @property
@@ -216,62 +151,10 @@ def task_key(task: Task) -> str:
 
 
 def reconstruct(log: SessionLog) -> Episode:
-    """Rebuild attempts, user actions and outcomes from a session's events, in order."""
+    """Attempts, user actions and outcomes of a session: the agent's episode fold."""
     episode = Episode(header=log.header, source=log.path)
-    by_turn: dict[int, Attempt] = {}
-    cycle = 0
-
-    def attempt_for(turn: int) -> Attempt:
-        if turn not in by_turn:  # an event for a turn whose TurnStarted was lost
-            attempt = Attempt(index=len(episode.attempts), turn=turn, cycle=cycle)
-            episode.attempts.append(attempt)
-            by_turn[turn] = attempt
-        return by_turn[turn]
-
     for event in log.events:
-        if isinstance(event, TurnStarted):
-            attempt = Attempt(index=len(episode.attempts), turn=event.turn, cycle=cycle)
-            episode.attempts.append(attempt)
-            by_turn[event.turn] = attempt
-        elif isinstance(event, PromptSent):
-            attempt_for(event.turn).prompt = list(event.messages)
-        elif isinstance(event, ModelReplied):
-            attempt_for(event.turn).reply = event.text
-        elif isinstance(event, CodeProposed):
-            attempt = attempt_for(event.turn)
-            attempt.code = event.code
-            attempt.duplicate_of = event.duplicate_of
-        elif isinstance(event, FormatError):
-            attempt_for(event.turn).format_error = event.message
-        elif isinstance(event, ExecFinished):
-            attempt = attempt_for(event.turn)
-            if event.hidden:
-                attempt.hidden_result = event.result
-            else:
-                attempt.result = event.result
-        elif isinstance(event, RepairRequested):
-            attempt = attempt_for(event.turn)
-            attempt.feedback = event.feedback
-            attempt.feedback_reason = event.reason
-        elif isinstance(event, UserFeedback):
-            episode.actions.append(UserAction("feedback", event, len(episode.attempts)))
-        elif isinstance(event, UserEdited):
-            episode.actions.append(UserAction("edit", event, len(episode.attempts)))
-        elif isinstance(event, UserAccepted):
-            episode.actions.append(UserAction("accept", event, len(episode.attempts)))
-        elif isinstance(event, UserRejected):
-            episode.actions.append(UserAction("reject", event, len(episode.attempts)))
-        elif isinstance(event, EpisodeFinished):
-            episode.finishes.append(event)
-            cycle += 1
-        elif isinstance(event, Correction):
-            episode.corrections.append(event)
-            if event.source != "edit":  # an in-session edit is already its UserEdited
-                episode.actions.append(UserAction("correction", event, len(episode.attempts)))
-        elif isinstance(event, Committed):
-            episode.commits.append(event)
-        elif isinstance(event, ErrorRaised):
-            episode.errors.append(event)
+        episode.add(event)
     return episode
 
 

@@ -19,6 +19,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+from agent.episode import FEEDBACK_CHARS
 from agent.events import ChatMessage, Correction, TaskKind, UserAccepted, UserEdited, UserFeedback
 from agent.extract import normalize_code
 from agent.sandbox import render_feedback
@@ -65,8 +66,9 @@ def _meta(episode: Episode) -> Row:
 
 
 def render_exec_feedback(result: ExecResult, code: str) -> str:
-    """The interpreter's feedback on a failed run, exactly as the loop renders it for the model."""
-    return render_feedback(result, code)
+    """The interpreter's feedback on a run the model was not shown (a user's edit), rendered
+    as the loop renders it for the model."""
+    return render_feedback(result, code, max_chars=FEEDBACK_CHARS)
 
 
 def leti_head(passed: bool, feedback: str) -> str:
@@ -80,12 +82,9 @@ def leti_text(passed: bool, feedback: str, task: str, program: str) -> str:
 
 
 def _attempt_feedback(attempt: Attempt) -> str:
+    """The execution feedback exactly as the model was shown it (logged with the result)."""
     assert attempt.result is not None and attempt.code is not None
-    if attempt.passed:
-        return ""
-    # Rendered from the result rather than taken from the repair turn, which also
-    # carries the loop's instructions ("Find the mistake and fix it...").
-    return render_exec_feedback(attempt.result, attempt.code)
+    return attempt.shown_feedback
 
 
 def leti_rows(episode: Episode) -> list[Row]:

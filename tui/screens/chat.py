@@ -219,7 +219,7 @@ class ChatScreen(Screen[None]):
     def _session_created(self, session: AgentSession) -> None:
         self.session = session
         self.last_log_path = session.log_path
-        notice = getattr(session.env, "notice", None)
+        notice = session.env.notice
         if notice:
             self.notify(str(notice), title="Workspace", timeout=8, markup=False)
 
