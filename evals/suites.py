@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from typing import Any
 
 from agent.errors import FixloopError
 from agent.events import Task, TaskKind
+from agent.hashing import text_hash
 
 MBPP_SPLITS: dict[str, range] = {
     "prompt": range(1, 11),
@@ -52,15 +52,6 @@ class SuiteError(FixloopError, ValueError):
 
 
 # ---------------------------------------------------------------- held-out rule
-def normalize_text(text: str) -> str:
-    """Task text compared for identity: lower case, whitespace collapsed."""
-    return " ".join(text.lower().split())
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
-
-
 def text_is_heldout(text: str) -> bool:
     """The fixed rule for the user's own tasks: the text's hash falls in the held-out bucket."""
     return int(text_hash(text)[:8], 16) % HELDOUT_MODULUS == 0

@@ -12,7 +12,6 @@ were bad, the judgement every preference format is built from.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from agent.events import (
     UserRejected,
 )
 from agent.extract import normalize_code
+from agent.hashing import text_hash
 from agent.session_log import SessionLogError, read_session
 
 __all__ = ["Attempt", "Episode", "UserAction", "judge", "read_log", "reconstruct"]
@@ -146,7 +146,7 @@ def task_key(task: Task) -> str:
     """What identifies a task across sessions: its id, else a hash of its text."""
     if task.task_id:
         return task.task_id
-    digest = hashlib.sha256(" ".join(task.text.split()).encode()).hexdigest()[:16]
+    digest = text_hash(task.text)[:16]  # the held-out rule's identity: case and spacing aside
     return f"text:{digest}"
 
 
