@@ -224,3 +224,28 @@ def test_workspace_plain_accept_keeps_the_models_reply(tmp_path: Path) -> None:
     verdict = judge(ep)
     assert verdict.final is not None and verdict.final.source == "model"
     assert verdict.bad == [] and ilf_triples(ep, verdict) == []
+
+
+def test_repair_rows_train_only_the_repairing_turn() -> None:
+    """A failed attempt, its feedback, then a pass: a prompt/completion row whose prompt is
+    the conversation exactly as sent and whose completion is the repair alone."""
+    from tests.trainer.data_support import golden, session_file
+    from trainer.data.formats import repair_rows
+
+    sessions = []
+    for name in golden()["repair_sessions"]:
+        log, _ = read_log(session_file(name))
+        assert log is not None
+        episode = reconstruct(log)
+        rows = repair_rows(episode)
+        assert len(rows) == 1, name
+        row = rows[0]
+        repaired = next(a for a in episode.attempts if a.turn == row["turn"])
+        assert row["prompt"] == [m.model_dump() for m in repaired.prompt]
+        assert row["completion"] == [{"role": "assistant", "content": repaired.reply}]
+        assert row["prompt"][-2]["role"] == "assistant" and row["prompt"][-1]["role"] == "user"
+        sessions.append(name)
+    assert sessions
+    for name in ("s01-pass-first-try", "s06-format-error", "s08-hidden-tests-fail"):
+        log, _ = read_log(session_file(name))
+        assert log is not None and repair_rows(reconstruct(log)) == [], name

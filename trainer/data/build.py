@@ -34,6 +34,7 @@ from trainer.data.formats import (
     ilf_triples,
     kto_rows,
     leti_rows,
+    repair_rows,
     sft_rows,
 )
 from trainer.data.hygiene import (
@@ -170,6 +171,7 @@ def compile_rows(episodes: Sequence[Episode]) -> dict[str, list[Row]]:
         rows["leti"] += leti_rows(episode)
         triples += ilf_triples(episode, judgement)
         rows["sft"] += sft_rows(episode, judgement)
+        rows["repair"] += repair_rows(episode)
         rows["kto"] += kto_rows(episode, judgement)
         rows["episodes"] += episode_rows(episode)
         groups.setdefault(episode.task_key, []).append((episode, judgement))

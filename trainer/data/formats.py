@@ -36,7 +36,7 @@ from trainer.data.episodes import (
 
 Row = dict[str, Any]
 
-FORMATS = ("leti", "ilf", "sft", "dpo", "kto", "episodes")
+FORMATS = ("leti", "ilf", "sft", "repair", "dpo", "kto", "episodes")
 
 GOOD = "<|good|>"
 BAD = "<|bad|>"
@@ -244,6 +244,40 @@ def sft_rows(episode: Episode, judgement: Judgement | None = None) -> list[Row]:
         return []
     messages = [*_messages(episode.prompt_messages()), *_assistant(sft_completion(final, episode))]
     return [{"messages": messages, "source": final.source, "why": final.why, **_meta(episode)}]
+
+
+# ---------------------------------------------------------------- repair trajectories
+
+
+def repair_rows(episode: Episode) -> list[Row]:
+    """RLEF's episode as supervision: each attempt that passed right after failing and
+    being shown the feedback (the sandbox's, or the user's typed correction) becomes a
+    prompt/completion row. The prompt is the
+    conversation exactly as the model was sent it (task, its failed attempt, the feedback);
+    the loss falls on the repairing reply alone. It teaches using feedback, not resampling.
+    """
+    rows: list[Row] = []
+    why = {a.feedback: a.feedback_reason for a in episode.attempts if a.feedback}
+    for attempt in episode.attempts:
+        if not attempt.passed or attempt.reply is None or len(attempt.prompt) < 4:
+            continue
+        if why.get(attempt.prompt[-1].content) not in ("exec", "user"):
+            continue  # a format reminder or a restart is not feedback on a failed program
+        if attempt.hidden_result is not None and not attempt.hidden_result.passed:
+            continue  # passed the public tests only: not a repair worth learning
+        previous = attempt.prompt[-2]
+        if previous.role != "assistant" or attempt.prompt[-1].role != "user":
+            continue
+        rows.append(
+            {
+                "prompt": _messages(attempt.prompt),
+                "completion": _assistant(attempt.reply),
+                "turn": attempt.turn,
+                "repaired_after": sum(m.role == "assistant" for m in attempt.prompt),
+                **_meta(episode),
+            }
+        )
+    return rows
 
 
 # ---------------------------------------------------------------- DPO

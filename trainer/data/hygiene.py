@@ -94,7 +94,7 @@ def row_text(fmt: str, row: Row) -> str:
         return _join_messages(row["messages"])
     if fmt == "dpo":
         return "\n".join(_join_messages(row[k]) for k in ("prompt", "chosen", "rejected"))
-    if fmt == "kto":
+    if fmt in ("kto", "repair"):
         return _join_messages(row["prompt"]) + "\n" + _join_messages(row["completion"])
     raise ValueError(f"unknown format {fmt!r}")
 
@@ -115,6 +115,8 @@ def row_varying_text(fmt: str, row: Row) -> str:
         return _join_messages(row["chosen"]) + "\n---\n" + _join_messages(row["rejected"])
     if fmt == "kto":
         return _join_messages(row["completion"])
+    if fmt == "repair":  # the failed attempt and its feedback differ too, not only the fix
+        return _join_messages([*row["prompt"][2:], *row["completion"]])
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -185,6 +187,7 @@ _METADATA = frozenset(
         "why",
         "chosen_why",
         "rejected_why",
+        "repaired_after",
     }
 )
 
