@@ -29,7 +29,7 @@ from tui.messages import AgentEvent, BackendFailed, BackendReady, SessionCycleDo
 from tui.screens.edit import EditScreen
 from tui.task_text import task_from_prompt
 from tui.widgets.prompt import PromptInput
-from tui.widgets.status_bar import StatusBar
+from tui.widgets.status_bar import StatusBar, apply_event
 from tui.widgets.transcript import TokenRate, Transcript
 
 if TYPE_CHECKING:
@@ -268,41 +268,20 @@ class ChatScreen(Screen[None]):
             self.status.state = "cancelling"
 
     def _update_status(self, event: ev.Event) -> None:
-        status = self.status
-        match event:
-            case ev.SessionStarted():
-                status.model = event.model.name
-                status.max_attempts = int(event.config.get("max_turns", status.max_attempts))
+        apply_event(self.status, event, self.transcript.attempt_in_cycle)
+        match event:  # the live decode rate, measured here as tokens arrive
             case ev.TurnStarted():
-                status.attempt = self.transcript.attempt_in_cycle(event.turn)
-                status.state = "reading prompt"
                 self.rate.reset()
             case ev.TokenDelta():
-                status.state = "generating"
                 rate = self.rate.tick()
                 if rate is not None:
-                    status.tokens_per_s = rate
+                    self.status.tokens_per_s = rate
             case ev.ModelReplied():
                 # Streamed: keep the decode rate measured live (the logged rate includes
-                # prompt processing); otherwise the logged one.
+                # prompt processing); otherwise the logged one, already shown.
                 live = self.rate.final()
                 if live is not None:
-                    status.tokens_per_s = live
-                elif event.tokens_per_s > 0:
-                    status.tokens_per_s = event.tokens_per_s
-            case ev.CodeProposed():
-                status.state = "running tests"
-            case ev.ExecFinished():
-                status.state = "passed" if event.result.passed else "repairing"
-            case ev.UserEdited():
-                status.state = "edit passed" if event.result and event.result.passed else "edited"
-            case ev.EpisodeFinished():
-                status.stop_clock()
-                status.state = f"{event.outcome} · review"
-            case ev.UserAccepted():
-                status.state = "accepted"
-            case ev.UserRejected():
-                status.state = "rejected"
+                    self.status.tokens_per_s = live
             case _:
                 pass
 

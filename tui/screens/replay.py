@@ -10,9 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from agent import events as ev
 from agent.session_log import SessionLogError, SessionRecord, read_session
-from tui.widgets.status_bar import StatusBar
+from tui.widgets.status_bar import StatusBar, apply_event
 from tui.widgets.transcript import Transcript
 
 
@@ -56,12 +55,10 @@ class ReplayScreen(Screen[None]):
             return
         record = self.record
         self.query_one("#replay-title", Static).update(replay_title(record))
-        status.model = record.header.model.name
-        status.max_attempts = int(record.header.config.get("max_turns", 0) or 0)
-        status.state = "replay"
+        status.state = "replay"  # the header, first below, names the model and the turn budget
         for event in [record.header, *record.events]:
             await transcript.apply(event)
-            apply_status(status, event, transcript)
+            apply_event(status, event, transcript.attempt_in_cycle, replay=True)
         last = record.events[-1].ts if record.events else record.header.ts
         status.stop_clock(last - record.header.ts)
         transcript.focus()
@@ -77,20 +74,3 @@ class ReplayScreen(Screen[None]):
 
     def action_bottom(self) -> None:
         self.query_one(Transcript).scroll_end(animate=False)
-
-
-def apply_status(status: StatusBar, event: ev.Event, transcript: Transcript) -> None:
-    """What a logged event says about the status bar (no live timing in a replay)."""
-    match event:
-        case ev.TurnStarted():
-            status.attempt = transcript.attempt_in_cycle(event.turn)
-        case ev.ModelReplied() if event.tokens_per_s > 0:
-            status.tokens_per_s = event.tokens_per_s
-        case ev.EpisodeFinished():
-            status.state = f"replay · {event.outcome}"
-        case ev.UserAccepted():
-            status.state = "replay · accepted"
-        case ev.UserRejected():
-            status.state = "replay · rejected"
-        case _:
-            pass

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
+
+from agent import events as ev
 
 
 def format_elapsed(seconds: float) -> str:
@@ -85,3 +88,48 @@ class StatusBar(Static):
         parts.append(("  │  ", "dim"))
         parts.append((format_elapsed(self.elapsed_s), ""))
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+
+def apply_event(
+    status: StatusBar,
+    event: ev.Event,
+    attempt_of: Callable[[int], int],
+    *,
+    replay: bool = False,
+) -> None:
+    """What one session event says about the status bar: the one mapping, live and replayed.
+
+    `attempt_of` turns a turn number into the attempt shown ("attempt k of n"). Live, each
+    step shows (reading prompt, generating, running tests, repairing, ...) and an outcome
+    waits for review; a replay runs nothing, so it shows only the outcome and the user's
+    verdict ("replay · passed") and the logged decode rate. The chat screen adds its live
+    token-rate measurement on top.
+    """
+    live = not replay
+    match event:
+        case ev.SessionStarted():
+            status.model = event.model.name
+            status.max_attempts = int(event.config.get("max_turns") or status.max_attempts)
+        case ev.TurnStarted():
+            status.attempt = attempt_of(event.turn)
+            if live:
+                status.state = "reading prompt"
+        case ev.TokenDelta() if live:
+            status.state = "generating"
+        case ev.ModelReplied() if event.tokens_per_s > 0:
+            status.tokens_per_s = event.tokens_per_s
+        case ev.CodeProposed() if live:
+            status.state = "running tests"
+        case ev.ExecFinished() if live:
+            status.state = "passed" if event.result.passed else "repairing"
+        case ev.UserEdited() if live:
+            status.state = "edit passed" if event.result and event.result.passed else "edited"
+        case ev.EpisodeFinished():
+            status.stop_clock()
+            status.state = f"{event.outcome} · review" if live else f"replay · {event.outcome}"
+        case ev.UserAccepted():
+            status.state = "accepted" if live else "replay · accepted"
+        case ev.UserRejected():
+            status.state = "rejected" if live else "replay · rejected"
+        case _:
+            pass
