@@ -22,6 +22,7 @@ from tqdm import tqdm
 from agent.errors import FixloopError
 from agent.models import ModelSpec, Registry
 from agent.models.provision import hash_file
+from trainer.data.formats import GOOD
 from trainer.export.check import GenerationCheck, check_generates
 from trainer.export.converter import ensure_converter
 from trainer.export.merge import base_config_dir, merged_hf_dir, run_meta
@@ -76,7 +77,7 @@ def lineage(run_dir: Path, meta: dict[str, Any], *, quant: str, mode: str) -> di
         "export": mode,
         "quant": quant,
         # LeTI trains on `<|good|>{task}{program}`: prompts should start with the good token.
-        "inference_prefix": "<|good|>" if meta["config"]["method"] == "leti" else None,
+        "inference_prefix": GOOD if meta["config"]["method"] == "leti" else None,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
