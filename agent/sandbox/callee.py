@@ -18,6 +18,7 @@ import os
 import pickle
 import sys
 import types
+from typing import NoReturn
 
 if __package__:
     from agent.sandbox import runtime, wire
@@ -218,19 +219,13 @@ def _exec_program(code: str, ns: dict) -> None:
     exec(compile(code, runtime.SOLUTION_FILE, "exec"), ns)
 
 
-def main(req_fd: int, resp_fd: int) -> None:
+def main(req_fd: int, resp_fd: int) -> NoReturn:
     """Entry in the forked child: serve the judge until it says quit or goes away."""
-    code = runtime.EXIT_CHILD_CRASHED
-    try:
+
+    def body() -> None:
         runtime.die_with_parent()
         runtime.drop_capabilities()  # as root outside bubblewrap too: no ptrace of the judge
         runtime.set_dumpable(1)  # an ordinary process (the judge stays non-dumpable)
         Callee(req_fd, resp_fd).serve()
-        code = 0
-    except BaseException:
-        import traceback
 
-        traceback.print_exc()
-    finally:
-        runtime.flush_std()
-        os._exit(code)
+    runtime.run_child(body)

@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import sys
-import traceback
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
@@ -106,8 +105,7 @@ def wipe(jobdir: str, roots: list[str], dev: dict[str, tuple[int, int]]) -> bool
 
 
 def _child(header: dict, fds: list[int], sock: socket.socket, jobdir: str) -> None:
-    code = runtime.EXIT_CHILD_CRASHED
-    try:
+    def body() -> None:
         os.setsid()
         sock.close()
         stdin_r, stdout_w, stderr_w, spec_r, result_w = fds
@@ -120,12 +118,8 @@ def _child(header: dict, fds: list[int], sock: socket.socket, jobdir: str) -> No
         os.environ["HOME"] = os.path.join(jobdir, "home")
         os.environ["TMPDIR"] = os.path.join(jobdir, "tmp")
         harness.job(spec_r, result_w)
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        runtime.flush_std()
-        os._exit(code)
+
+    runtime.run_child(body)
 
 
 def serve(sock: socket.socket, workdir: str, roots: list[str]) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 SOLUTION_FILE = "solution.py"
 TEST_FILE = "<test>"
@@ -184,6 +186,22 @@ def set_dumpable(value: int) -> bool:
 def die_with_parent() -> bool:
     """SIGKILL this process when the process that forked it ends."""
     return _prctl(PR_SET_PDEATHSIG, 9)
+
+
+def run_child(body: Callable[[], None]) -> NoReturn:
+    """The whole life of a forked child: run `body`, report a crash on stderr, flush, and
+    leave with `os._exit` (never back into the parent's code)."""
+    code = EXIT_CHILD_CRASHED
+    try:
+        body()
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        flush_std()
+        os._exit(code)
 
 
 def close_fds_except(keep: set[int]) -> None:
