@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -33,6 +33,11 @@ def _default_sessions_dir() -> Path:
     return paths.default_data_dir() / "sessions"
 
 
+# The repair loop's policies (agent/policies.py): what follows a failed attempt.
+PolicyName = Literal["greedy", "sampled", "restart", "mixed"]
+POLICY_NAMES: tuple[str, ...] = get_args(PolicyName)
+
+
 class ConfigError(FixloopError, ValueError):
     """A config file or environment value that cannot be used; the message says how to fix it."""
 
@@ -55,6 +60,11 @@ class Settings(BaseSettings):
     )
     n_gpu_layers: int = Field(0, description="layers offloaded to a GPU (-1: all)")
     max_turns: int = Field(4, ge=1, le=50, description="attempts per episode")
+    policy: PolicyName = Field(
+        "greedy",
+        description="after a failed attempt: greedy (repair), sampled (repair at T 0.8), "
+        "restart (from the task when no better), mixed (repair if tests pass, else restart)",
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(1024, ge=16)

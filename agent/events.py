@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from agent.sandbox.result import ExecResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -180,7 +180,9 @@ class RepairRequested(_Event):
     type: Literal["repair_requested"] = "repair_requested"
     turn: int  # the turn being repaired
     feedback: str
-    reason: Literal["exec", "format", "duplicate", "user"]
+    # restart: the conversation starts over from the task with a note on what failed
+    # (the restart and mixed policies, agent/policies.py); since schema version 3
+    reason: Literal["exec", "format", "duplicate", "user", "restart"]
 
 
 class UserFeedback(_Event):

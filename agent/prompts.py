@@ -13,7 +13,9 @@ A user's correction (ILF) starts a short conversation of its own: the task,
 the attempt it is about, and the correction (`correction_prompt`).
 
 When an attempt repeats an earlier failed one, the conversation restarts as
-system + task + `duplicate_prompt` (what failed, without the program).
+system + task + `duplicate_prompt` (what failed, without the program). The restart and
+mixed policies (`agent/policies.py`) restart the same way after a failed attempt, as
+system + task + `restart_prompt` (a short note of what failed).
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def duplicate_prompt(duplicate_of: int, feedback: str, reply: str = PROGRAM_REPL
         "Rethink the problem and solve it with a different approach: do not write that "
         f"program again. {reply}"
     )
+
+
+def restart_prompt(note: str, reply: str = PROGRAM_REPLY) -> str:
+    """Appended to the task when a policy starts over from it after a failed attempt.
+
+    `note` is one or two lines on what failed (`agent.policies.failure_note`); the failed
+    program is not shown, so the next attempt is a fresh sample, not an edit of it.
+    """
+    return f"A previous attempt failed: {note.strip()}\n\nSolve the task from scratch. {reply}"
 
 
 def unchanged_prompt(correction: str) -> str:

@@ -33,7 +33,8 @@ from agent.events import (
     UserFeedback,
     UserRejected,
 )
-from agent.loop import Cycle, CycleResult, LoopContext, LoopState
+from agent.loop import CycleResult, LoopContext, LoopState
+from agent.policies import make_cycle
 from agent.sandbox.result import ExecResult
 from agent.session_log import SessionLogWriter, new_session_id, session_path
 
@@ -140,7 +141,9 @@ class AgentSession:
         correction: str | None = None,
     ) -> Generator[Event, None, CycleResult]:
         self.messages = messages
-        cycle = Cycle(self._ctx, messages, resample_first=resample_first, correction=correction)
+        cycle = make_cycle(
+            self._ctx, messages, resample_first=resample_first, correction=correction
+        )  # the cycle of settings.policy (agent/policies.py)
         result = yield from self._logged(cycle.run())
         if result.proposal is not None:
             self.proposal = result.proposal

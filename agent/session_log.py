@@ -73,7 +73,13 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
+def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """v3 adds a value, `RepairRequested.reason == "restart"` (the restart and mixed
+    policies). A v2 line reads as it is."""
+    return raw
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 class SessionLogError(FixloopError, ValueError):

@@ -62,6 +62,7 @@ def table(results: Sequence[SuiteResult]) -> str:
     rows: list[tuple[str, list[str]]] = []
     head = results[0]
     rows.append(("suite", [f"{r.suite} ({r.n_tasks} tasks)" for r in results]))
+    rows.append(("policy", [r.policy for r in results]))
     rows.append(("pass@1 (first attempt)", [_cell(r.pass_at_1) for r in results]))
     max_turns = max(r.max_turns for r in results)
     for t in range(2, max_turns + 1):

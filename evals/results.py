@@ -99,6 +99,7 @@ class SuiteResult(BaseModel):
     max_turns: int
     temperature: float
     seed: int
+    policy: str = "greedy"  # the repair policy the episodes followed
     pass_at_1: RateOut  # first attempt, averaged over samples
     pass_at_k: dict[int, RateOut]  # first attempt, k independent samples (Chen et al.)
     pass_within: dict[int, RateOut]  # the repair loop: passed within t turns
@@ -140,6 +141,7 @@ def summarize(
     seed: int,
     elapsed_s: float = 0.0,
     results_file: str = "",
+    policy: str = "greedy",
 ) -> SuiteResult:
     """Totals over `task_ids` (in that order) from the records, using samples 0..samples-1."""
     by_key = {(r.task_id, r.sample): r for r in records}
@@ -190,6 +192,7 @@ def summarize(
         max_turns=max_turns,
         temperature=temperature,
         seed=seed,
+        policy=policy,
         pass_at_1=RateOut.of(first),
         pass_at_k=at_k,
         pass_within=within,

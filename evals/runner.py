@@ -73,6 +73,7 @@ class RunHeader(BaseModel):
     temperature: float
     seed: int
     purpose: str
+    policy: str = "greedy"  # the repair policy (agent/policies.py); older files: greedy
 
 
 # ---------------------------------------------------------------- one model at a time
@@ -357,6 +358,7 @@ def run_suite(
         temperature=temperature,
         seed=seed,
         purpose=purpose,
+        policy=settings.policy,
     )
     path = results_path(out_dir, label)
     results = ResultsFile(path, header)
@@ -475,6 +477,7 @@ def run_suite(
         seed=seed,
         elapsed_s=time.perf_counter() - started,
         results_file=str(path),
+        policy=settings.policy,
     )
 
 

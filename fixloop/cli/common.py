@@ -8,7 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from agent.config import Settings, load_settings
+from agent.config import PolicyName, Settings, load_settings
 
 # The model/backend options. Every command that runs a model takes exactly these.
 ModelOpt = Annotated[
@@ -22,6 +22,15 @@ AdapterOpt = Annotated[
     Path | None, typer.Option("--adapter", help="LoRA adapter (GGUF) applied at load time.")
 ]
 NCtxOpt = Annotated[int | None, typer.Option("--n-ctx", help="Context window in tokens.")]
+PolicyOpt = Annotated[
+    PolicyName | None,
+    typer.Option(
+        "--policy",
+        help="After a failed attempt: greedy (repair), sampled (repair turns at T 0.8), "
+        "restart (from the task when no better than the best so far), mixed (repair when "
+        "some tests pass, else restart). Default: the `policy` setting.",
+    ),
+]
 
 
 class State:

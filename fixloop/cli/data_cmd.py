@@ -18,6 +18,7 @@ from fixloop.cli.common import (
     BaseUrlOpt,
     ModelOpt,
     NCtxOpt,
+    PolicyOpt,
     check_sessions_dir,
     fail,
     settings,
@@ -180,6 +181,7 @@ def seed_cmd(
     base_url: BaseUrlOpt = None,
     adapter: AdapterOpt = None,
     n_ctx: NCtxOpt = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """LeTI without a human: run the agent over train tasks with the sandbox as teacher.
 
@@ -196,7 +198,12 @@ def seed_cmd(
             "splits, HumanEval) never become training data. Seed from --suite mbpp --split train."
         )
     cfg = settings(
-        model=model, base_url=base_url, adapter=adapter, n_ctx=n_ctx, sessions_dir=sessions_dir
+        model=model,
+        base_url=base_url,
+        adapter=adapter,
+        n_ctx=n_ctx,
+        sessions_dir=sessions_dir,
+        policy=policy,
     )
     tasks = load_suite(suite, split=split, ids=ids, limit=limit)
     check_sessions_dir(cfg)  # every episode is logged there: fail before running any
@@ -211,7 +218,7 @@ def seed_cmd(
     target = out or cfg.data_dir / "seed" / f"{Path(suite).stem}-{split}"
     typer.echo(
         f"seeding {len(tasks)} tasks x {samples} sample(s), up to {max_turns} turns, "
-        f"model {cfg.base_url or cfg.model}; sessions -> {cfg.sessions_dir}"
+        f"model {cfg.base_url or cfg.model}, policy {cfg.policy}; sessions -> {cfg.sessions_dir}"
     )
     started = time.perf_counter()
     result = run_suite(

@@ -16,7 +16,15 @@ from typing import Annotated
 
 import typer
 
-from fixloop.cli.common import AdapterOpt, BaseUrlOpt, NCtxOpt, check_sessions_dir, fail, settings
+from fixloop.cli.common import (
+    AdapterOpt,
+    BaseUrlOpt,
+    NCtxOpt,
+    PolicyOpt,
+    check_sessions_dir,
+    fail,
+    settings,
+)
 
 
 def default_out_dir(
@@ -29,8 +37,10 @@ def default_out_dir(
     samples: int,
     temperature: float,
     seed: int,
+    policy: str = "greedy",
 ) -> Path:
-    """A directory named by the arguments, so that rerunning a command resumes it."""
+    """A directory named by the arguments, so that rerunning a command resumes it (a policy
+    other than greedy is part of the name: greedy runs keep the names they always had)."""
     parts = [Path(suite).stem if suite not in ("mbpp", "humaneval", "sessions") else suite]
     if split:
         parts.append(split)
@@ -39,6 +49,8 @@ def default_out_dir(
     if limit:
         parts.append(f"n{limit}")
     parts += [f"t{max_turns}", f"k{samples}", f"T{temperature:g}", f"s{seed}"]
+    if policy != "greedy":
+        parts.append(policy)
     name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", "-".join(parts))
     return data_dir / "eval" / name
 
@@ -72,6 +84,7 @@ def eval_command(
     temperature: Annotated[
         float, typer.Option("--temperature", min=0.0, max=2.0, help="0 = greedy.")
     ] = 0.0,
+    policy: PolicyOpt = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -97,27 +110,30 @@ def eval_command(
     from evals.runner import run_suite
     from evals.suites import load_suite
 
-    base = settings(base_url=base_url, adapter=adapter, n_ctx=n_ctx)
+    base = settings(base_url=base_url, adapter=adapter, n_ctx=n_ctx, policy=policy)
     tasks = load_suite(suite, split=split, ids=ids, limit=limit, sessions_dir=base.sessions_dir)
     check_sessions_dir(base)  # every episode is logged there: fail before running any
     models = model or [base.model]
     if len(set(models)) != len(models):
         fail(f"--model given twice: {', '.join(models)}")
     out_dir = out or default_out_dir(
-        base.data_dir, suite, split, ids, limit, max_turns, samples, temperature, seed
+        base.data_dir, suite, split, ids, limit, max_turns, samples, temperature, seed, base.policy
     )
     progress = not no_progress
     typer.echo(
         f"evaluating {', '.join(models)} on {suite}"
         + (f" ({split})" if split else "")
-        + f": {len(tasks)} tasks x {samples} sample(s), up to {max_turns} turns; results in "
+        + f": {len(tasks)} tasks x {samples} sample(s), up to {max_turns} turns, policy "
+        f"{base.policy}; results in "
         f"{out_dir}",
         err=True,
     )
     results = []
     try:
         for name in models:
-            cfg = settings(model=name, base_url=base_url, adapter=adapter, n_ctx=n_ctx)
+            cfg = settings(
+                model=name, base_url=base_url, adapter=adapter, n_ctx=n_ctx, policy=policy
+            )
             results.append(
                 run_suite(
                     tasks,

@@ -21,6 +21,7 @@ from fixloop.cli.common import (
     BaseUrlOpt,
     ModelOpt,
     NCtxOpt,
+    PolicyOpt,
     check_sessions_dir,
     fail,
     read_input,
@@ -78,6 +79,7 @@ def solve(
     max_tokens: Annotated[
         int | None, typer.Option("--max-tokens", help="Tokens per reply at most.")
     ] = None,
+    policy: PolicyOpt = None,
     entry_point: Annotated[
         str | None, typer.Option("--entry-point", help="Name the function must have.")
     ] = None,
@@ -115,6 +117,7 @@ def solve(
         n_ctx=n_ctx,
         max_turns=max_turns,
         max_tokens=max_tokens,
+        policy=policy,
     )
     tests_list = list(asserts or [])
     setup, test_file = "", None
@@ -209,6 +212,7 @@ def solve(
             "completion_tokens": finished.completion_tokens,
             "duration_s": round(finished.duration_s, 3),
             "model": backend.identity.key,
+            "policy": cfg.policy,
             "committed": committed.model_dump(include={"sha", "files", "message"})
             if committed
             else None,
@@ -220,7 +224,7 @@ def solve(
             typer.echo(f"\n--- final code (turn {finished.best_turn}) ---\n{finished.final_code}")
         typer.echo(
             f"outcome: {finished.outcome}  tests: {finished.best_passed}/{finished.n_tests}  "
-            f"turns: {finished.turns}  time: {finished.duration_s:.1f}s\n"
+            f"turns: {finished.turns}  policy: {cfg.policy}  time: {finished.duration_s:.1f}s\n"
             f"session: {session.session_id}\nlog: {session.log_path}"
         )
         for message in errors:

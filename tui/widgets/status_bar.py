@@ -108,7 +108,7 @@ def apply_event(
     live = not replay
     match event:
         case ev.SessionStarted():
-            status.model = event.model.name
+            status.model = " · ".join(filter(None, [event.model.name, event.config.get("policy")]))
             status.max_attempts = int(event.config.get("max_turns") or status.max_attempts)
         case ev.TurnStarted():
             status.attempt = attempt_of(event.turn)

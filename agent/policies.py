@@ -1,0 +1,231 @@
+"""Repair policies: what the loop does after a failed attempt, and how it samples the next one.
+
+An *attempt* is one generation whose program is executed (or that had no usable code); the
+budget is `Settings.max_turns` attempts whatever the policy, so policies compare at equal
+budget. Duplicates stay free and are resampled hotter under every policy (`agent.loop`).
+
+- `greedy`: repair (the feedback becomes the next user turn); sampled as set (T 0: greedy).
+- `sampled`: repair; repair turns sampled at T 0.8 with a seed per turn.
+- `restart`: restart when the attempt is no better than the best so far (as many or fewer
+  tests passed), else repair; restarts sampled at T 0.8 with a seed per turn.
+- `mixed`: repair when the attempt passed some tests or raised an exception at a line of its
+  program; restart when it passed none; restarts sampled at T 0.8 with a seed per turn.
+
+A *restart* starts the conversation over as system + task + `prompts.restart_prompt`: a
+short note of what failed (`failure_note`), not the failed program, so the next attempt is
+a fresh sample rather than an edit (logged as `RepairRequested(reason="restart")`). The
+first attempt of a cycle is always the settings' sampling; a user's correction cycle
+always repairs (the correction is the point of it).
+
+`make_cycle` is what a session calls: `greedy` is `agent.loop.Cycle` itself, unchanged;
+the others are a `PolicyCycle`, which overrides two of the Cycle's steps (`sampling` and
+`after_failure`) and consults its `RepairPolicy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Literal
+
+from agent import prompts
+from agent.config import POLICY_NAMES
+from agent.episode import Attempt
+from agent.events import ChatMessage, Event, RepairRequested, SamplingParams
+from agent.loop import Cycle, LoopContext
+from agent.sandbox.result import ExecResult, ExecStatus, TestResult, TestStatus
+
+SAMPLED_TEMPERATURE = 0.8  # repair and restart samples (the pass@k baseline's temperature)
+NOTE_CHARS = 300  # a restart's note on what failed, at most
+
+Step = Literal["repair", "restart"]
+
+
+# ---------------------------------------------------------------- what failed, briefly
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _failing(result: ExecResult) -> list[TestResult]:
+    return [t for t in result.tests if t.status not in (TestStatus.PASSED, TestStatus.SKIPPED)]
+
+
+def raised_at_a_line(result: ExecResult) -> bool:
+    """Some test (or loading the program) raised an exception other than AssertionError at a
+    known line of the model's program: feedback that points at the mistake."""
+    return any(
+        t.exception_type not in (None, "AssertionError") and t.lineno is not None
+        for t in _failing(result)
+    )
+
+
+def failure_note(result: ExecResult | None) -> str:
+    """One or two lines on what failed: how many tests, and the first failure's
+    expected/actual values or exception (a restart's note; no program text)."""
+    if result is None:
+        return "it produced no program that could run."
+    failing = _failing(result)
+    if result.status == ExecStatus.TIMEOUT and not failing:
+        return "the program did not finish in time (an infinite loop, or too slow?)."
+    if result.status == ExecStatus.MEMORY and not failing:
+        return "the program ran out of memory."
+    if not failing:
+        tail = result.stderr.text.strip().splitlines()
+        return _clip(f"the program crashed: {tail[-1]}" if tail else "the program crashed.", 200)
+    head = f"{len(failing)} of {result.n_tests} tests failed" if result.n_tests else "it failed"
+    first = failing[0]
+    name = _clip(first.name, 120)
+    if first.status == TestStatus.TIMEOUT:
+        what = f"`{name}` did not finish in time"
+    elif first.expected is not None or first.actual is not None:
+        actual, expected = _clip(str(first.actual), 60), _clip(str(first.expected), 60)
+        what = f"`{name}` gave {actual}, expected {expected}"
+    elif first.exception_type not in (None, "AssertionError"):
+        where = f" at line {first.lineno}" if first.lineno else ""
+        message = first.message or first.exception_type or ""
+        what = f"`{name}` raised {_clip(message, 100)}{where}"
+    else:
+        what = f"`{name}` failed"
+    return _clip(f"{head}; {what}.", NOTE_CHARS)
+
+
+# ---------------------------------------------------------------- the policies
+
+
+class RepairPolicy:
+    """What follows a failed attempt: `step` decides repair or restart; `hot_repairs`
+    samples repair turns at SAMPLED_TEMPERATURE. The base class is greedy repair."""
+
+    name = "greedy"
+    hot_repairs = False
+
+    def step(self, attempt: Attempt, best_before: Attempt | None) -> Step:
+        """`attempt` just failed; `best_before` is the cycle's best earlier attempt (or None)."""
+        return "repair"
+
+
+class GreedyPolicy(RepairPolicy):
+    name = "greedy"
+
+
+class SampledPolicy(RepairPolicy):
+    name = "sampled"
+    hot_repairs = True
+
+
+class RestartPolicy(RepairPolicy):
+    """Restart when the attempt did not improve on the best earlier one (episode ranking:
+    tests passed, then a clean run over a crash; a tie is no improvement)."""
+
+    name = "restart"
+
+    def step(self, attempt: Attempt, best_before: Attempt | None) -> Step:
+        if best_before is None:
+            return "repair"  # the first attempt is the best so far
+        return "repair" if attempt.score > best_before.score else "restart"
+
+
+class MixedPolicy(RepairPolicy):
+    """Repair when the feedback has something to work with (some tests passed, or an
+    exception at a line of the program); restart from the task when nothing passed."""
+
+    name = "mixed"
+
+    def step(self, attempt: Attempt, best_before: Attempt | None) -> Step:
+        result = attempt.result
+        if result is not None and (result.n_passed > 0 or raised_at_a_line(result)):
+            return "repair"
+        return "restart"
+
+
+POLICIES: dict[str, RepairPolicy] = {
+    p.name: p for p in (GreedyPolicy(), SampledPolicy(), RestartPolicy(), MixedPolicy())
+}
+assert tuple(POLICIES) == POLICY_NAMES, "agent.config.PolicyName and POLICIES must agree"
+
+
+def get_policy(name: str) -> RepairPolicy:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}") from None
+
+
+# ---------------------------------------------------------------- the cycle
+
+
+class PolicyCycle(Cycle):
+    """A `Cycle` that asks a `RepairPolicy` how to sample and what follows a failure."""
+
+    def __init__(
+        self,
+        ctx: LoopContext,
+        messages: list[ChatMessage],
+        *,
+        policy: RepairPolicy,
+        resample_first: bool = False,
+        correction: str | None = None,
+    ) -> None:
+        super().__init__(ctx, messages, resample_first=resample_first, correction=correction)
+        self.policy = policy
+        self.restart_turn: int | None = None  # the generation that answers a restart
+
+    def sampling(self, turn: int) -> SamplingParams:
+        params = super().sampling(turn)
+        repair = self.generations > 1 and self.policy.hot_repairs
+        if turn == self.restart_turn or repair:
+            params = params.model_copy(
+                update={
+                    "temperature": max(params.temperature, SAMPLED_TEMPERATURE),
+                    "seed": self.ctx.settings.seed + turn,
+                }
+            )
+        return params
+
+    def best_before(self, turn: int) -> Attempt | None:
+        """The cycle's best executed attempt before `turn` (ties to the later one)."""
+        best: Attempt | None = None
+        for attempt in self.ctx.state.episode.attempts:
+            if attempt.cycle != self.cycle or attempt.turn >= turn:
+                continue
+            if not attempt.executed or attempt.duplicate_of is not None:
+                continue
+            if best is None or attempt.score >= best.score:
+                best = attempt
+        return best
+
+    def after_failure(self, turn: int, feedback: str | None) -> Generator[Event, None, None]:
+        attempt = self.ctx.state.episode.attempt_at(turn)
+        if (
+            self.used >= self.budget
+            or self.correction is not None
+            or attempt is None
+            or self.policy.step(attempt, self.best_before(turn)) == "repair"
+        ):
+            yield from super().after_failure(turn, feedback)
+            return
+        text = prompts.restart_prompt(failure_note(attempt.result), self.ctx.env.reply_instruction)
+        yield RepairRequested(turn=turn, feedback=text, reason="restart")
+        self.messages[:] = [
+            self.messages[0],
+            ChatMessage(role="user", content=f"{self.task_message.content}\n\n{text}"),
+        ]
+        self.restart_turn = self.ctx.state.turn + 1
+
+
+def make_cycle(
+    ctx: LoopContext,
+    messages: list[ChatMessage],
+    *,
+    resample_first: bool = False,
+    correction: str | None = None,
+) -> Cycle:
+    """The cycle for `ctx.settings.policy`: `greedy` is the plain `Cycle`."""
+    policy = get_policy(ctx.settings.policy)
+    if isinstance(policy, GreedyPolicy):
+        return Cycle(ctx, messages, resample_first=resample_first, correction=correction)
+    return PolicyCycle(
+        ctx, messages, policy=policy, resample_first=resample_first, correction=correction
+    )

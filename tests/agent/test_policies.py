@@ -1,0 +1,319 @@
+"""The repair policies (agent/policies.py), pinned turn by turn with a scripted model and the
+real sandbox: what each turn's prompt holds and how it is sampled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent import prompts
+from agent.backends.scripted import ScriptedBackend
+from agent.config import POLICY_NAMES, Settings
+from agent.environment import FunctionEnv
+from agent.events import (
+    ChatMessage,
+    EpisodeFinished,
+    Event,
+    ExecFinished,
+    RepairRequested,
+    SessionStarted,
+    Task,
+)
+from agent.loop import Cycle, LoopContext, LoopState
+from agent.policies import (
+    POLICIES,
+    SAMPLED_TEMPERATURE,
+    PolicyCycle,
+    failure_note,
+    make_cycle,
+    raised_at_a_line,
+)
+from agent.sandbox.result import ExecResult, ExecStatus, TestResult, TestStatus
+from agent.session import AgentSession
+from agent.session_log import read_session
+from fixloop.cli import app
+from tests.agent.openai_server import CannedOpenAI, serve
+
+TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
+TASK = Task(text="Write a function add(a, b) that returns the sum of a and b.", tests=TESTS)
+
+
+def block(code: str) -> str:
+    return f"```python\n{code}\n```"
+
+
+SUB = block("def add(a, b):\n    return a - b")  # 0 of 3, assertions only
+SUB2 = block("def add(a, b):\n    return b - a")  # 0 of 3, assertions only
+MUL = block("def add(a, b):\n    return a * b")  # 1 of 3: add(2, 2) == 4
+CRASH = block("def add(a, b):\n    return a + c")  # 0 of 3, NameError at line 2
+RIGHT = block("def add(a, b):\n    return a + b")
+
+SYSTEM = ChatMessage(role="system", content=prompts.SYSTEM)
+TASK_TEXT = prompts.task_prompt(TASK)
+
+
+def settings_for(tmp_path: Path, policy: str, **kw: object) -> Settings:
+    values: dict[str, object] = {"max_turns": 4, "exec_timeout": 10, **kw}
+    return Settings(sessions_dir=tmp_path / "sessions", policy=policy, **values)
+
+
+def run(
+    tmp_path: Path, policy: str, replies: list[str], **kw: object
+) -> tuple[list[Event], ScriptedBackend, AgentSession]:
+    backend = ScriptedBackend(replies)
+    session = AgentSession(TASK, backend, settings_for(tmp_path, policy, **kw), purpose="solve")
+    events = [e for e in session.start() if e.type != "token_delta"]
+    session.close()
+    return events, backend, session
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage(role="user", content=text)
+
+
+def assistant(text: str) -> ChatMessage:
+    return ChatMessage(role="assistant", content=text)
+
+
+def feedback(events: list[Event], turn: int) -> str:
+    """The rendered execution feedback of a turn, as logged."""
+    run_ = next(e for e in events if isinstance(e, ExecFinished) and e.turn == turn)
+    assert run_.feedback
+    return run_.feedback
+
+
+def repair(events: list[Event], turn: int) -> ChatMessage:
+    return user(prompts.repair_prompt(feedback(events, turn)))
+
+
+def restart(events: list[Event], turn: int) -> ChatMessage:
+    result = next(e for e in events if isinstance(e, ExecFinished) and e.turn == turn).result
+    return user(f"{TASK_TEXT}\n\n{prompts.restart_prompt(failure_note(result))}")
+
+
+def sampling(backend: ScriptedBackend) -> list[tuple[float, int | None]]:
+    return [(c.params.temperature, c.params.seed) for c in backend.calls]
+
+
+def reasons(events: list[Event]) -> list[str]:
+    return [e.reason for e in events if isinstance(e, RepairRequested)]
+
+
+def outcome(events: list[Event]) -> tuple[str, int | None, int]:
+    end = events[-1]
+    assert isinstance(end, EpisodeFinished)
+    return end.outcome, end.best_turn, end.turns
+
+
+SCENARIO = [SUB, SUB2, MUL, RIGHT]  # 0/3, 0/3 (no better), 1/3 (better), pass
+
+
+def test_greedy_is_todays_cycle_repairing_in_one_conversation(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "greedy", SCENARIO)
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert [c.messages for c in backend.calls] == [
+        first,
+        [*first, assistant(SUB), repair(events, 1)],
+        [*first, assistant(SUB), repair(events, 1), assistant(SUB2), repair(events, 2)],
+        [
+            *first,
+            assistant(SUB),
+            repair(events, 1),
+            assistant(SUB2),
+            repair(events, 2),
+            assistant(MUL),
+            repair(events, 3),
+        ],
+    ]
+    assert sampling(backend) == [(0.0, 0)] * 4
+    assert reasons(events) == ["exec", "exec", "exec"]
+    assert outcome(events) == ("passed", 4, 4)
+
+
+def test_sampled_repairs_in_one_conversation_at_t08_with_a_seed_per_turn(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "sampled", SCENARIO, seed=100)
+    _, greedy, _ = run(tmp_path / "g", "greedy", SCENARIO, seed=100)
+    assert [c.messages for c in backend.calls] == [c.messages for c in greedy.calls]
+    hot = SAMPLED_TEMPERATURE
+    assert sampling(backend) == [(0.0, 100), (hot, 102), (hot, 103), (hot, 104)]
+    assert reasons(events) == ["exec", "exec", "exec"]
+    assert outcome(events) == ("passed", 4, 4)
+
+
+def test_restart_starts_over_from_the_task_when_an_attempt_is_no_better(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "restart", SCENARIO)
+    first = [SYSTEM, user(TASK_TEXT)]
+    fresh = [SYSTEM, restart(events, 2)]  # turn 2 passed no more tests than turn 1
+    assert [c.messages for c in backend.calls] == [
+        first,
+        [*first, assistant(SUB), repair(events, 1)],  # the first attempt is the best so far
+        fresh,  # no program in it: a fresh sample with a note of what failed
+        [*fresh, assistant(MUL), repair(events, 3)],  # turn 3 improved (1 of 3): repair it
+    ]
+    assert sampling(backend) == [(0.0, 0), (0.0, 0), (SAMPLED_TEMPERATURE, 3), (0.0, 0)]
+    assert reasons(events) == ["exec", "restart", "exec"]
+    note = backend.calls[2].messages[1].content
+    assert "A previous attempt failed: 3 of 3 tests failed; `assert add(1, 2) == 3` gave 1" in note
+    assert "def add" not in note  # the failed program is not shown again
+    assert outcome(events) == ("passed", 4, 4)
+
+
+def test_mixed_restarts_when_nothing_passed_and_repairs_when_something_did(
+    tmp_path: Path,
+) -> None:
+    events, backend, _ = run(tmp_path, "mixed", SCENARIO)
+    after_2 = [SYSTEM, restart(events, 2)]
+    assert [c.messages for c in backend.calls] == [
+        [SYSTEM, user(TASK_TEXT)],
+        [SYSTEM, restart(events, 1)],  # 0 of 3, assertions only: start over
+        after_2,  # 0 of 3 again: start over, with the newer note
+        [*after_2, assistant(MUL), repair(events, 3)],  # 1 of 3: repair
+    ]
+    hot = SAMPLED_TEMPERATURE
+    assert sampling(backend) == [(0.0, 0), (hot, 2), (hot, 3), (0.0, 0)]
+    assert reasons(events) == ["restart", "restart", "exec"]
+    assert outcome(events) == ("passed", 4, 4)
+
+
+def test_mixed_repairs_an_exception_at_a_line_of_the_program(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "mixed", [CRASH, RIGHT])
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert [c.messages for c in backend.calls] == [
+        first,
+        [*first, assistant(CRASH), repair(events, 1)],
+    ]
+    assert sampling(backend) == [(0.0, 0), (0.0, 0)]
+    assert reasons(events) == ["exec"]
+
+
+@pytest.mark.parametrize("policy", ["restart", "mixed"])
+def test_a_users_correction_is_always_repaired_never_restarted(tmp_path: Path, policy: str) -> None:
+    backend = ScriptedBackend([SUB, SUB2, RIGHT])
+    session = AgentSession(TASK, backend, settings_for(tmp_path, policy, max_turns=3))
+    events = [e for e in session.feedback("add the numbers") if e.type != "token_delta"]
+    session.close()
+    # SUB2 passed nothing and was no better than SUB: outside a correction, both policies
+    # would start over; here the correction stays in the conversation
+    assert reasons(events) == ["user", "exec", "exec"]
+    assert all("Feedback on your program" in c.messages[2].content for c in backend.calls)
+    assert outcome(events) == ("passed", 3, 3)
+
+
+def test_a_restart_that_repeats_an_earlier_program_is_resampled_for_free(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "mixed", [SUB, SUB, RIGHT])
+    assert reasons(events) == ["restart", "duplicate"]
+    assert outcome(events) == ("passed", 3, 3)
+    # the duplicate did not use up the budget, and its resample is hot (the loop's rule)
+    assert backend.calls[2].params.temperature >= SAMPLED_TEMPERATURE
+
+
+def test_the_log_names_the_policy_and_reads_back(tmp_path: Path) -> None:
+    _, _, session = run(tmp_path, "restart", SCENARIO)
+    record = read_session(session.log_path)
+    assert record.header.config["policy"] == "restart"
+    assert [e.reason for e in record.of_type(RepairRequested)] == ["exec", "restart", "exec"]
+
+
+def test_make_cycle_picks_the_policy_and_greedy_is_the_plain_cycle(tmp_path: Path) -> None:
+    assert tuple(POLICIES) == POLICY_NAMES
+    for name in POLICY_NAMES:
+        ctx = LoopContext(
+            TASK, ScriptedBackend([]), FunctionEnv(), settings_for(tmp_path, name), LoopState()
+        )
+        cycle = make_cycle(ctx, [SYSTEM, user(TASK_TEXT)])
+        if name == "greedy":
+            assert type(cycle) is Cycle
+        else:
+            assert isinstance(cycle, PolicyCycle) and cycle.policy.name == name
+
+
+def _result(*tests: TestResult, status: ExecStatus = ExecStatus.FAILED) -> ExecResult:
+    return ExecResult(status=status, tests=list(tests))
+
+
+def test_failure_note_is_short_and_says_what_failed() -> None:
+    wrong = TestResult(name="assert f(3) == 9", status=TestStatus.FAILED, expected="9", actual="6")
+    ok = TestResult(name="assert f(0) == 0", status=TestStatus.PASSED)
+    assert (
+        failure_note(_result(ok, wrong))
+        == "1 of 2 tests failed; `assert f(3) == 9` gave 6, expected 9."
+    )
+    crash = TestResult(
+        name="assert f(1) == 1",
+        status=TestStatus.ERROR,
+        exception_type="ZeroDivisionError",
+        message="ZeroDivisionError: division by zero",
+        lineno=4,
+    )
+    note = failure_note(_result(crash))
+    assert note == (
+        "1 of 1 tests failed; `assert f(1) == 1` raised ZeroDivisionError: division by zero "
+        "at line 4."
+    )
+    assert raised_at_a_line(_result(crash)) and not raised_at_a_line(_result(ok, wrong))
+    assert "did not finish" in failure_note(_result(status=ExecStatus.TIMEOUT))
+    assert failure_note(None).startswith("it produced no program")
+    long = TestResult(name="assert g() == " + "1" * 500, status=TestStatus.FAILED)
+    assert len(failure_note(_result(long))) <= 300
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_solve_policy_flag_runs_and_logs_that_policy() -> None:
+    with serve(CannedOpenAI([SUB, SUB2, RIGHT])) as server:
+        result = CliRunner().invoke(
+            app,
+            [
+                "solve",
+                TASK.text,
+                "--base-url",
+                server.url,
+                *(a for t in TESTS for a in ("--assert", t)),
+                "--policy",
+                "mixed",
+                "--json",
+            ],
+        )
+        bodies = list(server.requests)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["policy"] == "mixed" and out["outcome"] == "passed" and out["turns"] == 3
+    header = read_session(Path(out["log_path"])).header
+    assert isinstance(header, SessionStarted) and header.config["policy"] == "mixed"
+    # turns 2 and 3 were restarts: system + the task with a note, no earlier program
+    assert [len(b["messages"]) for b in bodies] == [2, 2, 2]
+    assert "A previous attempt failed" in bodies[2]["messages"][1]["content"]
+    assert [b["temperature"] for b in bodies] == [0.0, 0.8, 0.8]
+
+
+def test_an_unknown_policy_is_refused() -> None:
+    result = CliRunner().invoke(app, ["solve", "x", "--assert", "assert 1", "--policy", "nope"])
+    assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_seed_and_eval_take_policy() -> None:
+    for command in (["eval"], ["data", "seed"], ["solve"]):
+        result = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
+        assert "--policy" in result.output, command
+
+
+def test_tui_status_line_shows_the_policy() -> None:
+    from agent.events import ModelIdentity
+    from tui.widgets.status_bar import StatusBar, apply_event
+
+    status = StatusBar()
+    started = SessionStarted(
+        session_id="s",
+        fixloop_version="0",
+        model=ModelIdentity(name="qwen", backend="scripted"),
+        config={"max_turns": 4, "policy": "restart"},
+        task=TASK,
+    )
+    apply_event(status, started, lambda turn: turn)
+    assert status.model == "qwen · restart"
+    apply_event(status, started.model_copy(update={"config": {}}), lambda turn: turn)
+    assert status.model == "qwen"  # a log from before policies
