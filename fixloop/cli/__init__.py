@@ -16,6 +16,7 @@ from fixloop.cli import (
     eval_cmd,
     exec_cmd,
     models_cmd,
+    prefs_cmd,
     repo_cmd,
     sessions_cmd,
     solve_cmd,
@@ -56,6 +57,7 @@ app.command("solve")(solve_cmd.solve)
 app.add_typer(sessions_cmd.app, name="sessions")
 app.command("eval")(eval_cmd.eval_command)
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(prefs_cmd.app, name="prefs")
 app.command("train")(train_cmd.train)
 app.command("export")(train_cmd.export)
 app.command("gate")(train_cmd.gate)
