@@ -327,6 +327,11 @@ def load_mbpp(split: str = "validation") -> list[Task]:
     wrong = [t.task_id for t in tasks if mbpp_number(t.task_id) not in MBPP_SPLITS[split]]
     if wrong:
         raise SuiteError(f"{path}: ids {wrong[:5]} are not in MBPP's {split} split")
+    from evals.hidden_tests import load_hidden
+
+    hidden = load_hidden(path)  # derived by `fixloop data hidden-tests` (RLEF's reward)
+    for task in tasks:
+        task.hidden_tests = hidden.get(mbpp_number(task.task_id) or -1, task.hidden_tests)
     return tasks
 
 

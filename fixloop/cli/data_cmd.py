@@ -7,6 +7,7 @@ fixloop data summary [DIR]
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -150,6 +151,30 @@ def summary_cmd(
     typer.echo(table(summary))
     if chart:
         typer.echo(f"chart: {draw_chart(summary, target / 'summary.png')}")
+
+
+@app.command("hidden-tests")
+def hidden_tests_cmd(
+    split: Annotated[str, typer.Option(help="MBPP split to derive for (train).")] = "train",
+    workers: Annotated[int, typer.Option(help="Sandbox jobs in parallel.")] = 2,
+) -> None:
+    """Derive RLEF's hidden tests for MBPP: the reference solution on varied inputs.
+
+    Written beside the split (`<split>_hidden.jsonl`); resumable; the tasks then carry them
+    (`fixloop data seed` and `train --method rlef` reward on them, never shown to the model).
+    """
+    from evals.hidden_tests import derive_split, hidden_path
+    from evals.suites import MBPP_SPLITS, mbpp_dir
+
+    if split not in MBPP_SPLITS or split in ("test", "validation"):
+        fail(f"derive hidden tests for a training split (train or prompt), not {split!r}")
+    path = mbpp_dir() / f"{split}.jsonl"
+    if not path.is_file():
+        fail(f"{path} not found: MBPP's {split} split is needed to derive its hidden tests")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    out = hidden_path(path)
+    kept, total = derive_split(rows, out, workers=workers)
+    typer.echo(f"{kept} of {total} tasks have hidden tests; written to {out}")
 
 
 @app.command("seed")
