@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         1024, ge=64, le=2**24, description="address-space limit per program (MB)"
     )
     theme: str = Field("textual-dark", description="TUI theme")
+    preferences: bool = Field(
+        True, description="check attempts against the active preferences (fixloop prefs)"
+    )
+    preference_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds a preference's verifier may take per attempt"
+    )
 
     @classmethod
     def settings_customise_sources(

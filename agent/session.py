@@ -86,6 +86,10 @@ class AgentSession:
         self.settings = settings
         self.purpose: Purpose = purpose
         self.env = env if env is not None else default_env(task, settings)
+        if env is None:  # the user's standing preferences, checked on every attempt
+            from agent.preferences.env import with_preferences
+
+            self.env = with_preferences(self.env, settings, purpose)
         self.session_id = session_id or new_session_id()
         self.log_path = session_path(sessions_dir or settings.sessions_dir, self.session_id)
         self.state = LoopState()
