@@ -34,6 +34,7 @@ from trainer.data.formats import (
     ilf_triples,
     kto_rows,
     leti_rows,
+    pref_dpo_rows,
     repair_rows,
     sft_rows,
 )
@@ -178,6 +179,7 @@ def compile_rows(episodes: Sequence[Episode]) -> dict[str, list[Row]]:
     rows["ilf"] = triples + ilf_final_rows(triples)
     for group in groups.values():
         rows["dpo"] += dpo_rows(group)
+        rows["pref_dpo"] += pref_dpo_rows([episode for episode, _ in group])
     return rows
 
 

@@ -6,6 +6,8 @@
   final SFT rows (task -> passing refinement), one per task; `prompt`/`completion` text.
 - SFT: TRL's conversational `messages`: the first prompt and the session's good solution.
 - DPO: TRL's conversational `prompt`/`chosen`/`rejected`, pairs at the same task.
+- preference DPO (`pref_dpo`): the same shape, both programs passing the task's tests at the
+  same prompt, one following a standing preference of the user and one not (AutoIF).
 - KTO: TRL's conversational `prompt`/`completion`/`label`.
 - episodes: RLEF's multi-turn conversation with its feedback turns and the final reward.
 
@@ -36,7 +38,7 @@ from trainer.data.episodes import (
 
 Row = dict[str, Any]
 
-FORMATS = ("leti", "ilf", "sft", "repair", "dpo", "kto", "episodes")
+FORMATS = ("leti", "ilf", "sft", "repair", "dpo", "pref_dpo", "kto", "episodes")
 
 GOOD = "<|good|>"
 BAD = "<|bad|>"
@@ -320,6 +322,78 @@ def dpo_rows(group: Sequence[tuple[Episode, Judgement]]) -> list[Row]:
                     **_meta(good_episode),
                 }
             )
+    return rows
+
+
+# ---------------------------------------------------------------- preference DPO
+
+PREF_PAIRS_PER_SIDE = 2  # AutoIF: at most 2 x 2 pairs per query
+
+
+def _passes_task(attempt: Attempt) -> bool:
+    """The task's own checks passed (preference checks aside), and any held-out tests."""
+    from agent.preferences.env import is_preference_check
+    from agent.sandbox.result import ExecStatus, TestStatus
+
+    result = attempt.result
+    if result is None or attempt.code is None:
+        return False
+    if result.status not in (ExecStatus.PASSED, ExecStatus.FAILED):
+        return False  # crashed, timed out: not a passing program
+    task_tests = [t for t in result.tests if not is_preference_check(t)]
+    if any(t.status != "passed" for t in task_tests):
+        return False
+    if result.status == ExecStatus.FAILED and not any(
+        is_preference_check(t) and t.status == TestStatus.FAILED for t in result.tests
+    ):
+        return False  # failed for a reason other than a preference (expected stdout)
+    return attempt.hidden_result is None or attempt.hidden_result.passed
+
+
+def pref_dpo_rows(episodes: Sequence[Episode]) -> list[Row]:
+    """Preference pairs for one task: at the same prompt, two programs that both pass the
+    task's tests, the chosen one following a preference of the user and the rejected one not
+    (their logged preference checks say which); at most 2 x 2 pairs per prompt and
+    preference. Both completions are the programs fenced, so the pair differs in the code
+    alone (a repair reply talks about feedback the first prompt never showed).
+    """
+    from agent.preferences.env import PREFERENCE_PREFIX, is_preference_check
+
+    # (prompt, preference) -> follows? -> normalized code -> (episode, attempt)
+    Key = tuple[tuple[tuple[str, str], ...], str]
+    groups: dict[Key, dict[bool, dict[str, tuple[Episode, Attempt]]]] = {}
+    for episode in episodes:
+        prompt_key = tuple((m.role, m.content) for m in episode.prompt_messages())
+        for attempt in episode.attempts:
+            if not _passes_task(attempt):
+                continue
+            assert attempt.result is not None and attempt.code is not None
+            for check in attempt.result.tests:
+                if not is_preference_check(check) or check.status not in ("passed", "failed"):
+                    continue
+                text = check.name.removeprefix(PREFERENCE_PREFIX)
+                sides = groups.setdefault((prompt_key, text), {True: {}, False: {}})
+                sides[check.status == "passed"].setdefault(
+                    normalize_code(attempt.code), (episode, attempt)
+                )
+    rows: list[Row] = []
+    for (prompt_key, text), sides in groups.items():
+        chosen = list(sides[True].values())[:PREF_PAIRS_PER_SIDE]
+        rejected = [v for k, v in sides[False].items() if k not in sides[True]][
+            :PREF_PAIRS_PER_SIDE
+        ]
+        for good_episode, good in chosen:
+            for bad_episode, bad in rejected:
+                rows.append(
+                    {
+                        "prompt": [{"role": r, "content": c} for r, c in prompt_key],
+                        "chosen": _assistant(fence(good.code or "", good_episode.task)),
+                        "rejected": _assistant(fence(bad.code or "", bad_episode.task)),
+                        "preference": text,
+                        "rejected_session_id": bad_episode.session_id,
+                        **_meta(good_episode),
+                    }
+                )
     return rows
 
 

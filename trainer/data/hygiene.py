@@ -92,7 +92,7 @@ def row_text(fmt: str, row: Row) -> str:
         return row["prompt"] + row["completion"]
     if fmt in ("sft", "episodes"):
         return _join_messages(row["messages"])
-    if fmt == "dpo":
+    if fmt in ("dpo", "pref_dpo"):
         return "\n".join(_join_messages(row[k]) for k in ("prompt", "chosen", "rejected"))
     if fmt in ("kto", "repair"):
         return _join_messages(row["prompt"]) + "\n" + _join_messages(row["completion"])
@@ -111,7 +111,7 @@ def row_varying_text(fmt: str, row: Row) -> str:
             len(row["messages"]),
         )
         return _join_messages(row["messages"][first_reply:])
-    if fmt == "dpo":
+    if fmt in ("dpo", "pref_dpo"):
         return _join_messages(row["chosen"]) + "\n---\n" + _join_messages(row["rejected"])
     if fmt == "kto":
         return _join_messages(row["completion"])
@@ -128,6 +128,8 @@ def row_label(fmt: str, row: Row) -> str:
         return str(row["kind"])
     if fmt == "kto":
         return str(row["label"])
+    if fmt == "pref_dpo":
+        return str(row["preference"])
     if fmt == "episodes":
         return f"{row['reward']}/{row['passed']}"
     return ""
