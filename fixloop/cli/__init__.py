@@ -18,6 +18,7 @@ from fixloop.cli import (
     models_cmd,
     prefs_cmd,
     repo_cmd,
+    selfplay_cmd,
     sessions_cmd,
     solve_cmd,
     train_cmd,
@@ -57,6 +58,7 @@ app.command("solve")(solve_cmd.solve)
 app.add_typer(sessions_cmd.app, name="sessions")
 app.command("eval")(eval_cmd.eval_command)
 app.add_typer(data_cmd.app, name="data")
+data_cmd.app.command("selfplay")(selfplay_cmd.selfplay)
 app.add_typer(prefs_cmd.app, name="prefs")
 app.command("train")(train_cmd.train)
 app.command("export")(train_cmd.export)
