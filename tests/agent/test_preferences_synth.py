@@ -202,3 +202,23 @@ def test_the_reference_set_hand_verifiers_agree_with_their_corpora(runner: Verif
         assert run.usable, (pref.id, run.problem)
         wrong = [pref.cases[i].code for i, a in enumerate(run.answers) if a != labels[i]]
         assert not wrong, (pref.id, wrong)
+
+
+def test_measure_reports_yield_and_agreement_with_the_hand_written_verifier(
+    runner: VerifierRunner,
+) -> None:
+    from agent.preferences.measure import measure, totals
+
+    replies = [*author_replies(), "Not os.path.", "no", "Text 'os.path'.", "yes", *["none"] * 3]
+    prefs = [reference("pathlib_not_os_path"), reference("no_print")]
+    config = SynthesisConfig(samples=7)
+    rows = measure(ScriptedBackend(replies[:11]), config, prefs[:1], runner=runner)
+    assert rows[0].functions == 6 and rows[0].kept == 1 and rows[0].verifier
+    # AST_CHECK misses `from os import path` (1 snippet of 10): the corpus catches the gap
+    assert rows[0].agreement == 0.9 and rows[0].kept_agreement == 0.9
+    config = SynthesisConfig(samples=3)
+    rows += measure(ScriptedBackend(["no code here"] * 3), config, prefs[1:], runner=runner)
+    assert not rows[1].verifier and rows[1].agreement is None and rows[1].failure
+    total = totals(rows)
+    assert total["with_verifier"] == 1 and total["function_yield"] == round(1 / 6, 3)
+    assert total["mean_agreement"] == 0.9 and total["agreement_all"] == 0.45
