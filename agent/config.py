@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(1024, ge=16)
+    prompt_cache: bool = Field(
+        True,
+        description="reuse the evaluated prompt prefix between calls (llama.cpp KV cache; "
+        "cache_prompt on a server); off only to measure what it saves",
+    )
     seed: int = 0
     # The upper bounds are SandboxLimits' (MAX_TIMEOUT_S, MAX_MEMORY_MB in agent.sandbox.limits).
     exec_timeout: float = Field(

@@ -137,7 +137,10 @@ class ModelReplied(_Event):
     type: Literal["model_replied"] = "model_replied"
     turn: int
     text: str
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # the prompt sent
+    # of those, the tokens the model evaluated (the rest were its cached prefix of an earlier
+    # prompt: KV reuse across turns and samples); None where the backend cannot tell
+    prompt_tokens_evaluated: int | None = None
     completion_tokens: int = 0
     duration_s: float = 0.0
     finish_reason: str | None = None

@@ -401,6 +401,7 @@ def stream_reply(
     finish: str | None = None
     completion_tokens: int | None = None
     reported_prompt: int | None = None
+    evaluated: int | None = None  # prompt tokens the model evaluated (not cached)
     started = time.perf_counter()
     stream = ctx.backend.stream_chat(messages, params, response_format)
     try:
@@ -421,6 +422,8 @@ def stream_reply(
                 completion_tokens = chunk.completion_tokens
             if chunk.prompt_tokens is not None:
                 reported_prompt = chunk.prompt_tokens
+            if chunk.prompt_tokens_evaluated is not None:
+                evaluated = chunk.prompt_tokens_evaluated
         if cancel.is_set():
             finish = "cancelled"
     finally:
@@ -442,6 +445,7 @@ def stream_reply(
         turn=turn,
         text=text,
         prompt_tokens=reply.prompt_tokens,
+        prompt_tokens_evaluated=evaluated,
         completion_tokens=reply.completion_tokens,
         duration_s=duration,
         finish_reason=finish,

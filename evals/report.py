@@ -75,10 +75,21 @@ def table(results: Sequence[SuiteResult]) -> str:
         rows.append(("samples per task", [str(r.samples) for r in results]))
     rows.append(("episodes (errors)", [f"{r.episodes} ({r.errors})" for r in results]))
     rows.append(("tokens generated", [f"{r.completion_tokens:,}" for r in results]))
+    rows.append(("prompt tokens sent", [f"{r.prompt_tokens:,}" for r in results]))
+    rows.append(
+        (
+            "prompt tokens evaluated",
+            [
+                "-" if r.prompt_tokens_evaluated is None else f"{r.prompt_tokens_evaluated:,}"
+                for r in results
+            ],
+        )
+    )
     rows.append(("model time", [f"{r.gen_s:.1f} s" for r in results]))
     rows.append(("tokens/s", [f"{r.tokens_per_s:.1f}" for r in results]))
     rows.append(("sandbox time", [f"{r.exec_s:.1f} s" for r in results]))
     rows.append(("wall time (episodes)", [f"{r.wall_s:.1f} s" for r in results]))
+    rows.append(("wall per episode", [f"{r.wall_s / max(r.episodes, 1):.2f} s" for r in results]))
     rows.append(("harness overhead", [f"{r.overhead_s:.1f} s" for r in results]))
     if len(results) > 1:
         cmp_first = [""] + [

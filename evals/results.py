@@ -32,7 +32,10 @@ class EpisodeRecord(BaseModel):
     n_tests: int = 0
     best_passed: int = 0
     completion_tokens: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # sent
+    # of those, evaluated by the model (the rest were its cached prefix); None when the
+    # backend could not tell (and in records written before it was counted)
+    prompt_tokens_evaluated: int | None = None
     gen_s: float = 0.0  # time in the model
     exec_s: float = 0.0  # time in the sandbox
     wall_s: float = 0.0  # the episode, less any wait for another worker's generation
@@ -107,7 +110,8 @@ class SuiteResult(BaseModel):
     episodes: int
     errors: int
     completion_tokens: int
-    prompt_tokens: int
+    prompt_tokens: int  # sent
+    prompt_tokens_evaluated: int | None = None  # None unless every episode counted them
     gen_s: float
     exec_s: float
     wall_s: float  # sum of episode wall times (same for a resumed run)
@@ -201,6 +205,11 @@ def summarize(
         errors=sum(r.outcome == "error" for r in chosen),
         completion_tokens=tokens,
         prompt_tokens=sum(r.prompt_tokens for r in chosen),
+        prompt_tokens_evaluated=(
+            sum(r.prompt_tokens_evaluated or 0 for r in chosen)
+            if all(r.prompt_tokens_evaluated is not None for r in chosen)
+            else None
+        ),
         gen_s=round(gen_s, 3),
         exec_s=round(exec_s, 3),
         wall_s=round(wall_s, 3),

@@ -203,12 +203,24 @@ def episode_record(
         best_passed=end.best_passed if end else 0,
         completion_tokens=sum(r.completion_tokens for r in replies),
         prompt_tokens=sum(r.prompt_tokens for r in replies),
+        prompt_tokens_evaluated=prompt_tokens_evaluated(replies),
         gen_s=round(sum(r.duration_s for r in replies), 4),
         exec_s=round(sum(e.result.duration_s for e in events if isinstance(e, ExecFinished)), 4),
         wall_s=round(wall_s, 4),
         session_id=session_id,
         log_path=log_path,
         error="; ".join(errors) or None,
+    )
+
+
+def prompt_tokens_evaluated(replies: Sequence[ModelReplied]) -> int | None:
+    """Prompt tokens the model evaluated over an episode's replies (a reply that did not say
+    counts as evaluated in full); None when no reply said."""
+    if all(r.prompt_tokens_evaluated is None for r in replies):
+        return None
+    return sum(
+        r.prompt_tokens if r.prompt_tokens_evaluated is None else r.prompt_tokens_evaluated
+        for r in replies
     )
 
 

@@ -41,7 +41,11 @@ def make_backend(settings: Settings) -> Backend:
 
         key = settings.api_key.get_secret_value() if settings.api_key else None
         return OpenAIBackend(
-            settings.base_url, model=settings.model, api_key=key, n_ctx=settings.n_ctx
+            settings.base_url,
+            model=settings.model,
+            api_key=key,
+            n_ctx=settings.n_ctx,
+            cache_prompt=settings.prompt_cache,
         )
     as_path = Path(settings.model).expanduser()
     if as_path.is_dir():
@@ -94,4 +98,5 @@ def make_backend(settings: Settings) -> Backend:
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
         prompt_prefix=prefix,
+        prompt_cache=settings.prompt_cache,
     )

@@ -16,12 +16,17 @@ class BackendError(FixloopError, RuntimeError):
 
 @dataclass
 class StreamChunk:
-    """A piece of a streamed reply. The last chunk carries the token counts."""
+    """A piece of a streamed reply. The last chunk carries the token counts;
+    `prompt_tokens_evaluated` may come earlier, with the first text (llama.cpp knows it
+    before the first token, and a reply stopped early never reaches the last chunk)."""
 
     text: str
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Of prompt_tokens, those the model actually evaluated: the rest came from its cache of
+    # the previous prompt's prefix (KV reuse). None when the backend cannot tell.
+    prompt_tokens_evaluated: int | None = None
 
 
 @runtime_checkable

@@ -5,6 +5,15 @@ cached by (path, adapter, n_ctx). Prompts use the chat template stored in the
 GGUF, and token counts are taken with that same template, so the loop's
 context budgeting is exact. `response_format={"type": "json_object",
 "schema": ...}` constrains the output with a grammar built from the schema.
+
+The prompt prefix is paid for once: a `Llama` keeps the tokens it has evaluated (its KV
+cache), and the next generation re-evaluates only what follows the longest prefix it shares
+with them (`Llama.generate` in llama-cpp-python). A repair turn re-sends the conversation,
+whose head (the earlier prompt and most of the reply) is still cached; a fresh sample of the
+same task shares the system prompt and the task. Each reply reports the prompt tokens it
+actually evaluated (`StreamChunk.prompt_tokens_evaluated`, computed by `tokens_to_evaluate`
+from the cached tokens before the call). `prompt_cache=False` clears the cache before every
+generation (only to measure what the reuse saves).
 """
 
 from __future__ import annotations
@@ -117,8 +126,10 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         prompt_prefix: str = "",
+        prompt_cache: bool = True,
     ) -> None:
         self.path = path
+        self.prompt_cache = prompt_cache
         # Put before the first user message: a LeTI-trained model is asked for a good
         # program with its reward token (`<|good|>`), as it was trained.
         self.prompt_prefix = prompt_prefix
@@ -174,11 +185,39 @@ class LlamaCppBackend:
         rendered = "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
         return rendered, False
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
+    def prompt_token_ids(self, messages: list[ChatMessage]) -> list[int]:
+        """The prompt's tokens exactly as llama-cpp-python's chat handler makes them."""
         prompt, added_special = self._render(messages)
-        return len(
+        return list(
             self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
         )
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return len(self.prompt_token_ids(messages))
+
+    def tokens_to_evaluate(self, tokens: list[int]) -> int:
+        """How many of the prompt `tokens` the next generation will evaluate, given what the
+        model holds now (call it with the model's lock held, just before generating).
+
+        `Llama.generate`'s rule (llama-cpp-python 0.3.x): it keeps the longest prefix shared
+        by the cached tokens and the prompt and evaluates the rest; a prompt that is all
+        cached has its last token evaluated again (for fresh logits), unless the cache ends
+        exactly there with live logits, when nothing is evaluated.
+        """
+        import numpy as np
+
+        llm = self.llm
+        n_cached = int(llm.n_tokens)
+        if n_cached == 0 or not tokens:
+            return len(tokens)
+        n = min(n_cached, len(tokens))
+        same = np.asarray(llm.input_ids[:n]) == np.asarray(tokens[:n], dtype=np.intc)
+        prefix = n if bool(same.all()) else int(np.argmin(same))
+        consumed = prefix == len(tokens)
+        if consumed and n_cached == len(tokens) and not getattr(llm, "_requires_eval", True):
+            return 0
+        reuse = prefix - 1 if consumed else prefix
+        return len(tokens) - reuse if reuse > 0 else len(tokens)
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -189,24 +228,31 @@ class LlamaCppBackend:
         params: SamplingParams,
         response_format: dict[str, Any] | None = None,
     ) -> Iterator[StreamChunk]:
-        prompt_tokens = self.count_tokens(messages)
+        tokens = self.prompt_token_ids(messages)
+        prompt_tokens = len(tokens)
         if prompt_tokens >= self.n_ctx:
             raise BackendError(
                 f"the prompt takes {prompt_tokens} tokens but the context holds {self.n_ctx}; "
                 "raise --n-ctx or shorten the conversation"
             )
         max_tokens = min(params.max_tokens, self.n_ctx - prompt_tokens)
-        return self._stream(messages, params, max_tokens, prompt_tokens, response_format)
+        return self._stream(messages, params, max_tokens, tokens, response_format)
 
     def _stream(
         self,
         messages: list[ChatMessage],
         params: SamplingParams,
         max_tokens: int,
-        prompt_tokens: int,
+        tokens: list[int],
         response_format: dict[str, Any] | None,
     ) -> Iterator[StreamChunk]:
+        prompt_tokens = len(tokens)
         with self._lock:
+            if not self.prompt_cache:
+                self.llm.reset()  # forget the evaluated tokens: the whole prompt is evaluated
+            # Known before the first token and sent with it: a reply stopped early (a
+            # complete code block, a cancel) never reaches the last chunk.
+            evaluated: int | None = self.tokens_to_evaluate(tokens)
             stream = self.llm.create_chat_completion(
                 messages=[m.model_dump() for m in self._prefixed(messages)],
                 temperature=params.temperature,
@@ -225,7 +271,8 @@ class LlamaCppBackend:
                     text = choice["delta"].get("content") or ""
                     if text:
                         pieces.append(text)
-                        yield StreamChunk(text=text)
+                        yield StreamChunk(text=text, prompt_tokens_evaluated=evaluated)
+                        evaluated = None
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
             finally:
@@ -235,4 +282,5 @@ class LlamaCppBackend:
             finish_reason=finish,
             prompt_tokens=prompt_tokens,
             completion_tokens=self.count_text_tokens("".join(pieces)),
+            prompt_tokens_evaluated=evaluated,  # a reply without text: not sent yet
         )

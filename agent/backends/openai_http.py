@@ -6,6 +6,13 @@
 one. Token counts for context budgeting are estimated (about 3.5 characters a
 token plus a few per message) because the protocol has no tokenizer call; the
 counts in each reply's `usage` are the server's own when it sends them.
+
+Prompt reuse: every request asks for `cache_prompt: true` (llama.cpp's server keeps a
+slot's evaluated prefix and evaluates only what follows it; vLLM caches prefixes on its
+own). The prompt tokens a reply actually evaluated are read from llama.cpp's
+`timings.prompt_n`, or from `usage.prompt_tokens_details.cached_tokens` (vLLM, OpenAI);
+a server that sends neither leaves them unknown. A server that refuses the unknown
+`cache_prompt` field is asked again without it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,19 @@ def api_root(base_url: str) -> str:
     return url
 
 
+def evaluated_tokens(
+    usage: dict[str, Any], timings: dict[str, Any], prompt_tokens: int
+) -> int | None:
+    """The prompt tokens the server evaluated: llama.cpp's `timings.prompt_n`, else the
+    prompt less `usage.prompt_tokens_details.cached_tokens`; None when it says neither."""
+    if isinstance(timings.get("prompt_n"), int | float):
+        return int(timings["prompt_n"])
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int | float):
+        return max(0, prompt_tokens - int(details["cached_tokens"]))
+    return None
+
+
 class OpenAIBackend:
     """Chat completions from a server speaking the OpenAI API."""
 
@@ -42,8 +62,11 @@ class OpenAIBackend:
         api_key: str | None = None,
         n_ctx: int = 4096,
         timeout_s: float = 600.0,
+        cache_prompt: bool = True,
     ) -> None:
         self.root = api_root(base_url)
+        self.cache_prompt = cache_prompt
+        self._send_cache_prompt = True  # False once the server has refused the field
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(
             base_url=self.root, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
@@ -109,49 +132,70 @@ class OpenAIBackend:
             body["stop"] = params.stop
         if response_format is not None:
             body["response_format"] = response_format
+        if self._send_cache_prompt:
+            body["cache_prompt"] = self.cache_prompt  # llama.cpp's server; others ignore it
         return self._stream(body, self.count_tokens(messages))
 
     def _stream(self, body: dict[str, Any], estimated_prompt: int) -> Iterator[StreamChunk]:
         finish: str | None = None
         usage: dict[str, Any] = {}
+        timings: dict[str, Any] = {}
         pieces = 0
         try:
             with self.client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     detail = response.read().decode("utf-8", "replace")[:300]
-                    raise BackendError(
-                        f"{self.root}/chat/completions answered HTTP {response.status_code}: "
-                        f"{detail}"
-                    )
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(data)
-                    except json.JSONDecodeError as exc:
+                    if not self._refuses_cache_prompt(response.status_code, detail, body):
                         raise BackendError(
-                            f"the server sent a malformed event: {data[:200]}"
-                        ) from exc
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") or ""
-                        if text:
-                            pieces += 1
-                            yield StreamChunk(text=text)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                            f"{self.root}/chat/completions answered HTTP "
+                            f"{response.status_code}: {detail}"
+                        )
+                else:
+                    for line in response.iter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        try:
+                            chunk = json.loads(data)
+                        except json.JSONDecodeError as exc:
+                            raise BackendError(
+                                f"the server sent a malformed event: {data[:200]}"
+                            ) from exc
+                        if chunk.get("usage"):
+                            usage = chunk["usage"]
+                        if isinstance(chunk.get("timings"), dict):
+                            timings = chunk["timings"]
+                        for choice in chunk.get("choices") or []:
+                            text = (choice.get("delta") or {}).get("content") or ""
+                            if text:
+                                pieces += 1
+                                yield StreamChunk(text=text)
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
         except httpx.HTTPError as exc:
             raise BackendError(f"the model server at {self.root} failed mid-reply: {exc}") from exc
+        if response.status_code != 200:  # refused cache_prompt: the same request without it
+            yield from self._stream(body, estimated_prompt)
+            return
+        prompt_tokens = int(usage.get("prompt_tokens", estimated_prompt))
         yield StreamChunk(
             text="",
             finish_reason=finish,
-            prompt_tokens=int(usage.get("prompt_tokens", estimated_prompt)),
+            prompt_tokens=prompt_tokens,
             completion_tokens=int(usage.get("completion_tokens", pieces)),
+            prompt_tokens_evaluated=evaluated_tokens(usage, timings, prompt_tokens),
         )
+
+    def _refuses_cache_prompt(self, status: int, detail: str, body: dict[str, Any]) -> bool:
+        """A strict server that rejects the unknown `cache_prompt` field: drop it (from this
+        request and every later one) and say so."""
+        if status in (400, 422) and "cache_prompt" in detail and "cache_prompt" in body:
+            del body["cache_prompt"]
+            self._send_cache_prompt = False
+            return True
+        return False
 
     def close(self) -> None:
         self.client.close()

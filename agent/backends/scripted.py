@@ -29,6 +29,10 @@ class ScriptedBackend:
     Token counts are whitespace-separated words (plus a few per message), which
     is deterministic and good enough to exercise context trimming. Running out
     of replies raises BackendError, so a test that expects fewer turns fails.
+
+    `prefix_cache=True` imitates llama.cpp's KV reuse: each reply reports the prompt
+    tokens evaluated (`prompt_tokens_evaluated`), those after the longest prefix shared
+    with the previous prompt and its reply (at least one).
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class ScriptedBackend:
         n_ctx: int = 4096,
         piece_chars: int = 4,
         name: str = "scripted",
+        prefix_cache: bool = False,
     ) -> None:
         self.replies = list(replies)
         self.delay_s = delay_s
@@ -47,6 +52,8 @@ class ScriptedBackend:
         self.identity = ModelIdentity(name=name, backend="scripted")
         self.calls: list[ScriptedCall] = []
         self._lock = threading.Lock()
+        self.prefix_cache = prefix_cache
+        self._cached: list[str] = []  # the "tokens" the imitated cache holds
 
     @staticmethod
     def _count(text: str) -> int:
@@ -72,9 +79,26 @@ class ScriptedBackend:
                 )
             reply = self.replies[len(self.calls)]
             self.calls.append(ScriptedCall(list(messages), params, response_format))
-        return self._stream(reply, self.count_tokens(messages), params.max_tokens)
+            evaluated = self._evaluate(messages, reply) if self.prefix_cache else None
+        return self._stream(reply, self.count_tokens(messages), params.max_tokens, evaluated)
 
-    def _stream(self, reply: str, prompt_tokens: int, max_tokens: int) -> Iterator[StreamChunk]:
+    @staticmethod
+    def _tokens(message: ChatMessage) -> list[str]:
+        return ["<m>", message.role, ":", *message.content.split(), "</m>"]  # 4 + words
+
+    def _evaluate(self, messages: list[ChatMessage], reply: str) -> int:
+        prompt = [t for m in messages for t in self._tokens(m)]
+        prefix = 0
+        for cached, token in zip(self._cached, prompt, strict=False):
+            if cached != token:
+                break
+            prefix += 1
+        self._cached = [*prompt, "<m>", "assistant", ":", *reply.split()]
+        return max(len(prompt) - prefix, 1)
+
+    def _stream(
+        self, reply: str, prompt_tokens: int, max_tokens: int, evaluated: int | None = None
+    ) -> Iterator[StreamChunk]:
         words = reply.split()
         finish = "length" if len(words) > max_tokens else "stop"
         if finish == "length":  # cut at max_tokens words, keeping the original spacing
@@ -85,10 +109,15 @@ class ScriptedBackend:
         for start in range(0, len(reply), self.piece_chars):
             if self.delay_s:
                 time.sleep(self.delay_s)
-            yield StreamChunk(text=reply[start : start + self.piece_chars])
+            # with the first piece, as llama.cpp's: a reply stopped early has it too
+            yield StreamChunk(
+                text=reply[start : start + self.piece_chars], prompt_tokens_evaluated=evaluated
+            )
+            evaluated = None
         yield StreamChunk(
             text="",
             finish_reason=finish,
             prompt_tokens=prompt_tokens,
             completion_tokens=min(len(words), max_tokens),
+            prompt_tokens_evaluated=evaluated,
         )
