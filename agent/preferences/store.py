@@ -97,10 +97,16 @@ class PreferenceStore:
     def _read(self, path: Path) -> Preference:
         try:
             pref = Preference.model_validate_json(path.read_bytes())
-        except (OSError, ValidationError, ValueError) as exc:
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "the file"
             raise PreferenceError(
-                f"preference file {path} cannot be read ({str(exc).splitlines()[0]}); "
+                f"preference file {path} cannot be read ({where}: {first['msg']}); "
                 "fix it or delete it"
+            ) from None
+        except OSError as exc:
+            raise PreferenceError(
+                f"preference file {path} cannot be read ({exc.strerror or exc})"
             ) from None
         if pref.format > FILE_FORMAT:
             raise PreferenceError(
