@@ -49,8 +49,9 @@ class SessionStateError(FixloopError, RuntimeError):
     """An action that makes no sense yet (accepting before any attempt exists)."""
 
 
-def default_env(task: Task, settings: Settings) -> Environment:
-    """FunctionEnv for function tasks; the git workspace for workspace tasks."""
+def default_env(task: Task, settings: Settings, backend: Backend | None = None) -> Environment:
+    """FunctionEnv for function tasks; the git workspace for workspace tasks (its context
+    counted in `backend`'s tokens and fitted to its window, when given)."""
     if task.kind == TaskKind.WORKSPACE:
         if not task.workdir or not task.test_cmd:
             raise ValueError(
@@ -58,6 +59,14 @@ def default_env(task: Task, settings: Settings) -> Environment:
             )
         from agent.workspace import WorkspaceEnv
 
+        if backend is not None:
+            return WorkspaceEnv.for_backend(
+                Path(task.workdir),
+                task.test_cmd,
+                task.files or None,
+                backend=backend,
+                reply_tokens=settings.max_tokens,
+            )
         return WorkspaceEnv(Path(task.workdir), task.test_cmd, task.files or None)
     return FunctionEnv(timeout_s=settings.exec_timeout, memory_mb=settings.memory_mb)
 
@@ -85,7 +94,7 @@ class AgentSession:
         self.backend = backend
         self.settings = settings
         self.purpose: Purpose = purpose
-        self.env = env if env is not None else default_env(task, settings)
+        self.env = env if env is not None else default_env(task, settings, backend)
         if env is None:  # the user's standing preferences, checked on every attempt
             from agent.preferences.env import with_preferences
 

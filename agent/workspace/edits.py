@@ -17,6 +17,13 @@ Two formats are accepted in a reply, mixed freely:
       >>>>>>> REPLACE
       ```
 
+A "whole file" for a Python file that redefines some of its functions is spliced into it
+(:mod:`agent.workspace.partial`): sending one complete function replaces that function.
+With `whole_seen` (the files the model was shown whole), :func:`apply_edits` refuses a
+whole-file block that would replace a file the model saw only in part, or delete most of
+one it saw whole (the truncation marker copied back as the file, say): small models do
+both.
+
 Every problem raises :class:`agent.environment.FormatProblem` with a message
 written for the model: it is fed back as the next turn.
 """
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -95,17 +102,23 @@ _BARE_NAMES = frozenset({"Makefile", "Dockerfile", "Containerfile", "LICENSE", "
 EXAMPLE_PATHS = frozenset({"path/to/file.py", "pkg/module.py", "path/to/file"})
 
 
-def format_help(path: str | None = None) -> str:
-    """How to write edits, in words: a template with placeholders gets copied by small models."""
+def format_help(path: str | None = None, partial: bool = False) -> str:
+    """How to write edits, in words: a template with placeholders gets copied by small models.
+
+    `partial`: some file was shown only in part, so whole files are not offered.
+    """
     name = f"`{path}`" if path else "the file's path (relative to the repository root)"
-    what = f"the complete corrected {path}" if path else "the complete new content of the file"
-    return (
-        f"Answer format: a line with {name}, then a ```python code block with {what}, "
-        "every line of it, including the lines you do not change. Repeat this for each file "
-        "you change. For a long file you may instead put SEARCH/REPLACE blocks in the code "
-        "block: a line <<<<<<< SEARCH, the current lines copied exactly, a line =======, the "
-        "new lines, a line >>>>>>> REPLACE."
+    blocks = (
+        f"Answer format: a line with {name}, then a ```python code block with SEARCH/REPLACE "
+        "blocks: a line <<<<<<< SEARCH, the current lines to change copied exactly from the "
+        "code above (a few lines, enough to be unique; not the `# fixloop:` notes), a line "
+        "=======, the new lines, a line >>>>>>> REPLACE. To rewrite a whole function, you may "
+        "instead put only its complete new definition (from its def line to its last line) "
+        "in the code block."
     )
+    if partial:
+        return blocks + " Never send a whole file you were shown only in part."
+    return blocks + " A file shown whole may also be sent complete, every line of it."
 
 
 FORMAT_HELP = format_help()
@@ -314,19 +327,86 @@ def _replace_once(text: str, search: str, replace: str, path: str) -> str:
         new = replace if replace.endswith("\n") or not replace else replace + "\n"
         return "".join(text_lines[:i]) + new + "".join(text_lines[i + len(want) :])
     first = search.strip().splitlines()[0] if search.strip() else ""
+    stub = next((ln for ln in search.splitlines() if re.search(r":\s*\.\.\.\s*$", ln)), None)
+    hint = (
+        f" {stub.strip()!r} is a line of fixloop's outline (a signature with a ... body), not "
+        "the file's text: copy lines from the code shown whole."
+        if stub
+        else ""
+    )
     raise FormatProblem(
         f"The SEARCH text for {path} does not match the file. SEARCH must copy the existing "
-        f"lines exactly, including indentation (its first line was {first!r}). "
-        "Or send the whole file instead."
+        f"lines exactly, including indentation (its first line was {first!r}).{hint} "
+        "Or send the complete new definition of the function you change instead."
     )
 
 
 Reader = Callable[[str], str | None]
+NOTE_LINE = re.compile(
+    r"^[ \t]*# fixloop: (?:lines \d+-\d+|.* has \d+ lines; .*|\d+ more .*)\n?", re.M
+)
+_MARKER = re.compile(r"\[fixloop: \d+ more lines not shown[^\]]*\]")
+SEND_INSTEAD = (
+    "Send SEARCH/REPLACE blocks for the lines to change, or only the complete new definition "
+    "of each function you change (from its def line to its last line) after the file's path."
+)
+
+
+def strip_notes(edits: list[FileEdit]) -> list[FileEdit]:
+    """The edits without fixloop's ``# fixloop: lines a-b`` notes copied from the context."""
+
+    def clean(text: str | None) -> str | None:
+        return NOTE_LINE.sub("", text) if text else text
+
+    return [
+        e.model_copy(
+            update={
+                "content": clean(e.content),
+                "search": clean(e.search),
+                "replace": clean(e.replace),
+            }
+        )
+        for e in edits
+    ]
+
+
+def check_whole_file(
+    path: str, current: str, content: str, *, spliced: bool, seen_whole: bool
+) -> None:
+    """Refuse a whole-file block that would destroy code (FormatProblem, saying why).
+
+    Refused (unless it only replaces definitions by name, `spliced`): a whole file for a
+    file the model was not shown whole; a whole file that keeps less than half of a file of
+    20 lines or more. (The truncation marker sent as a file is refused before this.)
+    """
+    if spliced:
+        return
+    old = [ln for ln in current.splitlines() if ln.strip()]
+    new = [ln for ln in content.splitlines() if ln.strip()]
+    if len(old) <= 3:  # an empty __init__.py or a one-liner
+        return
+    if not seen_whole:
+        raise FormatProblem(
+            f"You were not shown all of {path} ({len(current.splitlines())} lines), so a code "
+            "block after its path, which replaces the whole file, would delete code you have "
+            "not seen. " + SEND_INSTEAD
+        )
+    if len(old) >= 20 and len(new) < len(old) / 2:
+        raise FormatProblem(
+            f"Your code block for {path} has {len(new)} lines of code but the file has "
+            f"{len(old)}: as the whole file it would delete most of it. " + SEND_INSTEAD
+        )
+
+
 _PLACEHOLDER = re.compile(r"<[^<>\n]{1,80}>|\.\.\.|…|#\s*\.\.\..*")
 
 
 def apply_edits(
-    edits: list[FileEdit], read: Reader, splice: bool = True, candidates: Sequence[str] = ()
+    edits: list[FileEdit],
+    read: Reader,
+    splice: bool = True,
+    candidates: Sequence[str] = (),
+    whole_seen: Collection[str] | None = None,
 ) -> dict[str, str]:
     """The new content of every file the edits change. `read(path)` gives the current text.
 
@@ -335,7 +415,8 @@ def apply_edits(
     leaves out top-level definitions is spliced into the current one (see
     :mod:`agent.workspace.partial`). A SEARCH block for a file that does not exist is
     moved to the one file among `candidates` (the files the model was shown) that holds
-    its SEARCH text, if there is exactly one.
+    its SEARCH text, if there is exactly one. With `whole_seen` (the files the model saw
+    whole), a whole-file block that would destroy code is refused (:func:`check_whole_file`).
     """
     files: dict[str, str] = {}
     for edit in edits:
@@ -347,16 +428,36 @@ def apply_edits(
                 path = holders[0]
                 current = files[path] if path in files else read(path)
         if edit.content is not None:
+            guarded = whole_seen is not None and current is not None
+            if guarded and (marker := _MARKER.search(edit.content)):
+                raise FormatProblem(
+                    f"Your code block for {path} holds fixloop's note {marker.group(0)!r}, which "
+                    "marks lines that were not shown: sent as the file, it would delete them. "
+                    + SEND_INSTEAD
+                )
             if _PLACEHOLDER.fullmatch(edit.content.strip()):
+                instead = (
+                    SEND_INSTEAD
+                    if guarded and path not in (whole_seen or ())
+                    else "Send the real content of the file."
+                )
                 raise FormatProblem(
                     f"The block for {path} holds a placeholder ({edit.content.strip()!r}), not "
-                    "code. Send the real content of the file."
+                    "code. " + instead
                 )
             spliced = (
                 splice_partial(current, edit.content)
                 if splice and current is not None and path.endswith(".py")
                 else None
             )
+            if whole_seen is not None and current is not None:
+                check_whole_file(
+                    path,
+                    current,
+                    edit.content,
+                    spliced=spliced is not None,
+                    seen_whole=path in whole_seen,
+                )
             files[path] = spliced if spliced is not None else edit.content
         elif edit.search is not None:
             replace = edit.replace or ""

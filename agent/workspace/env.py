@@ -1,9 +1,12 @@
 """WorkspaceEnv: the repair loop's environment for editing files in a (git) directory.
 
 * `prompt(task)` runs the test command once on an untouched scratch copy and
-  shows the model the task, the failure and a bounded set of files;
-* `parse(reply)` turns whole-file and search/replace edits into the full new
-  files, rendered as `Proposal.code` (so the log holds exactly what was tested);
+  shows the model the task, the failure and the code that matters to it, chosen by
+  relevance within a budget in the model's tokens (:mod:`agent.workspace.context`);
+* `parse(reply)` turns whole-file, whole-definition and search/replace edits into the full
+  new files, rendered as `Proposal.code` (so the log holds exactly what was tested); a
+  whole file for a file the model saw only in part, or one deleting most of a file, is
+  refused as a format error;
 * `execute` writes them into the scratch copy and runs the test command there
   through the sandbox; the user's working tree is never written before accept;
 * `accept` commits fixloop's hunks only (see :mod:`agent.workspace.commit`).
@@ -15,17 +18,22 @@ which is kept after accept; nothing is committed, and `notice` says so.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.environment import Environment, FormatProblem, Proposal
 from agent.events import Committed, FileEdit, Task
 from agent.sandbox.result import CapturedText, ExecResult, ExecStatus
 from agent.workspace.commit import accept_files, commit_message
 from agent.workspace.context import (
-    failing_test_files,
+    Context,
+    Failure,
+    build_context,
+    estimate_tokens,
+    is_test_path,
     named_files,
-    render_context,
-    select_files,
+    parse_failure,
 )
 from agent.workspace.edits import (
     apply_edits,
@@ -34,39 +42,46 @@ from agent.workspace.edits import (
     keep_line_endings,
     parse_edits,
     render_files,
+    strip_notes,
     to_lf,
 )
 from agent.workspace.repo import GitRepo, WorkspaceError, inside
 from agent.workspace.scratch import ScratchCopy
 
+if TYPE_CHECKING:
+    from agent.backends.base import Backend
+
 SYSTEM = (
     "You are fixloop, a careful programmer working in a repository. Make the smallest change "
     "that completes the task and makes the test command pass. Do not edit the tests unless "
     "the task asks for it. Reply with each file you change: a line with its path relative to "
-    "the repository root, then a fenced code block with the file's complete new content, or "
-    "SEARCH/REPLACE blocks for a small change. No other code blocks."
+    "the repository root, then a fenced code block with SEARCH/REPLACE blocks for the lines "
+    "you change (or the complete new definition of a function). No other code blocks."
 )
+REPLY_INSTRUCTION = (
+    "Reply with the file's path on a line of its own, then a fenced code block with "
+    "SEARCH/REPLACE blocks for the lines to change (or the complete new definition of the "
+    "function you change)."
+)
+# The first user message's budget without a model to count with: what fits the default
+# 4,096-token window with a 1,024-token reply (see `prompt_budget`).
+DEFAULT_PROMPT_TOKENS = 1_900
+MIN_CONTEXT_TOKENS = 300
+_is_test_path = is_test_path
 
 
-def _is_test_path(path: str) -> bool:
-    """pytest's conventions: test_*.py, *_test.py, conftest.py, or under a tests/ directory."""
-    p = Path(path)
-    return (
-        p.name.startswith("test_")
-        or p.name.endswith("_test.py")
-        or p.name == "conftest.py"
-        or any(part in ("tests", "test") for part in p.parts[:-1])
-    )
+def prompt_budget(n_ctx: int, reply_tokens: int, system_tokens: int) -> int:
+    """Tokens the first user message may take: the window less the reply, the system prompt
+    and room for one repair exchange (a reply and its feedback, a quarter of the window), so
+    the first repair turn is not trimmed."""
+    return max(512, n_ctx - min(reply_tokens, n_ctx // 2) - system_tokens - n_ctx // 4)
 
 
 class WorkspaceEnv(Environment):
     """Edit files of the repository (or directory) at `repo`; check them with `test_cmd`."""
 
     system_prompt = SYSTEM
-    reply_instruction = (
-        "Reply with each file you change: its path on a line of its own, then the file's "
-        "complete new content in a fenced block, or SEARCH/REPLACE blocks for a small change."
-    )
+    reply_instruction = REPLY_INSTRUCTION
 
     def __init__(
         self,
@@ -76,8 +91,12 @@ class WorkspaceEnv(Environment):
         *,
         timeout_s: float = 60.0,
         memory_mb: int = 2048,
-        context_chars: int = 6_000,
+        count_tokens: Callable[[str], int] | None = None,
+        prompt_tokens: int | None = None,
     ) -> None:
+        """`count_tokens` counts tokens of the model in use (default: an estimate) and
+        `prompt_tokens` bounds the first user message in them (default: what fits the
+        default 4,096-token window; :meth:`for_backend` sets both from a backend)."""
         from agent.sandbox import Sandbox, SandboxLimits
 
         path = Path(repo).expanduser().resolve()
@@ -88,7 +107,8 @@ class WorkspaceEnv(Environment):
         self.path = path
         self.test_cmd = test_cmd
         self.files = list(files or [])
-        self.context_chars = context_chars
+        self.count_tokens = count_tokens or estimate_tokens
+        self.prompt_tokens = prompt_tokens or DEFAULT_PROMPT_TOKENS
         git_repo = GitRepo.find(path)
         self.in_git = git_repo is not None
         try:
@@ -115,9 +135,36 @@ class WorkspaceEnv(Environment):
         self.baseline: ExecResult | None = None
         self.default_path: str | None = None
         self.shown: list[str] = []  # the files the first prompt showed the model
+        self.whole_seen: set[str] = set()  # ... of which these whole
+        self.context: Context | None = None  # what the first prompt showed
         self._task: Task | None = None
         self._last_files: dict[str, str] = {}
         self._results: dict[str, ExecResult] = {}
+
+    @classmethod
+    def for_backend(
+        cls,
+        repo: Path,
+        test_cmd: str,
+        files: list[str] | None = None,
+        *,
+        backend: Backend,
+        reply_tokens: int,
+        **kwargs: float,
+    ) -> WorkspaceEnv:
+        """A workspace whose context is counted in `backend`'s tokens and fits its window
+        with `reply_tokens` left for the reply."""
+        from agent.events import ChatMessage
+
+        system = backend.count_tokens([ChatMessage(role="system", content=SYSTEM)])
+        return cls(
+            repo,
+            test_cmd,
+            files,
+            count_tokens=backend.count_text_tokens,
+            prompt_tokens=prompt_budget(backend.n_ctx, reply_tokens, system),
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     # ------------------------------------------------------------ helpers
     @property
@@ -158,35 +205,71 @@ class WorkspaceEnv(Environment):
         if self.baseline is None:
             self.scratch.apply({})
             self.baseline = self._run()
-        listed = self.scratch.files
-        output = self.baseline.stdout.text + "\n" + self.baseline.stderr.text
-        named = named_files(task.text, [*self.files, *task.files], listed)
-        output += "\n" + "\n".join(t.name for t in self.baseline.tests)
-        failing = failing_test_files(output, listed) if not self.baseline.passed else []
-        if not named and not failing:  # nothing points anywhere: show the tests and their imports
-            failing = [p for p in listed if p.endswith(".py") and _is_test_path(p)][:5]
-        chosen = select_files(self._read, listed, named, failing, self.context_chars)
-        self.shown = [f.path for f in chosen]
-        editable = [f.path for f in chosen if not _is_test_path(f.path)]
+        context = self.build_context(task)
+        editable = [p for p in context.shown if not is_test_path(p)]
         self.default_path = editable[0] if len(editable) == 1 else None
+        return self._first_message(task, context, self._status(3000))
+
+    def _status(self, max_chars: int) -> str:
+        assert self.baseline is not None
         if self.baseline.passed:
-            status = f"The test command `{self.test_cmd}` currently passes."
-        else:
-            status = (
-                f"The test command `{self.test_cmd}` currently fails:\n\n"
-                + self._feedback_text(self.baseline)
-            )
-        return "\n\n".join(
-            [
-                f"Task: {task.text.strip()}",
-                status,
-                "The relevant files:\n\n" + render_context(chosen, listed),
-                format_help(self.default_path),
-            ]
+            return f"The test command `{self.test_cmd}` currently passes."
+        return f"The test command `{self.test_cmd}` currently fails:\n\n" + self._feedback_text(
+            self.baseline, max_chars
         )
 
+    def _first_message(self, task: Task, context: Context | None, status: str) -> str:
+        partial = context is None or any(not is_test_path(p) for p in context.partial)
+        code = (
+            "The relevant code (chosen from the failure; `# fixloop:` lines are fixloop's "
+            "notes, not code):\n\n" + context.render().rstrip()
+            if context is not None
+            else ""
+        )
+        answer = format_help(self.default_path, partial)
+        parts = [f"Task: {task.text.strip()}", status, code, answer]
+        return "\n\n".join(p for p in parts if p)
+
+    def build_context(self, task: Task) -> Context:
+        """What the model is shown of the repository for `task`, from the baseline run, within
+        the budget: the first message less the task, the failure and the answer format."""
+        assert self.baseline is not None
+        listed = self.scratch.files
+        status = self._status(3000)
+        fixed = self.count_tokens(self._first_message(task, None, status))
+        if self.prompt_tokens - fixed < MIN_CONTEXT_TOKENS:  # a long failure: show less of it
+            status = self._status(1000)
+            fixed = self.count_tokens(self._first_message(task, None, status))
+        failure = Failure()
+        if not self.baseline.passed:
+            failing = [t for t in self.baseline.tests if t.status.value in ("failed", "error")]
+            rel = self.path.relative_to(self.root).as_posix()
+            failure = parse_failure(
+                [t.name for t in failing],
+                [
+                    *(t.traceback or t.message for t in failing),
+                    self.baseline.stdout.text,
+                    self.baseline.stderr.text,
+                ],
+                listed,
+                prefix="" if rel == "." else rel + "/",
+            )
+        context = build_context(
+            self._read,
+            listed,
+            failure=failure,
+            named=named_files(task.text + "\n" + self.test_cmd, [*self.files, *task.files], listed),
+            task_text=task.text,
+            budget_tokens=max(self.prompt_tokens - fixed - 16, MIN_CONTEXT_TOKENS),
+            count=self.count_tokens,
+        )
+        self.context = context
+        self.shown = context.shown
+        self.whole_seen = set(context.whole)
+        return context
+
     def parse(self, reply: str) -> Proposal:
-        edits = parse_edits(reply, default_path=self.default_path)
+        edits = strip_notes(parse_edits(reply, default_path=self.default_path))
         self._check_tests_untouched(edits)
         try:
             for edit in edits:
@@ -205,8 +288,10 @@ class WorkspaceEnv(Environment):
         return Proposal(code=render_files(self._last_files), edits=edits)
 
     def _apply(self, edits: list[FileEdit]) -> dict[str, str]:
+        # What the model was shown decides which whole files it may send (no prompt yet: all).
+        whole_seen = self.whole_seen if self.context is not None else None
         try:
-            return apply_edits(edits, self._read, candidates=self.shown)
+            return apply_edits(edits, self._read, candidates=self.shown, whole_seen=whole_seen)
         except FormatProblem:
             if not self._last_files:
                 raise
@@ -218,6 +303,7 @@ class WorkspaceEnv(Environment):
                     edits,
                     lambda p: previous[p] if p in previous else self._read(p),
                     candidates=self.shown,
+                    whole_seen=whole_seen,
                 ),
             }
 
@@ -250,12 +336,16 @@ class WorkspaceEnv(Environment):
         self._results[proposal.code] = result
         return result
 
-    def _feedback_text(self, result: ExecResult) -> str:
+    def _feedback_text(self, result: ExecResult, max_chars: int = 3000) -> str:
         from agent.sandbox import render_feedback
 
         # No source lines: test line numbers refer to test files, not to the rendering.
-        text = render_feedback(result, "", max_chars=3000)
-        tail = result.stdout.text.strip()[-1200:]
+        text = render_feedback(result, "", max_chars=max_chars)
+        tail = "\n".join(
+            line
+            for line in result.stdout.text.strip().splitlines()
+            if not line.startswith("--- generated xml file:")  # fixloop's own report
+        )[-(max_chars * 2 // 5) :]
         if not result.passed and tail and tail[-200:] not in text:
             # pytest's own summary names errors (an ImportError at collection, say) that a
             # per-test report can leave out.
@@ -267,8 +357,9 @@ class WorkspaceEnv(Environment):
         return (
             f"With your change, the test command `{self.test_cmd}` fails:\n\n"
             + self._feedback_text(result).rstrip()
-            + "\n\nSend the corrected files again in the same format: the path on its own "
-            "line, then the complete file in a fenced block (or SEARCH/REPLACE blocks)."
+            + "\n\nSend the fix again: the file's path on its own line, then a fenced block "
+            "with SEARCH/REPLACE blocks for the lines to change (or the complete new "
+            "definition of the function you change)."
         )
 
     def accept(self, proposal: Proposal, session_id: str) -> Committed | None:

@@ -9,11 +9,18 @@ that redefines some of the original's methods and omits others is spliced the sa
 way, method by method. A reply that keeps every definition is a real whole file and
 is used as it is. (So a whole-file reply cannot delete a function; a SEARCH/REPLACE
 block can.)
+
+What fixloop's outline of a file looks like is read as "not sent": a definition whose body
+is only ``...`` (a signature from the outline, copied back) and ``NAME = ...`` leave the
+original's definition as it is, unless the original is such a stub itself. A method sent
+on its own (``def name(self, ...)``, at the top level or still indented) replaces the one
+method of that name in the original's classes.
 """
 
 from __future__ import annotations
 
 import ast
+import textwrap
 
 _DEF = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _FUNC = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -48,14 +55,121 @@ def _assigned_name(node: ast.stmt) -> str | None:
     return None
 
 
+def _is_stub(node: ast.stmt) -> bool:
+    """An outline entry: a def whose body is only ``...`` (after a docstring), a class of
+    such stubs, or ``NAME = ...``."""
+    if isinstance(node, _FUNC):
+        body = node.body
+        if body and _is_docstring(body[0]) and len(body) > 1:
+            body = body[1:]
+        return len(body) == 1 and _is_ellipsis(body[0])
+    if isinstance(node, ast.ClassDef):
+        return all(_is_stub(n) or _is_ellipsis(n) or _is_docstring(n) for n in node.body)
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        value = node.value
+        return isinstance(value, ast.Constant) and value.value is Ellipsis
+    return False
+
+
+def _is_ellipsis(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and node.value.value is Ellipsis
+    )
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+def _parse(reply: str) -> tuple[ast.Module, str] | None:
+    """The reply parsed as it is, or dedented (a method sent with its class's indentation)."""
+    for text in (reply, textwrap.dedent(reply)):
+        try:
+            return ast.parse(text), text
+        except SyntaxError:
+            continue
+    return None
+
+
+def _drop_stubs(tree: ast.Module, old_tree: ast.Module) -> None:
+    """Remove outline entries the reply copied back, so the original's code stays."""
+    old_stubs = {n.name for n in old_tree.body if isinstance(n, _DEF) and _is_stub(n)}
+    old_stubs |= {name for n in old_tree.body if _is_stub(n) and (name := _assigned_name(n))}
+    kept: list[ast.stmt] = []
+    for node in tree.body:
+        name = node.name if isinstance(node, _DEF) else _assigned_name(node)
+        if _is_stub(node) and name not in old_stubs:
+            continue
+        if isinstance(node, ast.ClassDef):
+            old_cls = next(
+                (n for n in old_tree.body if isinstance(n, ast.ClassDef) and n.name == node.name),
+                None,
+            )
+            old_methods = _methods(old_cls) if old_cls is not None else {}
+            body = [
+                n
+                for n in node.body
+                if not (
+                    isinstance(n, _FUNC)
+                    and _is_stub(n)
+                    and n.name in old_methods
+                    and not _is_stub(old_methods[n.name])
+                )
+            ]
+            if len(body) < len(node.body) and not any(isinstance(n, _FUNC) for n in body):
+                continue  # only the outline of the class: not sent
+            node.body = body
+        kept.append(node)
+    tree.body = kept
+
+
+def _lone_method(
+    old_tree: ast.Module, node: ast.stmt
+) -> tuple[ast.ClassDef, ast.FunctionDef | ast.AsyncFunctionDef] | None:
+    """The one method of the original's classes a top-level `def name(self, ...)` replaces."""
+    if not isinstance(node, _FUNC) or not node.args.args:
+        return None
+    if node.args.args[0].arg not in ("self", "cls"):
+        return None
+    found = [
+        (cls, m)
+        for cls in old_tree.body
+        if isinstance(cls, ast.ClassDef)
+        for m in cls.body
+        if isinstance(m, _FUNC) and m.name == node.name
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def splice_partial(original: str, reply: str) -> str | None:
     """The original with the reply's definitions spliced in, or None when the reply is whole."""
     try:
-        old_tree, new_tree = ast.parse(original), ast.parse(reply)
+        old_tree = ast.parse(original)
     except SyntaxError:
         return None
+    parsed = _parse(reply)
+    if parsed is None:
+        return None
+    new_tree, reply = parsed
+    _drop_stubs(new_tree, old_tree)
+    old_lines = original.splitlines(keepends=True)
+    if old_lines and not old_lines[-1].endswith("\n"):
+        old_lines[-1] += "\n"
     old_defs = {n.name: n for n in old_tree.body if isinstance(n, _DEF)}
     new_defs = {n.name: n for n in new_tree.body if isinstance(n, _DEF)}
+    methods = {
+        name: found
+        for name, node in new_defs.items()
+        if name not in old_defs and (found := _lone_method(old_tree, node))
+    }
+    if methods and not set(new_defs) & set(old_defs):
+        return _splice_methods(old_lines, reply, new_defs, methods)
     partial_classes = {
         name
         for name, node in new_defs.items()
@@ -65,9 +179,6 @@ def splice_partial(original: str, reply: str) -> str | None:
         return None
     if not (set(old_defs) - set(new_defs) or partial_classes):  # complete: use it as it is
         return None
-    old_lines = original.splitlines(keepends=True)
-    if old_lines and not old_lines[-1].endswith("\n"):
-        old_lines[-1] += "\n"
     new_lines = reply.splitlines(keepends=True)
     if new_lines and not new_lines[-1].endswith("\n"):
         new_lines[-1] += "\n"
@@ -113,6 +224,33 @@ def splice_partial(original: str, reply: str) -> str | None:
         shift = sum(len(lines) - (end - start) for start, end, lines in replacements if end <= at)
         old_lines[at + shift : at + shift] = new_imports
     return "".join(old_lines + appended)
+
+
+def _splice_methods(
+    old_lines: list[str],
+    reply: str,
+    new_defs: dict[str, ast.stmt],
+    methods: dict[str, tuple[ast.ClassDef, ast.FunctionDef | ast.AsyncFunctionDef]],
+) -> str | None:
+    """Each lone method of the reply put in place of its namesake, at the method's indentation.
+
+    Anything else the reply defines at the top level makes it not a lone-method reply (None).
+    """
+    if set(new_defs) - set(methods):
+        return None
+    new_lines = reply.splitlines(keepends=True)
+    if new_lines and not new_lines[-1].endswith("\n"):
+        new_lines[-1] += "\n"
+    replacements = []
+    for name, (_cls, old_method) in methods.items():
+        start, end = _span(old_method)
+        indent = old_lines[start][: len(old_lines[start]) - len(old_lines[start].lstrip())]
+        n_start, n_end = _span(new_defs[name])
+        body = textwrap.indent(textwrap.dedent("".join(new_lines[n_start:n_end])), indent)
+        replacements.append((start, end, body.splitlines(keepends=True)))
+    for start, end, lines in sorted(replacements, reverse=True):
+        old_lines[start:end] = lines
+    return "".join(old_lines)
 
 
 def _docstring_end(tree: ast.Module) -> int:

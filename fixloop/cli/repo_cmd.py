@@ -1,5 +1,8 @@
 """`fixloop accept`, `fixloop undo`, `fixloop harvest`: fixloop's commits in the user's repository.
 
+(`fixloop context`, what the model would see of a repository, is registered here too:
+:mod:`fixloop.cli.context_cmd`.)
+
 * `accept [SESSION]` commits a workspace session's proposal (fixloop's hunks only);
   with `--edited`, the user has put their own version of the proposal's files in the
   working tree: that version is committed and the difference from the proposal is
@@ -218,7 +221,10 @@ def harvest(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `accept`, `undo` and `harvest` to the `fixloop` command."""
+    """Add `accept`, `undo`, `harvest` and `context` to the `fixloop` command."""
+    from fixloop.cli.context_cmd import context
+
     app.command("accept")(accept)
     app.command("undo")(undo)
     app.command("harvest")(harvest)
+    app.command("context")(context)

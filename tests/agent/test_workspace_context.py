@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from agent.workspace.context import (
+    CUT_MARKER,
+    Failure,
+    build_context,
     failing_test_files,
     local_imports,
     named_files,
-    render_context,
-    select_files,
 )
 from agent.workspace.edits import parse_edits
 
@@ -51,26 +52,51 @@ def test_local_imports_resolve_src_layout_and_relative_imports() -> None:
     ]
 
 
-def test_selection_follows_imports_and_respects_the_budget() -> None:
-    chosen = select_files(FILES.get, LISTED, [], ["tests/test_cart.py"], budget_chars=10_000)
-    assert [c.path for c in chosen] == [
-        "tests/test_cart.py",
-        "src/shop/cart.py",
-        "src/shop/prices.py",
-    ]
-    assert chosen[1].reason == "imported by tests/test_cart.py"
-    small = select_files(FILES.get, LISTED, [], ["tests/test_cart.py"], budget_chars=300)
-    assert sum(len(c.text) for c in small) <= 300
-    rendered = render_context(chosen, LISTED)
-    others = "Other files in the repository: README.md, src/shop/__init__.py, src/shop/unused.py"
+def test_small_files_are_shown_whole_and_parse_back_to_the_same_files() -> None:
+    failure = Failure(tests=[("tests/test_cart.py", "test_total")])
+    ctx = build_context(
+        FILES.get, LISTED, failure=failure, named=[], task_text="", budget_tokens=2000
+    )
+    assert ctx.shown == ["tests/test_cart.py", "src/shop/cart.py"]
+    assert ctx.whole == ctx.shown and ctx.tokens <= 2000
+    rendered = ctx.render()
+    assert "# the failing test, the whole file:" in rendered
+    assert "# called by test_total, the whole file:" in rendered
+    others = "Other files in the repository: README.md, src/shop/__init__.py"
     assert others in rendered
-    # The context is written in the reply format, so it parses back to the same files.
+    # A file shown whole is written in the reply format, so it parses back to itself.
     shown = {e.path: e.content for e in parse_edits(rendered)}
     assert shown["src/shop/cart.py"] == FILES["src/shop/cart.py"]
 
 
-def test_a_file_too_big_for_the_budget_is_cut_with_a_marker() -> None:
-    big = {"mod.py": "".join(f"line_{i} = {i}\n" for i in range(500))}
-    [cut] = select_files(big.get, ["mod.py"], ["mod.py"], [], budget_chars=1000)
-    assert cut.truncated and len(cut.text) <= 1000
-    assert "more lines not shown; edit this file with SEARCH/REPLACE blocks only" in cut.text
+def test_the_budget_is_kept_in_the_counters_tokens() -> None:
+    failure = Failure(tests=[("tests/test_cart.py", "test_total")])
+    words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
+    for budget in (15, 40, 80, 400):
+        ctx = build_context(
+            FILES.get,
+            LISTED,
+            failure=failure,
+            named=[],
+            task_text="",
+            budget_tokens=budget,
+            count=words,
+        )
+        assert ctx.tokens <= budget
+        assert words(ctx.render()) <= budget + len(ctx.views)  # the joins between views
+
+
+def test_a_big_non_python_file_named_by_the_task_is_cut_with_a_marker() -> None:
+    big = {"notes.txt": "".join(f"line {i}\n" for i in range(500))}
+    ctx = build_context(
+        big.get,
+        ["notes.txt"],
+        failure=Failure(),
+        named=["notes.txt"],
+        task_text="",
+        budget_tokens=300,
+    )
+    [view] = ctx.views
+    kept = view.text.count("\n") - 1
+    assert view.text.endswith(CUT_MARKER.format(500 - kept) + "\n")
+    assert 0 < kept < 500 and ctx.tokens <= 300
