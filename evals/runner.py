@@ -1,12 +1,13 @@
 """Run a suite through the agent's own loop (`AgentSession`, purpose "eval") and score it.
 
-One model generates one episode at a time in this process (a lock around the
-backend), while `workers` threads let the sandbox run one episode's tests while
-the model writes the next. With the in-process llama.cpp model keep one worker:
-llama.cpp reuses the evaluated prompt prefix from one turn to the next, and
-episodes taking turns on the model throw that cache away (each repair turn then
-re-reads the whole conversation), which costs far more than test execution
-saves. More workers pay off with a remote server (``--base-url``).
+`workers` episodes run at once, on threads. A model in this process generates for one
+of them at a time (a lock around the backend), so the others only run their tests
+meanwhile; keep one worker there: llama.cpp reuses the evaluated prompt prefix from one
+turn to the next, and episodes taking turns on the model throw that cache away (each
+repair turn then re-reads the whole conversation), which costs far more than test
+execution saves. A server (``--base-url``) is not serialized: up to `workers`
+generations are in flight at once, which a server with that many parallel slots
+(``llama-server -np N``, vLLM) decodes together, one slot (and prompt cache) per stream.
 
 Resumable: each finished episode is appended to ``<out_dir>/episodes-<model>.jsonl``
 (after a header line naming the run's settings); a rerun with the same out_dir
@@ -131,6 +132,11 @@ class SerializedBackend:
             yield from self.inner.stream_chat(messages, params, response_format)
         finally:
             self.release()
+
+
+def in_process(backend: Backend) -> bool:
+    """A model in this process (one generation at a time), not a server's endpoint."""
+    return backend.identity.backend != "openai"
 
 
 # ---------------------------------------------------------------- scoring an episode
@@ -382,7 +388,7 @@ def run_suite(
         for s in range(samples)
         if (task.task_id, s) not in done
     ]
-    shared = SerializedBackend(backend) if workers > 1 else backend
+    shared = SerializedBackend(backend) if workers > 1 and in_process(backend) else backend
     scorer = FunctionEnv(timeout_s=settings.exec_timeout, memory_mb=settings.memory_mb)
     stop = threading.Event()
     active: set[Any] = set()

@@ -7,6 +7,11 @@ one. Token counts for context budgeting are estimated (about 3.5 characters a
 token plus a few per message) because the protocol has no tokenizer call; the
 counts in each reply's `usage` are the server's own when it sends them.
 
+Several servers (one eval over several machines): `base_url` may list API roots separated
+by commas, all serving the same model (the same name from `GET /models`). Each thread that
+streams from the backend is bound to one server, in turn, and stays with it: an episode
+runs on one thread, so its turns reach the server (and slot) that cached its prefix.
+
 Prompt reuse: every request asks for `cache_prompt: true` (llama.cpp's server keeps a
 slot's evaluated prefix and evaluates only what follows it; vLLM caches prefixes on its
 own). The prompt tokens a reply actually evaluated are read from llama.cpp's
@@ -17,7 +22,9 @@ a server that sends neither leaves them unknown. A server that refuses the unkno
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,35 +71,67 @@ class OpenAIBackend:
         timeout_s: float = 600.0,
         cache_prompt: bool = True,
     ) -> None:
-        self.root = api_root(base_url)
+        self.roots = [api_root(u) for u in base_url.split(",") if u.strip()]
+        if not self.roots:
+            raise BackendError("--base-url is empty; give the server's API root")
+        self.root = self.roots[0]
         self.cache_prompt = cache_prompt
-        self._send_cache_prompt = True  # False once the server has refused the field
+        self._send_cache_prompt = True  # False once a server has refused the field
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(
-            base_url=self.root, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
-        )
+        self.clients = [
+            httpx.Client(
+                base_url=root, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
+            )
+            for root in self.roots
+        ]
+        self.client = self.clients[0]
         self.n_ctx = n_ctx
-        self.model = self._choose_model(model)
-        self.identity = ModelIdentity(name=self.model, backend="openai", location=self.root)
+        self._local = threading.local()
+        self._next = itertools.count()
+        self._next_lock = threading.Lock()
+        chosen = [self._choose_model(client, root, model) for client, root in self._servers()]
+        if len(set(chosen)) > 1:
+            raise BackendError(
+                "the servers in --base-url serve different models "
+                f"({', '.join(f'{r}: {m}' for r, m in zip(self.roots, chosen, strict=True))}); "
+                "serve one model under one name on all of them (llama-server --alias NAME) or "
+                "pass --model NAME"
+            )
+        self.model = chosen[0]
+        self.identity = ModelIdentity(
+            name=self.model, backend="openai", location=",".join(self.roots)
+        )
 
-    def _choose_model(self, wanted: str | None) -> str:
+    def _servers(self) -> list[tuple[httpx.Client, str]]:
+        return list(zip(self.clients, self.roots, strict=True))
+
+    def _server(self) -> tuple[httpx.Client, str]:
+        """This thread's server: assigned in turn on first use, then kept."""
+        index = getattr(self._local, "server", None)
+        if index is None:
+            with self._next_lock:
+                index = next(self._next) % len(self.clients)
+            self._local.server = index
+        return self.clients[index], self.roots[index]
+
+    def _choose_model(self, client: httpx.Client, root: str, wanted: str | None) -> str:
         try:
-            response = self.client.get("/models")
+            response = client.get("/models")
             response.raise_for_status()
             served = [m["id"] for m in response.json().get("data", []) if "id" in m]
         except httpx.HTTPStatusError as exc:
             raise BackendError(
-                f"{self.root}/models answered HTTP {exc.response.status_code}; check --base-url "
+                f"{root}/models answered HTTP {exc.response.status_code}; check --base-url "
                 "(it should be the API root, e.g. http://host:8080/v1) and the API key"
             ) from exc
         except httpx.HTTPError as exc:
             raise BackendError(
-                f"cannot reach the model server at {self.root} ({exc}); start the server or fix "
+                f"cannot reach the model server at {root} ({exc}); start the server or fix "
                 "--base-url"
             ) from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise BackendError(
-                f"{self.root}/models did not answer with an OpenAI model list; is this an "
+                f"{root}/models did not answer with an OpenAI model list; is this an "
                 "OpenAI-compatible server?"
             ) from exc
         if wanted and wanted in served:
@@ -101,7 +140,7 @@ class OpenAIBackend:
             return served[0]
         if wanted:
             return wanted
-        raise BackendError(f"the server at {self.root} serves no models")
+        raise BackendError(f"the server at {root} serves no models")
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         chars = sum(len(m.content) for m in messages)
@@ -141,13 +180,14 @@ class OpenAIBackend:
         usage: dict[str, Any] = {}
         timings: dict[str, Any] = {}
         pieces = 0
+        client, root = self._server()
         try:
-            with self.client.stream("POST", "/chat/completions", json=body) as response:
+            with client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     detail = response.read().decode("utf-8", "replace")[:300]
                     if not self._refuses_cache_prompt(response.status_code, detail, body):
                         raise BackendError(
-                            f"{self.root}/chat/completions answered HTTP "
+                            f"{root}/chat/completions answered HTTP "
                             f"{response.status_code}: {detail}"
                         )
                 else:
@@ -175,7 +215,7 @@ class OpenAIBackend:
                             if choice.get("finish_reason"):
                                 finish = choice["finish_reason"]
         except httpx.HTTPError as exc:
-            raise BackendError(f"the model server at {self.root} failed mid-reply: {exc}") from exc
+            raise BackendError(f"the model server at {root} failed mid-reply: {exc}") from exc
         if response.status_code != 200:  # refused cache_prompt: the same request without it
             yield from self._stream(body, estimated_prompt)
             return
@@ -198,4 +238,5 @@ class OpenAIBackend:
         return False
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients:
+            client.close()

@@ -192,7 +192,12 @@ def seed_cmd(
         typer.Option("--temperature", help="Sampling temperature (default 0, or 0.8 with -k>1)."),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", help="Episodes in flight (tests overlap generation).")
+        int,
+        typer.Option(
+            "--workers",
+            help="Episodes in flight: in process, tests overlap generation; with --base-url, "
+            "up to N generations at once (a server with N parallel slots).",
+        ),
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Base sampling seed.")] = 0,
     sessions_dir: Annotated[

@@ -90,9 +90,9 @@ def eval_command(
         typer.Option(
             "--workers",
             min=1,
-            help="Episodes in flight: tests run while the model generates, one generation at "
-            "a time. Keep 1 with the in-process model: interleaved episodes lose its prompt "
-            "cache.",
+            help="Episodes in flight. In process: tests run while the model generates, one "
+            "generation at a time (keep 1: interleaved episodes lose the prompt cache). With "
+            "--base-url: up to N generations at once, for a server with N parallel slots.",
         ),
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (sample i uses seed+i).")] = 0,
