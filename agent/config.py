@@ -48,7 +48,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FIXLOOP_", extra="forbid", frozen=True)
 
     model: str = Field("qwen2.5-coder-1.5b", description="registered model name or version")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; overrides model")
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint (several: comma-separated); overrides model",
+    )
     api_key: SecretStr | None = Field(None, description="bearer token for base_url")
     adapter: Path | None = Field(None, description="LoRA adapter (GGUF) applied at load time")
     cache_dir: Path = Field(default_factory=paths.default_cache_dir)

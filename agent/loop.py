@@ -409,6 +409,8 @@ def stream_reply(
             if cancel.is_set():
                 finish = "cancelled"
                 break
+            if chunk.prompt_tokens_evaluated is not None:  # with the first text (or the last)
+                evaluated = chunk.prompt_tokens_evaluated
             if chunk.text:
                 pieces.append(chunk.text)
                 yield TokenDelta(turn=turn, text=chunk.text)
@@ -422,8 +424,6 @@ def stream_reply(
                 completion_tokens = chunk.completion_tokens
             if chunk.prompt_tokens is not None:
                 reported_prompt = chunk.prompt_tokens
-            if chunk.prompt_tokens_evaluated is not None:
-                evaluated = chunk.prompt_tokens_evaluated
         if cancel.is_set():
             finish = "cancelled"
     finally:

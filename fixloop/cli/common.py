@@ -16,7 +16,11 @@ ModelOpt = Annotated[
 ]
 BaseUrlOpt = Annotated[
     str | None,
-    typer.Option("--base-url", help="OpenAI-compatible endpoint (llama.cpp server, vLLM, Ollama)."),
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible endpoint (llama.cpp server, vLLM, Ollama); several servers "
+        "of one model: comma-separated.",
+    ),
 ]
 AdapterOpt = Annotated[
     Path | None, typer.Option("--adapter", help="LoRA adapter (GGUF) applied at load time.")

@@ -1,0 +1,346 @@
+"""The repair policies side by side at equal attempt budget (issue 18, item 4).
+
+For each suite (default: MBPP validation, 90 tasks, and HumanEval, 164) it runs the agent's
+loop once per policy (`fixloop eval --policy P --max-turns 4`, greedy first attempt, seed 0)
+and, as the reference, 4 independent samples of one attempt at T 0.8 (`fixloop eval
+--samples 4 --temperature 0.8 --max-turns 1`, pass@k). It reports, per suite and policy:
+pass within 1..4 attempts (pass@1..4 for the samples) with 95% intervals, the paired flips
+against greedy at the full budget (tasks only the policy passed / only greedy passed,
+McNemar's exact p), completion tokens, prompt tokens sent and evaluated, model time and
+wall time (the sum of the episodes'); a markdown table per suite, `summary.json` and a PNG.
+
+Resumable: every run is an ordinary `fixloop eval` results directory under --out
+(`<suite>/<policy>`, `<suite>/samples-k4`); rerunning the same command skips finished
+episodes, and each directory can also be continued with the `fixloop eval` command that
+`--dry-run` prints. One model is loaded for all runs.
+
+    .venv/bin/python bench/compare_policies.py --model qwen2.5-coder-1.5b --out runs/policies
+    .venv/bin/python bench/compare_policies.py --dry-run          # the runs and commands only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.config import POLICY_NAMES, Settings, load_settings  # noqa: E402
+from evals.metrics import paired_comparison  # noqa: E402
+from evals.results import RateOut, SuiteResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from agent.backends.base import Backend
+
+SAMPLES = "samples-k4"  # the reference: independent samples of one attempt
+SUITES = ("mbpp:validation", "humaneval")
+
+
+@dataclass(frozen=True)
+class Run:
+    suite: str  # "mbpp:validation", "humaneval", or a .jsonl path (":split" optional)
+    policy: str  # a policy name, or SAMPLES
+
+    @property
+    def name(self) -> str:
+        name, split = self.suite_args
+        if name.endswith((".jsonl", ".gz")):
+            name = Path(name).name.split(".")[0]
+        return f"{name}-{split}" if split else name
+
+    @property
+    def suite_args(self) -> tuple[str, str | None]:
+        name, _, split = self.suite.partition(":")
+        return name, split or None
+
+    @property
+    def samples(self) -> int:
+        return self.budget if self.policy == SAMPLES else 1
+
+    budget: int = 4
+
+    def eval_kwargs(self) -> dict[str, Any]:
+        if self.policy == SAMPLES:
+            return {"max_turns": 1, "samples": self.budget, "temperature": 0.8}
+        return {"max_turns": self.budget, "samples": 1, "temperature": 0.0}
+
+    def out_dir(self, out: Path) -> Path:
+        return out / self.name / self.policy
+
+    def command(self, out: Path, model_args: Sequence[str], workers: int) -> str:
+        """The `fixloop eval` command that runs (or continues) this run by itself; `model_args`
+        also carries --ids/--limit."""
+        name, split = self.suite_args
+        kw = self.eval_kwargs()
+        args = ["fixloop", "eval", "--suite", name, *(["--split", split] if split else [])]
+        args += ["--max-turns", str(kw["max_turns"]), "--samples", str(kw["samples"])]
+        args += ["--temperature", f"{kw['temperature']:g}", "--seed", "0"]
+        if self.policy != SAMPLES:
+            args += ["--policy", self.policy]
+        args += [*model_args, "--workers", str(workers), "--out", str(self.out_dir(out))]
+        return shlex.join(args)
+
+
+def plan(suites: Sequence[str], policies: Sequence[str], budget: int, samples: bool) -> list[Run]:
+    runs = [Run(s, p, budget) for s in suites for p in policies]
+    if samples:
+        runs += [Run(s, SAMPLES, budget) for s in suites]
+    return runs
+
+
+def execute(
+    run: Run,
+    settings: Settings,
+    out: Path,
+    *,
+    backend: Backend,
+    workers: int,
+    ids: str | None,
+    limit: int | None,
+    progress: bool,
+) -> SuiteResult:
+    from evals.runner import run_suite
+    from evals.suites import load_suite
+
+    name, split = run.suite_args
+    tasks = load_suite(name, split=split, ids=ids, limit=limit)
+    policy = "greedy" if run.policy == SAMPLES else run.policy
+    return run_suite(
+        tasks,
+        settings.model_copy(update={"policy": policy}),
+        **run.eval_kwargs(),
+        workers=workers,
+        seed=0,
+        out_dir=run.out_dir(out),
+        progress=progress,
+        backend=backend,
+        suite_name=name if split is None else f"{name}/{split}",
+    )
+
+
+# ---------------------------------------------------------------- the figures
+
+
+def curve(run: Run, result: SuiteResult) -> dict[int, RateOut]:
+    """Pass within t attempts, t = 1..budget (for the samples: pass@t)."""
+    if run.policy == SAMPLES:
+        return {k: result.pass_at_k[k] for k in sorted(result.pass_at_k) if k <= run.budget}
+    return {t: result.pass_within[t] for t in sorted(result.pass_within)}
+
+
+def solved(run: Run, result: SuiteResult) -> dict[str, bool]:
+    """Task -> passed within the whole budget (the samples: any of them passed)."""
+    if run.policy == SAMPLES:
+        return {t.task_id: t.first_passed > 0 for t in result.tasks}
+    return {t.task_id: t.passed > 0 for t in result.tasks}
+
+
+def figures(runs: Sequence[Run], results: dict[Run, SuiteResult]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        result = results[run]
+        greedy = next(
+            (r for r in runs if r.suite == run.suite and r.policy == "greedy" and r in results),
+            None,
+        )
+        flips = None
+        if greedy is not None and greedy != run:
+            cmp = paired_comparison(solved(greedy, results[greedy]), solved(run, result))
+            flips = {
+                "gained": cmp.only_b,
+                "lost": cmp.only_a,
+                "mcnemar_exact_p": cmp.p_value,
+            }
+        rows.append(
+            {
+                "suite": run.suite,
+                "policy": run.policy,
+                "n_tasks": result.n_tasks,
+                "episodes": result.episodes,
+                "errors": result.errors,
+                "pass_within": {t: r.model_dump() for t, r in curve(run, result).items()},
+                "vs_greedy": flips,
+                "completion_tokens": result.completion_tokens,
+                "prompt_tokens_sent": result.prompt_tokens,
+                "prompt_tokens_evaluated": result.prompt_tokens_evaluated,
+                "gen_s": result.gen_s,
+                "wall_s": result.wall_s,
+                "results_file": result.results_file,
+            }
+        )
+    return rows
+
+
+def markdown(rows: Sequence[dict[str, Any]], budget: int) -> str:
+    """One table per suite: a row per policy."""
+    out: list[str] = []
+    for suite in dict.fromkeys(r["suite"] for r in rows):
+        mine = [r for r in rows if r["suite"] == suite]
+        n = mine[0]["n_tasks"]
+        out.append(f"\n{suite} ({n} tasks), budget {budget} attempts\n")
+        heads = [f"within {t}" for t in range(1, budget + 1)]
+        out.append(
+            "| policy | "
+            + " | ".join(heads)
+            + " | vs greedy (gained / lost, p) | completion tokens | prompt tokens sent | "
+            "prompt tokens evaluated | model time | wall time |"
+        )
+        out.append("|---" * (len(heads) + 7) + "|")
+        for r in mine:
+            cells = []
+            for t in range(1, budget + 1):
+                rate = r["pass_within"].get(t)
+                cells.append(RateOut.model_validate(rate).short() if rate else "-")
+            cells[-1] = f"**{cells[-1]}**"  # the whole budget
+            flips = r["vs_greedy"]
+            vs = (
+                "-"
+                if flips is None
+                else f"+{len(flips['gained'])} / -{len(flips['lost'])} "
+                f"(p={flips['mcnemar_exact_p']:.2g})"
+            )
+            evaluated = r["prompt_tokens_evaluated"]
+            label = "4 samples, T 0.8 (pass@k)" if r["policy"] == SAMPLES else r["policy"]
+            out.append(
+                f"| {label} | "
+                + " | ".join(cells)
+                + f" | {vs} | {r['completion_tokens']:,} | {r['prompt_tokens_sent']:,} | "
+                + ("-" if evaluated is None else f"{evaluated:,}")
+                + f" | {r['gen_s']:.0f} s | {r['wall_s']:.0f} s |"
+            )
+    return "\n".join(out)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = list(dict.fromkeys(r["suite"] for r in rows))
+    fig, axes = plt.subplots(1, len(suites), figsize=(6 * len(suites), 4.5), squeeze=False)
+    for ax, suite in zip(axes[0], suites, strict=True):
+        for r in (r for r in rows if r["suite"] == suite):
+            ts = sorted(int(t) for t in r["pass_within"])
+            rates = [RateOut.model_validate(r["pass_within"][t]) for t in ts]
+            samples = r["policy"] == SAMPLES
+            (line,) = ax.plot(
+                ts,
+                [100 * x.rate for x in rates],
+                marker="s" if samples else "o",
+                linestyle="--" if samples else "-",
+                label="4 samples, T 0.8 (pass@k)" if samples else r["policy"],
+            )
+            ax.fill_between(
+                ts,
+                [100 * x.ci95[0] for x in rates],
+                [100 * x.ci95[1] for x in rates],
+                alpha=0.08,
+                color=line.get_color(),
+            )
+        n = next(r["n_tasks"] for r in rows if r["suite"] == suite)
+        ax.set_title(f"{suite} ({n} tasks)")
+        ax.set_xlabel("attempts (samples for pass@k)")
+        ax.set_ylabel("tasks passed (%)")
+        ax.set_xticks(sorted({int(t) for r in rows for t in r["pass_within"]}))
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- the command
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--suites", nargs="+", default=list(SUITES), help="mbpp:SPLIT, humaneval, .jsonl"
+    )
+    ap.add_argument("--policies", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES)
+    ap.add_argument("--no-samples", action="store_true", help="skip the 4-samples reference")
+    ap.add_argument("--budget", type=int, default=4, help="attempts per task (samples too)")
+    ap.add_argument("--model", help="registered model name, .gguf (default: the setting)")
+    ap.add_argument("--base-url", help="OpenAI-compatible server(s), comma-separated")
+    ap.add_argument("--workers", type=int, default=1, help="episodes in flight (servers)")
+    ap.add_argument("--ids", help="task ids, e.g. 511-550 (every suite)")
+    ap.add_argument("--limit", type=int, help="first N tasks of every suite")
+    ap.add_argument("--out", type=Path, default=Path("runs/compare-policies"))
+    ap.add_argument("--png", type=Path, help="default: OUT/policies.png")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="print the runs and their commands")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -> int:
+    """Run (or continue) every run; `backend` replaces the model (tests)."""
+    a = parse(argv)
+    overrides = {"model": a.model, "base_url": a.base_url}
+    settings, _ = load_settings({k: v for k, v in overrides.items() if v is not None})
+    runs = plan(
+        a.suites, ["greedy", *[p for p in a.policies if p != "greedy"]], a.budget, not a.no_samples
+    )
+    model_args = [f"--model={a.model}"] if a.model else []
+    model_args += [f"--base-url={a.base_url}"] if a.base_url else []
+    model_args += [f"--ids={a.ids}"] if a.ids else []
+    model_args += [f"--limit={a.limit}"] if a.limit else []
+    print(f"{len(runs)} runs, model {settings.base_url or settings.model}, results under {a.out}")
+    for run in runs:
+        print(f"  {run.name}/{run.policy}: {run.command(a.out, model_args, a.workers)}")
+    if a.dry_run:
+        return 0
+    if backend is None:
+        from agent.backends import make_backend
+
+        backend = make_backend(settings)
+    results: dict[Run, SuiteResult] = {}
+    started = time.perf_counter()
+    for run in runs:
+        results[run] = execute(
+            run,
+            settings,
+            a.out,
+            backend=backend,
+            workers=a.workers,
+            ids=a.ids,
+            limit=a.limit,
+            progress=not a.no_progress,
+        )
+    rows = figures(runs, results)
+    table = markdown(rows, a.budget)
+    print(table)
+    summary = {
+        "model": settings.base_url or settings.model,
+        "model_key": backend.identity.key,
+        "budget": a.budget,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "rows": rows,
+    }
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (a.out / "summary.md").write_text(table.lstrip() + "\n", encoding="utf-8")
+    png = plot(
+        rows,
+        a.png or a.out / "policies.png",
+        f"repair policies, {summary['model']}, {a.budget} attempts",
+    )
+    print(f"\nsummary: {a.out / 'summary.json'}\ntable:   {a.out / 'summary.md'}\nplot:    {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

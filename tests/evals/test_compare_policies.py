@@ -1,0 +1,211 @@
+"""bench/compare_policies.py end to end on a scripted model: every policy and the samples
+reference run through the real loop and sandbox, the figures, flips, table and plot come
+out, and a rerun resumes without generating anything."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from agent.backends.base import BackendError, StreamChunk
+from agent.events import ChatMessage, ModelIdentity, SamplingParams
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "compare_policies", ROOT / "bench" / "compare_policies.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def fenced(code: str) -> str:
+    return f"```python\n{code}\n```"
+
+
+SUITE = [
+    {  # first attempt wrong (nothing passes); any later attempt right
+        "text": "Write a function add(a, b) that returns the sum.",
+        "task_id": 1,
+        "test_setup_code": "",
+        "test_list": ["assert add(1, 2) == 3", "assert add(2, 5) == 7"],
+        "challenge_test_list": [],
+    },
+    {  # right at once
+        "text": "Write a function rev(s) that reverses a string.",
+        "task_id": 2,
+        "test_setup_code": "",
+        "test_list": ["assert rev('ab') == 'ba'"],
+        "challenge_test_list": [],
+    },
+    {  # first attempt half right: a repair (the program in context) fixes it, a restart does not
+        "text": "Write a function neg(a) that returns minus a.",
+        "task_id": 3,
+        "test_setup_code": "",
+        "test_list": ["assert neg(0) == 0", "assert neg(2) == -2"],
+        "challenge_test_list": [],
+    },
+    {  # repairs never fix it (nothing passes, again and again); a fresh start does
+        "text": "Write a function sq(a) that returns a squared.",
+        "task_id": 4,
+        "test_setup_code": "",
+        "test_list": ["assert sq(3) == 9", "assert sq(4) == 16"],
+        "challenge_test_list": [],
+    },
+]
+
+PROGRAMS = {
+    "add": (
+        fenced("def add(a, b):\n    return a - b - 1"),
+        fenced("def add(a, b):\n    return a + b"),
+    ),
+    "rev": (fenced("def rev(s):\n    return s[::-1]"),) * 2,
+    "neg": (fenced("def neg(a):\n    return a"), fenced("def neg(a):\n    return -a")),
+    "sq": (fenced("def sq(a):\n    return -a"), fenced("def sq(a):\n    return a * a")),
+}
+
+
+class TaskAwareModel:
+    """Answers by the task and the conversation: the first attempt from the task alone gets
+    the first program; `add` gets it right on any later turn, `neg` only when its earlier
+    program is in the conversation (a repair), `sq` only from a restart."""
+
+    n_ctx = 4096
+
+    def __init__(self) -> None:
+        self.identity = ModelIdentity(name="task-aware", backend="scripted")
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + 4 for m in messages)
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        response_format: dict[str, Any] | None = None,
+    ) -> Iterator[StreamChunk]:
+        with self._lock:
+            self.calls += 1
+        task = messages[1].content
+        name = next(n for n in PROGRAMS if f"function {n}(" in task)
+        first, later = PROGRAMS[name]
+        repairing = any(m.role == "assistant" for m in messages)
+        restarted = "A previous attempt failed" in task or "An earlier attempt" in task
+        if name == "neg":
+            reply = later if repairing else first
+        elif name == "sq":
+            wrong = fenced(f"def sq(a):\n    return -a - {len(messages)}")  # new each turn
+            reply = later if restarted else (wrong if repairing else first)
+        else:
+            reply = later if (repairing or restarted) else first
+        prompt = self.count_tokens(messages)
+        evaluated = prompt if not repairing else prompt // 3  # as a prefix cache would
+        return iter(
+            [
+                StreamChunk(text=reply, prompt_tokens_evaluated=evaluated),
+                StreamChunk(
+                    text="",
+                    finish_reason="stop",
+                    prompt_tokens=prompt,
+                    completion_tokens=len(reply.split()),
+                ),
+            ]
+        )
+
+
+class NoModel(TaskAwareModel):
+    def stream_chat(self, *args: Any, **kwargs: Any) -> Iterator[StreamChunk]:
+        raise BackendError("a resumed comparison must not generate")
+
+
+@pytest.fixture
+def suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, sub in (("SESSIONS_DIR", "sessions"), ("DATA_DIR", "data"), ("CACHE_DIR", "cache")):
+        monkeypatch.setenv(f"FIXLOOP_{name}", str(tmp_path / sub))
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in SUITE))
+    return path
+
+
+def test_dry_run_prints_the_fixloop_eval_commands(
+    suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    out = tmp_path / "cmp"
+    assert bench.main(["--suites", str(suite), "--out", str(out), "--dry-run", "--limit", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "5 runs" in printed
+    for policy in ("greedy", "sampled", "restart", "mixed"):
+        assert f"--policy {policy} --limit=2 --workers 1 --out {out}/tiny/{policy}" in printed
+    assert "--max-turns 1 --samples 4 --temperature 0.8 --seed 0 --limit=2" in printed
+    assert not out.exists()  # nothing ran
+
+
+def test_every_policy_and_the_samples_end_to_end_then_resumed(
+    suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    out = tmp_path / "cmp"
+    args = ["--suites", str(suite), "--out", str(out), "--no-progress"]
+    model = TaskAwareModel()
+    assert bench.main(args, backend=model) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["policy"]: r for r in summary["rows"]}
+    assert list(rows) == ["greedy", "sampled", "restart", "mixed", "samples-k4"]
+
+    def within(policy: str) -> list[float]:
+        return [rows[policy]["pass_within"][str(t)]["count"] for t in range(1, 5)]
+
+    # greedy and sampled repair in one conversation: add and neg at attempt 2, never sq
+    assert within("greedy") == within("sampled") == [1, 3, 3, 3]
+    # restart repairs the first failure, then starts over: sq at attempt 3
+    assert within("restart") == [1, 3, 4, 4]
+    # mixed starts add and sq over (nothing passed) and repairs neg (half passed)
+    assert within("mixed") == [1, 4, 4, 4]
+    # four first attempts from the task alone: only rev passes
+    assert within("samples-k4") == [1, 1, 1, 1]
+    assert rows["greedy"]["vs_greedy"] is None
+    assert rows["sampled"]["vs_greedy"] == {"gained": [], "lost": [], "mcnemar_exact_p": 1.0}
+    assert rows["restart"]["vs_greedy"]["gained"] == ["tiny/4"]
+    assert rows["mixed"]["vs_greedy"]["gained"] == ["tiny/4"]
+    assert rows["samples-k4"]["vs_greedy"]["lost"] == ["tiny/1", "tiny/3"]
+    for row in rows.values():
+        assert row["n_tasks"] == 4 and row["errors"] == 0
+        assert row["completion_tokens"] > 0 and row["wall_s"] > 0
+        assert 0 < row["prompt_tokens_evaluated"] <= row["prompt_tokens_sent"]
+    table = (out / "summary.md").read_text()
+    assert "| greedy | 1/4 25.0%" in table and "4 samples, T 0.8 (pass@k)" in table
+    assert "+1 / -0" in table and "+0 / -2" in table  # mixed and the samples against greedy
+    assert (out / "policies.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # each run is a `fixloop eval` results directory, named by suite and policy
+    for policy in rows:
+        assert len(list((out / "tiny" / policy).glob("episodes-*.jsonl"))) == 1
+    calls = model.calls
+    assert calls > 0
+
+    # a rerun finds every episode done: same figures, no generation
+    capsys.readouterr()
+    assert bench.main(args, backend=NoModel()) == 0
+    again = json.loads((out / "summary.json").read_text())
+    strip = ("elapsed_s",)
+    assert {k: v for k, v in again.items() if k not in strip} == {
+        k: v for k, v in summary.items() if k not in strip
+    }
