@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from agent.sandbox.result import ExecResult
 from agent.workspace.codeindex import Definition, Module, RepoIndex, signature
 from agent.workspace.edits import render_files
 
@@ -44,6 +45,7 @@ _FRAME = re.compile(
 )
 _E_LINE = re.compile(r"^E\s+(.*)$", re.M)
 NOTE = "# fixloop:"
+_PASS_THROUGH = re.compile(r"\(\s*\*\w+\s*,\s*\*\*\w+\s*\)")  # f(*args, **kwargs)
 CUT_MARKER = "[fixloop: {} more lines not shown; edit this file with SEARCH/REPLACE blocks only]"
 
 SMALL_FILE_LINES = 80  # a file this short is shown whole when it fits
@@ -158,6 +160,56 @@ def parse_failure(
         for m in _E_LINE.finditer(text):
             failure.names += [n for n in _IDENT.findall(m[1]) if n not in failure.names]
     return failure
+
+
+def describe_failure(
+    result: ExecResult,
+    read: Callable[[str], str | None],
+    listed: list[str],
+    prefix: str = "",
+    max_tests: int = 3,
+) -> str | None:
+    """A failing pytest run in a few lines per test: its node id, pytest's ``E`` lines, and the
+    traceback as ``path:line in function: source line``, innermost last (the code itself is in
+    the context). None when the run has no per-test results to describe."""
+    failing = [t for t in result.tests if t.status.value in ("failed", "error", "timeout")]
+    if not failing:
+        return None
+    index = RepoIndex(read, listed)
+    parts = [f"{len(failing)} of {len(result.tests)} tests failed."]
+    for test in failing[:max_tests]:
+        details = test.traceback or test.message or ""
+        lines = [f"Test: {test.name}"]
+        errors = [
+            re.sub(r"^E\s+", "E   ", ln.rstrip())[:200]
+            for ln in details.splitlines()
+            if ln.startswith("E ")
+        ]
+        if len(errors) > 12:
+            errors = [*errors[:6], "E   [...]", *errors[-5:]]
+        frames = parse_failure([], [details], listed, prefix).frames
+        if frames:
+            lines.append("  traceback, innermost last:")
+        for path, line in frames[-8:]:
+            mod = index.module(path)
+            where = mod.enclosing(line) if mod is not None else None
+            source = mod.lines[line - 1].strip() if mod and 0 < line <= len(mod.lines) else ""
+            name = f" in {where.name}" if where is not None else ""
+            lines.append(f"    {path}:{line}{name}: {source[:160]}")
+        if errors:
+            lines += ["  " + e for e in errors]
+        elif test.message:
+            lines.append("  " + test.message.strip().splitlines()[0][:300])
+        parts.append("\n".join(lines))
+    if len(failing) > max_tests:
+        parts.append(f"... and {len(failing) - max_tests} more failing tests.")
+    summary = [ln for ln in result.stdout.text.splitlines() if _SUMMARY_LINE.search(ln)]
+    if summary:
+        parts.append("pytest: " + summary[-1].strip("= "))
+    return "\n\n".join(parts)
+
+
+_SUMMARY_LINE = re.compile(r"\d+ (?:passed|failed|errors?)\b.* in [\d.]+s")
 
 
 # ---------------------------------------------------------------- selection
@@ -320,14 +372,19 @@ class _Selector:
             level1 += [(r, f"used by {d.name}") for r in self._test_support(d)]
             level1 += [(r, f"called by {d.name}") for r in self.index.references(d)]
         frames = [(p, ln) for p, ln in failure.frames if not is_test_path(p)]
-        for path, line in reversed(frames):  # the deepest frame first: where it raised
+        # Where it raised first, then the chain from the test inwards (the bug is often in a
+        # caller of the function that raised).
+        for path, line in frames[-1:] + frames[:-1]:
             mod = self.index.module(path)
             if mod is None:
                 continue
             d = mod.enclosing(line)
+            source = mod.lines[line - 1] if 0 < line <= len(mod.lines) else ""
             if d is None:
                 start, end = max(1, line - WINDOW), min(len(mod.lines), line + WINDOW)
                 self.add(Piece(path, start, end, "in the traceback", 1))
+            elif _PASS_THROUGH.search(source):  # a decorator's wrapper: rarely the bug
+                self.add_def(d, "in the traceback", 2, line)
             else:
                 self.add_def(d, "in the traceback", 1, line)
                 level1.append((d, "in the traceback"))
@@ -391,9 +448,8 @@ class _Selector:
             if text is None:
                 return None
             return FileView(path, text, reason, True, [], len(text.splitlines()))
-        return FileView(
-            path, render_partial(mod, pieces, outline), reason, False, pieces, len(mod.lines)
-        )
+        text = render_partial(mod, pieces, outline, shorten_imports=is_test_path(path))
+        return FileView(path, text, reason, False, pieces, len(mod.lines))
 
     def whole(self, path: str) -> FileView | None:
         text = self.read(path)
@@ -462,32 +518,116 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-def render_partial(mod: Module, pieces: list[Piece], outline: int | None) -> str:
-    """The pieces of a file whole (with `# fixloop: lines a-b` notes), the imports they need,
-    and up to `outline` outline entries (signatures with ``...`` bodies) for the rest."""
+DOC_LINES = 3  # a longer docstring of shown code is cut to its first lines
+
+
+def _long_docstrings(mod: Module, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Line ranges to leave out: all but the first lines of long docstrings in shown code."""
+    out = []
+    for d in mod.defs.values():
+        body = getattr(d.node, "body", None)
+        if not body or not any(a <= d.start and d.end <= b for a, b in ranges):
+            continue
+        doc = body[0]
+        if not (
+            isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            continue
+        first, last = doc.lineno, doc.end_lineno or doc.lineno
+        if last - first + 1 <= DOC_LINES:
+            continue
+        opening = mod.lines[first - 1].strip().strip("rRbBuU").strip("\"'")
+        keep_to = first if opening else first + 1  # the summary line
+        if last - 1 > keep_to:
+            out.append((keep_to + 1, last - 1))
+    return out
+
+
+def _subtract(ranges: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = list(ranges)
+    for h1, h2 in holes:
+        next_out = []
+        for a, b in out:
+            if h2 < a or b < h1:
+                next_out.append((a, b))
+                continue
+            if a < h1:
+                next_out.append((a, h1 - 1))
+            if h2 < b:
+                next_out.append((h2 + 1, b))
+        out = next_out
+    return sorted(out)
+
+
+def _short_imports(
+    mod: Module, ranges: list[tuple[int, int]], code: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], dict[int, str]]:
+    """Long ``from x import (a, b, ...)`` statements in `ranges`, as (their lines, a one-line
+    version with only the names the shown `code` uses): for test files, never edited."""
+    text = "".join(mod.source(a, b) for a, b in code)
+    used = set(re.findall(r"[A-Za-z_]\w*", text))
+    holes, short = [], {}
+    for node, _bound in mod.import_nodes:
+        start, end = node.lineno, node.end_lineno or node.lineno
+        if not isinstance(node, ast.ImportFrom) or end - start < 3:
+            continue
+        if not any(a <= start and end <= b for a, b in ranges):
+            continue
+        names = [a for a in node.names if (a.asname or a.name) in used]
+        if not names:
+            continue
+        stmt = ast.ImportFrom(module=node.module, names=names, level=node.level)
+        holes.append((start, end))
+        short[start] = f"{NOTE} lines {start}-{end}, only the names used\n{ast.unparse(stmt)}\n"
+    return holes, short
+
+
+def render_partial(
+    mod: Module, pieces: list[Piece], outline: int | None, shorten_imports: bool = False
+) -> str:
+    """The pieces of a file whole (with `# fixloop: lines a-b` notes; long docstrings cut to
+    their first lines), the imports they need, and up to `outline` outline entries
+    (signatures with ``...`` bodies) for the rest. `shorten_imports`: a long import list
+    shows only the names used (for test files, which are not edited)."""
     code = [(p.start, p.end) for p in pieces]
-    ranges = _merge(code + _needed_imports(mod, code))
-    entries = _outline_entries(mod, ranges)
+    whole_ranges = _merge(code + _needed_imports(mod, code))
+    all_entries = _outline_entries(mod, whole_ranges)
+    entries = all_entries
     if outline is not None:
         entries = entries[:outline] if outline > 0 else []
-    all_entries = _outline_entries(mod, ranges)
+    holes = _long_docstrings(mod, whole_ranges)
+    short: dict[int, str] = {}
+    if shorten_imports:
+        import_holes, short = _short_imports(mod, whole_ranges, code)
+        holes += import_holes
+    ranges = _subtract(whole_ranges, holes)
+    hole_ends = {b: (a, b) for a, b in holes if a not in short}
     blocks: list[tuple[int, str]] = []
     for a, b in ranges:
         body = mod.source(a, b)
         indent = re.match(r"[ \t]*", body).group(0) if body else ""  # type: ignore[union-attr]
-        blocks.append((a, f"{indent}{NOTE} lines {a}-{b}\n{body}"))
+        note = f"{indent}{NOTE} lines {a}-{b}"
+        if a - 1 in hole_ends:
+            h1, h2 = hole_ends[a - 1]
+            note += f" (lines {h1}-{h2}, the rest of the docstring, not shown)"
+        blocks.append((a, f"{note}\n{body}"))
+    for line, text in short.items():
+        blocks.append((line, text))
     for line, level, sig in entries:
         blocks.append((line, "    " * level + sig + "\n"))
     blocks.sort(key=lambda x: x[0])
     out = [f"{NOTE} {mod.path} has {len(mod.lines)} lines; shown: the lines noted below"]
     out[0] += ", and the rest as signatures with ... bodies\n" if entries else "\n"
-    previous_kind = None
-    for _, text in blocks:
+    previous = None
+    for line, text in blocks:
         kind = "code" if text.lstrip().startswith(NOTE) else "sig"
-        if previous_kind is not None and (kind == "code" or previous_kind == "code"):
+        continues = previous is not None and previous[1] == "code" and line - 1 in hole_ends
+        if previous is not None and not continues and (kind == "code" or previous[1] == "code"):
             out.append("\n")
         out.append(text if text.endswith("\n") else text + "\n")
-        previous_kind = kind
+        previous = (line, kind)
     left = len(all_entries) - len(entries)
     if left > 0:
         out.append(f"\n{NOTE} {left} more definitions not listed\n")

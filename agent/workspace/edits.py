@@ -343,7 +343,7 @@ def _replace_once(text: str, search: str, replace: str, path: str) -> str:
 
 Reader = Callable[[str], str | None]
 NOTE_LINE = re.compile(
-    r"^[ \t]*# fixloop: (?:lines \d+-\d+|.* has \d+ lines; .*|\d+ more .*)\n?", re.M
+    r"^[ \t]*# fixloop: (?:lines \d+-\d+.*|.* has \d+ lines; .*|\d+ more .*)\n?", re.M
 )
 _MARKER = re.compile(r"\[fixloop: \d+ more lines not shown[^\]]*\]")
 SEND_INSTEAD = (

@@ -30,6 +30,7 @@ from agent.workspace.context import (
     Context,
     Failure,
     build_context,
+    describe_failure,
     estimate_tokens,
     is_test_path,
     named_files,
@@ -214,9 +215,25 @@ class WorkspaceEnv(Environment):
         assert self.baseline is not None
         if self.baseline.passed:
             return f"The test command `{self.test_cmd}` currently passes."
-        return f"The test command `{self.test_cmd}` currently fails:\n\n" + self._feedback_text(
-            self.baseline, max_chars
+        return f"The test command `{self.test_cmd}` currently fails:\n\n" + self._failure_text(
+            self.baseline, self._read, max_chars
         )
+
+    def _failure_text(
+        self, result: ExecResult, read: Callable[[str], str | None], max_chars: int = 3000
+    ) -> str:
+        """A failed run for the model: per failing test its E lines and a one-line-per-frame
+        traceback (the code is in the context); pytest's full output where there is none."""
+        rel = self.path.relative_to(self.root).as_posix()
+        try:
+            short = describe_failure(
+                result, read, self.scratch.files, prefix="" if rel == "." else rel + "/"
+            )
+        except (OSError, ValueError):
+            short = None
+        if short is None or len(short) > max_chars:
+            return self._feedback_text(result, max_chars)
+        return short
 
     def _first_message(self, task: Task, context: Context | None, status: str) -> str:
         partial = context is None or any(not is_test_path(p) for p in context.partial)
@@ -354,9 +371,17 @@ class WorkspaceEnv(Environment):
 
     def render_feedback(self, result: ExecResult, proposal: Proposal) -> str:
         """What the model sees after a failed run: the test output, and how to answer."""
+        try:
+            changed = self.files_of(proposal)
+        except (FormatProblem, WorkspaceError):
+            changed = {}
+
+        def read(path: str) -> str | None:
+            return to_lf(changed[path]) if path in changed else self._read(path)
+
         return (
             f"With your change, the test command `{self.test_cmd}` fails:\n\n"
-            + self._feedback_text(result).rstrip()
+            + self._failure_text(result, read).rstrip()
             + "\n\nSend the fix again: the file's path on its own line, then a fenced block "
             "with SEARCH/REPLACE blocks for the lines to change (or the complete new "
             "definition of the function you change)."

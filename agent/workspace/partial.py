@@ -14,7 +14,8 @@ What fixloop's outline of a file looks like is read as "not sent": a definition 
 is only ``...`` (a signature from the outline, copied back) and ``NAME = ...`` leave the
 original's definition as it is, unless the original is such a stub itself. A method sent
 on its own (``def name(self, ...)``, at the top level or still indented) replaces the one
-method of that name in the original's classes.
+method of that name in the original's classes. A definition sent without its docstring, or
+with only its first lines (what fixloop's view shows of a long one), keeps the original's.
 """
 
 from __future__ import annotations
@@ -196,13 +197,16 @@ def splice_partial(original: str, reply: str) -> str | None:
             class_end = _span(old_defs[name])[1]
             for method_name, method in _methods(node).items():
                 if method_name in old_methods:
-                    start, end = _span(old_methods[method_name])
-                    replacements.append((start, end, text_of(method)))
+                    old_method = old_methods[method_name]
+                    start, end = _span(old_method)
+                    text = _keep_docstring(old_method, old_lines, method, text_of(method))
+                    replacements.append((start, end, text))
                 else:
                     replacements.append((class_end, class_end, ["\n", *text_of(method)]))
         elif name in old_defs:
             start, end = _span(old_defs[name])
-            replacements.append((start, end, text_of(node)))
+            text = _keep_docstring(old_defs[name], old_lines, node, text_of(node))
+            replacements.append((start, end, text))
         else:
             appended += ["\n", "\n", *text_of(node)]
     old_imports = {
@@ -246,11 +250,51 @@ def _splice_methods(
         start, end = _span(old_method)
         indent = old_lines[start][: len(old_lines[start]) - len(old_lines[start].lstrip())]
         n_start, n_end = _span(new_defs[name])
-        body = textwrap.indent(textwrap.dedent("".join(new_lines[n_start:n_end])), indent)
+        text = _keep_docstring(old_method, old_lines, new_defs[name], new_lines[n_start:n_end])
+        body = textwrap.indent(textwrap.dedent("".join(text)), indent)
         replacements.append((start, end, body.splitlines(keepends=True)))
     for start, end, lines in sorted(replacements, reverse=True):
         old_lines[start:end] = lines
     return "".join(old_lines)
+
+
+def _docstring(node: ast.stmt) -> ast.Expr | None:
+    body = getattr(node, "body", [])
+    return body[0] if body and _is_docstring(body[0]) else None  # type: ignore[return-value]
+
+
+def _doc_words(node: ast.Expr) -> list[str]:
+    value = node.value.value  # type: ignore[attr-defined]
+    return [ln.strip() for ln in str(value).splitlines() if ln.strip()]
+
+
+def _keep_docstring(
+    old: ast.stmt, old_lines: list[str], new: ast.stmt, new_text: list[str]
+) -> list[str]:
+    """The reply's definition with the original's docstring where the reply left it out or
+    sent it shortened (fixloop's view shows only a docstring's first lines), re-indented.
+    `new_text` are the definition's lines, starting at its first line."""
+    old_doc, new_doc = _docstring(old), _docstring(new)
+    new_body = getattr(new, "body", [])
+    if old_doc is None or not new_body:
+        return new_text
+    if new_doc is not None:
+        old_words, new_words = _doc_words(old_doc), _doc_words(new_doc)
+        if len(new_words) >= len(old_words) or old_words[: len(new_words)] != new_words:
+            return new_text  # the reply's own docstring
+    first = _span(new)[0]
+    doc_lines = old_lines[old_doc.lineno - 1 : old_doc.end_lineno]
+    old_indent = doc_lines[0][: len(doc_lines[0]) - len(doc_lines[0].lstrip())]
+    anchor = new_text[new_body[0].lineno - 1 - first]
+    new_indent = anchor[: len(anchor) - len(anchor.lstrip())]
+    doc = [
+        new_indent + ln[len(old_indent) :] if ln.startswith(old_indent) else ln for ln in doc_lines
+    ]
+    if new_doc is not None:
+        a, b = new_doc.lineno - 1 - first, (new_doc.end_lineno or new_doc.lineno) - first
+    else:
+        a = b = new_body[0].lineno - 1 - first
+    return [*new_text[:a], *doc, *new_text[b:]]
 
 
 def _docstring_end(tree: ast.Module) -> int:

@@ -157,7 +157,7 @@ def test_a_traceback_into_a_method_shows_it_with_its_class_and_constructor() -> 
     def test_meter_takes_back():
 >       assert Meter(5).add(-2).total == 3
 
-test_units.py:17:
+test_units.py:13:
 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _
 
     def add(self, amount):
@@ -259,10 +259,7 @@ def test_one_function_sent_alone_replaces_only_that_function() -> None:
         "        return 0.0\n" + FIXED_LINE + "```"
     )
     [new] = apply_edits(parse_edits(reply), read(FILES), whole_seen=set()).values()
-    expected = UNITS.replace(BUGGY_LINE, FIXED_LINE).replace(
-        '    """The percentage part/whole, clamped to 0..100."""\n', ""
-    )
-    assert new == expected
+    assert new == UNITS.replace(BUGGY_LINE, FIXED_LINE)  # the docstring left out is kept
 
 
 def test_the_view_copied_back_with_a_fix_changes_only_that_function() -> None:
@@ -380,3 +377,75 @@ def test_a_repair_on_a_big_module_refuses_the_marker_reply_and_keeps_the_file(
     finally:
         session.close()
     shutil.rmtree(root)
+
+
+DOCUMENTED = (
+    "import re\n\n\n"
+    + "".join(
+        f"def pad_{i}(x):\n    y = x + {i}\n    y *= 2\n    return y\n\n\n" for i in range(30)
+    )
+    + 'def slug(text):\n    """Make a slug.\n\n'
+    + "".join(f"    Detail line {i}.\n" for i in range(12))
+    + '    """\n    return re.sub(r"\\W+", "-", text).strip("-")\n'
+)
+
+
+def test_a_long_docstring_is_cut_in_the_view_and_kept_by_a_whole_definition() -> None:
+    files = {
+        "slugs.py": DOCUMENTED,
+        "test_slugs.py": "from slugs import slug\n\n\ndef test_slug():\n"
+        "    assert slug('a b') == 'a_b'\n",
+    }
+    ctx = build_context(
+        files.get,
+        sorted(files),
+        failure=Failure(tests=[("test_slugs.py", "test_slug")]),
+        named=[],
+        task_text="",
+        budget_tokens=600,
+        count=words,
+    )
+    text = view_of(ctx, "slugs.py").text
+    assert 'def slug(text):\n    """Make a slug.\n    # fixloop: lines' in text
+    assert "the rest of the docstring, not shown" in text and "Detail line 3" not in text
+    assert 'return re.sub(r"\\W+", "-", text).strip("-")' in text
+    # The model copies the function as it saw it, with its fix: the docstring stays whole.
+    start = text.index("def slug(text):")
+    fixed = text[start:].split("```")[0].replace('"-", text).strip("-")', '"_", text).strip("_")')
+    from agent.workspace.edits import strip_notes
+
+    edits = strip_notes(parse_edits(f"slugs.py\n```python\n{fixed}```"))
+    [new] = apply_edits(edits, files.get, whole_seen=set()).values()
+    assert new == DOCUMENTED.replace('"-", text).strip("-")', '"_", text).strip("_")')
+
+
+def test_a_failure_is_described_in_a_few_lines_per_test() -> None:
+    from agent.sandbox.result import ExecResult, ExecStatus, TestResult, TestStatus
+    from agent.workspace.context import describe_failure
+
+    raise_line = UNITS.splitlines().index("            raise ValueError(amount)") + 1
+    details = (
+        "def test_meter_takes_back():\n>       assert Meter(5).add(-2).total == 3\n\n"
+        "test_units.py:13: \n_ _ _\n\n    def add(self, amount):\n"
+        "E           ValueError: -2\n\n"
+        f"units.py:{raise_line}: ValueError"
+    )
+    result = ExecResult(
+        status=ExecStatus.FAILED,
+        tests=[
+            TestResult(name="test_units.py::test_helper", status=TestStatus.PASSED),
+            TestResult(
+                name="test_units.py::test_meter_takes_back",
+                status=TestStatus.ERROR,
+                traceback=details,
+            ),
+        ],
+    )
+    text = describe_failure(result, FILES.get, LISTED)
+    assert text == (
+        "1 of 2 tests failed.\n\nTest: test_units.py::test_meter_takes_back\n"
+        "  traceback, innermost last:\n"
+        "    test_units.py:13 in test_meter_takes_back: assert Meter(5).add(-2).total == 3\n"
+        f"    units.py:{raise_line} in Meter.add: raise ValueError(amount)\n"
+        "  E   ValueError: -2"
+    )
