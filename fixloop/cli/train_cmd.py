@@ -5,6 +5,9 @@ torch, transformers, peft and llama_cpp are imported only when a command runs.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,101 +15,71 @@ import typer
 
 from fixloop.cli.common import fail, settings
 
-MethodOpt = Annotated[
-    str, typer.Option("--method", help="sft | leti | ilf | dpo | kto (the dataset it trains on).")
-]
-BaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base", help="Registered model, .gguf file or HF dir (default: the current model)."
-    ),
-]
-DataOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data", help="Dataset dir from `fixloop data build` (default: DATA_DIR/datasets)."
-    ),
-]
-LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapter or all weights.")]
-EpochsOpt = Annotated[float, typer.Option("--epochs", min=0.01)]
-LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate.")]
-MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after N steps.")]
-BatchOpt = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Sequences (or pairs) per device per step.")
-]
-AccumOpt = Annotated[int, typer.Option("--grad-accum", min=1)]
-MaxLenOpt = Annotated[int, typer.Option("--max-len", min=16, help="Tokens per sequence.")]
-RankOpt = Annotated[int, typer.Option("--lora-r", min=1)]
-OutOpt = Annotated[Path, typer.Option("--out", help="Parent of the run directory.")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Train on the first N rows.")]
-SeedOpt = Annotated[int, typer.Option("--seed")]
-CheckpointingOpt = Annotated[
-    bool,
-    typer.Option("--gradient-checkpointing", help="Trade compute for memory (large models)."),
-]
-SaveOpt = Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")]
 QuantOpt = Annotated[str, typer.Option("--quant", help="Q4_K_M (default) or Q8_0.")]
 LoraOnlyOpt = Annotated[
     bool, typer.Option("--lora-only", help="Export the adapter alone as a GGUF LoRA.")
 ]
 
-# Options of `train` and `retrain` that map one to one onto TrainConfig fields.
-SHARED_TRAIN_OPTIONS = (
-    "method",
-    "lora",
-    "epochs",
-    "lr",
-    "max_steps",
-    "batch_size",
-    "grad_accum",
-    "max_len",
-    "lora_r",
-    "limit",
-    "seed",
-    "save_every",
-    "gradient_checkpointing",
-)
+
+def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `command` every TrainConfig option; it receives them as a TrainConfig (`train_cfg`).
+
+    The training options are declared once, as TrainConfig fields with a `flag`
+    (trainer/train/config.py); `train` and `retrain` both take exactly those.
+    """
+    from trainer.train.config import cli_options
+
+    options = cli_options()
+    params = [
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=o.default,
+            annotation=Annotated[o.annotation, typer.Option(*o.flag.split(" "), help=o.help)],
+        )
+        for o in options
+    ]
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "train_cfg"
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = {o.name: kwargs.pop(o.name) for o in options}
+        return command(train_cfg=_train_config(opts), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params + own)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _train_config(opts: dict[str, Any]) -> Any:
-    """A TrainConfig from the training options `train` and `retrain` share (their locals)."""
+    """A TrainConfig from the command line's training options (the settings fill --base/--data)."""
     from pydantic import ValidationError
 
-    from trainer.train.config import METHODS, TrainConfig
+    from trainer.train.config import METHODS, TrainConfig, cli_options
 
-    o = {k: opts[k] for k in SHARED_TRAIN_OPTIONS}
-    if o["method"] not in METHODS:
-        fail(f"--method {o['method']!r} is not one of {', '.join(METHODS)}.")
+    if opts["method"] not in METHODS:
+        fail(f"--method {opts['method']!r} is not one of {', '.join(METHODS)}.")
     cfg = settings()
+    values = {
+        **opts,
+        "base": opts["base"] or cfg.model,
+        "data_dir": opts["data_dir"] or cfg.data_dir / "datasets",
+    }
     try:
-        return TrainConfig(
-            **o,
-            base=opts["base"] or cfg.model,
-            data_dir=opts["data"] or cfg.data_dir / "datasets",
-            out_dir=opts["out"],
-            lora_alpha=2 * o["lora_r"],
-        )
+        return TrainConfig(**values)
     except ValidationError as exc:
-        fail(f"invalid training options: {exc.errors()[0]['msg']}")
+        err = exc.errors()[0]
+        flags = {o.name: o.flag.split("/")[0] for o in cli_options()}
+        where = flags.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else ""
+        fail(f"invalid training option {where}: {err['msg']}")
 
 
+@training_options
 def train(
-    method: MethodOpt = "leti",
-    base: BaseOpt = None,
-    data: DataOpt = None,
-    lora: LoraOpt = True,
-    epochs: EpochsOpt = 1.0,
-    lr: LrOpt = 2e-4,
-    max_steps: MaxStepsOpt = None,
-    batch_size: BatchOpt = 4,
-    grad_accum: AccumOpt = 1,
-    max_len: MaxLenOpt = 1024,
-    lora_r: RankOpt = 16,
-    out: OutOpt = Path("runs"),
-    limit: LimitOpt = None,
-    seed: SeedOpt = 0,
-    save_every: SaveOpt = 100,
-    gradient_checkpointing: CheckpointingOpt = False,
+    train_cfg: Any = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run dir from its checkpoint.")
     ] = None,
@@ -118,12 +91,9 @@ def train(
     from trainer.train.rundir import RunDirError
 
     cfg = settings()
-    train_cfg = None
-    if resume is None:
-        train_cfg = _train_config(locals())
     try:
         result = run_training(
-            train_cfg,
+            None if resume is not None else train_cfg,
             cache_dir=cfg.cache_dir,
             registry_dir=cfg.data_dir,
             resume=resume,
@@ -232,23 +202,9 @@ def gate(
     typer.echo(result.report.markdown())
 
 
+@training_options
 def retrain(
-    method: MethodOpt = "leti",
-    base: BaseOpt = None,
-    data: DataOpt = None,
-    lora: LoraOpt = True,
-    epochs: EpochsOpt = 1.0,
-    lr: LrOpt = 2e-4,
-    max_steps: MaxStepsOpt = None,
-    batch_size: BatchOpt = 4,
-    grad_accum: AccumOpt = 1,
-    max_len: MaxLenOpt = 1024,
-    lora_r: RankOpt = 16,
-    out: OutOpt = Path("runs"),
-    limit: LimitOpt = None,
-    seed: SeedOpt = 0,
-    save_every: SaveOpt = 100,
-    gradient_checkpointing: CheckpointingOpt = False,
+    train_cfg: Any = None,
     quant: QuantOpt = "Q4_K_M",
     lora_only: LoraOnlyOpt = False,
     gate_limit: Annotated[
@@ -273,7 +229,6 @@ def retrain(
     from trainer.train.modeling import BaseModelError
 
     cfg = settings()
-    train_cfg = _train_config(locals())
     try:
         result = run_retrain(
             cfg,

@@ -1,66 +1,86 @@
 """What one training run is: method, base model, data, and hyperparameters.
 
-The config is written to the run directory as `config.json` and read back on
-`--resume`, so a resumed run continues with exactly the settings it started with.
+`TrainConfig` is declared once and is also the command line: every field with a `flag`
+is an option of both `fixloop train` and `fixloop retrain` (see `cli_options`). The config
+is written to the run directory as `config.json` and read back on `--resume`, so a resumed
+run continues with exactly the settings it started with.
+
+The defaults are fixloop's, set explicitly on TRL's configs (TRL's differ: learning rate
+1e-6 for DPO/KTO, gradient checkpointing on, bf16 on).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Method = Literal["sft", "leti", "ilf", "dpo", "kto"]
-METHODS: tuple[Method, ...] = ("sft", "leti", "ilf", "dpo", "kto")
+METHODS: tuple[Method, ...] = get_args(Method)
 
 # The dataset file `fixloop data build` writes for each method.
-DATA_FILES: dict[Method, str] = {
-    "sft": "sft.jsonl",
-    "leti": "leti.jsonl",
-    "ilf": "ilf.jsonl",
-    "dpo": "dpo.jsonl",
-    "kto": "kto.jsonl",
-}
+DATA_FILES: dict[Method, str] = {m: f"{m}.jsonl" for m in METHODS}
 
 # LeTI's reward and feedback tokens (Wang et al., 2023), added to the vocabulary.
 LETI_TOKENS: tuple[str, ...] = ("<|good|>", "<|bad|>", "<|lang_feedback|>", "<|/lang_feedback|>")
 
 
+def _opt(default: Any, flag: str, help: str, **constraints: Any) -> Any:
+    """A field that is also a command-line option (`flag`, e.g. "--lr" or "--lora/--full")."""
+    return Field(default, description=help, json_schema_extra={"flag": flag}, **constraints)
+
+
 class TrainConfig(BaseModel):
     """Every knob of a run. Defaults suit LoRA on a 1.5B model on one GPU."""
 
-    method: Method = "leti"
-    base: str = Field(
-        "qwen2.5-coder-1.5b",
-        description="registered model name, a .gguf file, or a Hugging Face model directory",
+    method: Method = _opt(
+        "leti", "--method", "sft | leti | ilf | dpo | kto (the dataset it trains on)."
     )
-    data_dir: Path = Field(description="directory written by `fixloop data build`")
-    out_dir: Path = Field(Path("runs"), description="parent of the run directory")
-    lora: bool = True
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    base: str = _opt(
+        "qwen2.5-coder-1.5b",
+        "--base",
+        "Registered model, .gguf file or HF dir (default: the current model).",
+    )
+    data_dir: Path = _opt(
+        ..., "--data", "Dataset dir from `fixloop data build` (default: DATA_DIR/datasets)."
+    )
+    out_dir: Path = _opt(Path("runs"), "--out", "Parent of the run directory.")
+    lora: bool = _opt(True, "--lora/--full", "LoRA adapter or all weights.")
+    lora_r: int = _opt(16, "--lora-r", "LoRA rank.", ge=1)
+    lora_alpha: int | None = _opt(None, "--lora-alpha", "LoRA alpha (default: 2 x rank).", ge=1)
+    lora_dropout: float = _opt(0.05, "--lora-dropout", "Dropout on the LoRA input.", ge=0.0, lt=1.0)
     target_modules: list[str] | str = "all-linear"
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    lr: float = Field(2e-4, gt=0)
-    batch_size: int = Field(4, ge=1, description="sequences (or pairs) per device per step")
-    grad_accum: int = Field(1, ge=1)
-    max_len: int = Field(1024, ge=16, description="tokens per sequence; longer ones are cut")
-    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    beta: float = Field(0.1, gt=0, description="DPO/KTO temperature on the log-ratio")
-    kto_desirable_weight: float = Field(1.0, gt=0)
-    kto_undesirable_weight: float = Field(1.0, gt=0)
-    seed: int = 0
-    save_every: int = Field(100, ge=1, description="checkpoint every N optimizer steps")
-    keep_checkpoints: int = Field(2, ge=1)
-    bf16: bool | None = Field(None, description="None: bf16 when CUDA supports it")
-    gradient_checkpointing: bool = False
-    limit: int | None = Field(None, ge=1, description="use only the first N examples")
+    epochs: float = _opt(1.0, "--epochs", "Passes over the data.", gt=0)
+    max_steps: int | None = _opt(None, "--max-steps", "Stop after N optimizer steps.", ge=1)
+    lr: float = _opt(2e-4, "--lr", "Peak learning rate (cosine schedule).", gt=0)
+    batch_size: int = _opt(4, "--batch-size", "Sequences (or pairs) per device per step.", ge=1)
+    grad_accum: int = _opt(1, "--grad-accum", "Micro-batches per optimizer step.", ge=1)
+    max_len: int = _opt(1024, "--max-len", "Tokens per sequence; longer ones are cut.", ge=16)
+    warmup_ratio: float = _opt(0.03, "--warmup-ratio", "Linear warmup share.", ge=0.0, lt=1.0)
+    weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay.", ge=0.0)
+    max_grad_norm: float = _opt(1.0, "--max-grad-norm", "Gradient clipping norm.", gt=0)
+    beta: float = _opt(0.1, "--beta", "DPO/KTO temperature on the log-ratio.", gt=0)
+    kto_desirable_weight: float = _opt(1.0, "--kto-desirable-weight", "KTO: desirable loss.", gt=0)
+    kto_undesirable_weight: float = _opt(
+        1.0, "--kto-undesirable-weight", "KTO: undesirable loss.", gt=0
+    )
+    seed: int = _opt(0, "--seed", "Seed of LoRA init, data order and dropout.")
+    save_every: int = _opt(100, "--save-every", "Checkpoint every N steps.", ge=1)
+    keep_checkpoints: int = _opt(2, "--keep-checkpoints", "Checkpoints kept.", ge=1)
+    bf16: bool | None = _opt(None, "--bf16/--no-bf16", "bf16 (default: when CUDA supports it).")
+    gradient_checkpointing: bool = _opt(
+        False, "--gradient-checkpointing", "Trade compute for memory (large models)."
+    )
+    limit: int | None = _opt(None, "--limit", "Train on the first N rows.", ge=1)
     split: str | None = Field("train", description="rows of this split (None: all rows)")
+
+    @model_validator(mode="after")
+    def _alpha(self) -> TrainConfig:
+        if self.lora_alpha is None:
+            self.lora_alpha = 2 * self.lora_r
+        return self
 
     @property
     def data_file(self) -> Path:
@@ -69,3 +89,35 @@ class TrainConfig(BaseModel):
     @property
     def needs_leti_tokens(self) -> bool:
         return self.method == "leti"
+
+
+@dataclass(frozen=True)
+class CliOption:
+    name: str  # the TrainConfig field
+    flag: str
+    help: str
+    annotation: Any
+    default: Any
+
+
+def cli_options() -> list[CliOption]:
+    """TrainConfig's command-line options, in declaration order.
+
+    `--base` and `--data` default to None on the command line: the CLI fills them from the
+    settings (the current model, DATA_DIR/datasets).
+    """
+    out = []
+    for name, field in TrainConfig.model_fields.items():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or "flag" not in extra:
+            continue
+        annotation: Any = field.annotation
+        if name == "method":
+            annotation = str  # checked against METHODS by the CLI, with the list in the message
+        default = None if name in ("base", "data_dir") else field.default
+        if default is None and annotation in (str, Path):
+            annotation = annotation | None
+        out.append(
+            CliOption(name, str(extra["flag"]), field.description or "", annotation, default)
+        )
+    return out

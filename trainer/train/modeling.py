@@ -1,6 +1,6 @@
 """Load a base model for training: from a GGUF (dequantized by transformers) or an HF directory.
 
-Also: LeTI's special tokens (added to the tokenizer, embeddings resized) and the LoRA wrap.
+Also: LeTI's special tokens (added to the tokenizer, embeddings resized) and the LoRA config.
 torch/transformers/peft are imported inside the functions, so importing this module is cheap.
 """
 
@@ -110,31 +110,33 @@ def add_leti_tokens(tokenizer: Any, model: Any | None) -> list[int]:
     return [tokenizer.convert_tokens_to_ids(t) for t in LETI_TOKENS]
 
 
-def wrap_lora(model: Any, cfg: TrainConfig, new_token_ids: list[int]) -> Any:
-    """LoRA on the linear layers; the new tokens' embedding rows are trained too."""
-    from peft import LoraConfig, get_peft_model
+def lora_config(cfg: TrainConfig, new_token_ids: list[int]) -> Any:
+    """LoRA on the linear layers; the new tokens' embedding rows are trained too (and only
+    those rows: peft's trainable tokens, saved in the adapter)."""
+    from peft import LoraConfig
 
-    extra: dict[str, Any] = {}
-    if new_token_ids:
-        if "trainable_token_indices" in LoraConfig.__dataclass_fields__:  # peft >= 0.15
-            extra["trainable_token_indices"] = new_token_ids
-        else:  # older peft: train (and save) the whole embedding matrices instead
-            extra["modules_to_save"] = ["embed_tokens", "lm_head"]
-    lora = LoraConfig(
+    return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.target_modules,
         task_type="CAUSAL_LM",
-        **extra,
+        trainable_token_indices=list(new_token_ids) or None,
     )
-    with peft_compat():
-        return get_peft_model(model, lora)
+
+
+def expose_head_bias(model: Any) -> None:
+    """TRL's fused LM head reads `lm_head.weight` and `lm_head.bias`; peft's wrapper of a tied
+    head with trainable tokens answers `weight` (base + trained rows) but not `bias`."""
+    head = model.get_output_embeddings()
+    if head is not None and not hasattr(head, "bias"):
+        object.__setattr__(head, "bias", head.token_adapter.base_layer.bias)
 
 
 @contextmanager
 def peft_compat() -> Iterator[None]:
-    """peft probes `model.is_gradient_checkpointing`, which transformers 5 deprecates."""
+    """peft and TRL probe `model.is_gradient_checkpointing`, which transformers 5 deprecates
+    (a FutureWarning on every DPO/KTO step); that one warning, by its message, is silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         yield

@@ -2,12 +2,14 @@
 
 config.json      the TrainConfig, the resolved base and library versions
 data.json        the data manifest's sha256, the dataset file's sha256, counts
-history.jsonl    one line per optimizer step (loss, lr, tokens/s, ...)
+history.jsonl    one line per optimizer step (loss, lr, tokens, seconds, tokens/s, and
+                 TRL's logged metrics: grad_norm, rewards/*, kl, ...)
 metrics.json     the summary (first/final loss, tokens/s, peak GPU memory, ...)
 loss.png         the loss curve
 adapter/         the LoRA adapter (or model/ for --full), tokenizer/ beside it
 base-config/     the base model's config.json (what a GGUF LoRA export needs)
-checkpoints/step-N/  trainable weights, optimizer, scheduler, RNG, step counters
+checkpoints/checkpoint-N/  the Trainer's checkpoints (weights, optimizer, scheduler, RNG,
+                 trainer_state.json), what `--resume` continues from
 """
 
 from __future__ import annotations
@@ -69,11 +71,25 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete Trainer checkpoint (one with its trainer_state.json)."""
     ckpts = sorted(
-        (p for p in (run_dir / CHECKPOINTS).glob("step-*") if (p / "state.json").is_file()),
+        (
+            p
+            for p in (run_dir / CHECKPOINTS).glob("checkpoint-*")
+            if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
+        ),
         key=lambda p: int(p.name.split("-")[1]),
     )
     return ckpts[-1] if ckpts else None
+
+
+def append_history(run_dir: Path, row: dict[str, Any]) -> None:
+    with (run_dir / HISTORY).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    (run_dir / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
