@@ -352,8 +352,11 @@ class RepoIndex:
         if d.kind == "class":  # a class refers to its bases and its class-level statements
             assert isinstance(d.node, ast.ClassDef)
             walked = [n for s in d.node.body if not isinstance(s, _DEF) for n in ast.walk(s)]
-        else:
-            walked = list(ast.walk(d.node))
+        else:  # not its decorators: they run when it is defined, not when it is called
+            decorators = {
+                id(n) for dec in getattr(d.node, "decorator_list", []) for n in ast.walk(dec)
+            }
+            walked = [n for n in ast.walk(d.node) if id(n) not in decorators]
         for node in walked:
             target: Definition | ModuleRef | None = None
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):

@@ -7,7 +7,7 @@ Chosen by relevance, not by file order (aider's repository map is the model):
 2. the functions and classes they call and the ones in the traceback (deepest frame first),
    resolved through an AST index of the repository (:mod:`agent.workspace.codeindex`),
    definitions the task names, and files the task names;
-3. what those call, one level down;
+3. what those call, one level down (and, with room left, one more);
 
 each shown whole, with its path and line numbers, with the imports it needs. A small file
 is shown whole; of a big one the rest appears as an outline (signatures, ``...`` bodies).
@@ -221,7 +221,7 @@ class Piece:
     start: int
     end: int
     reason: str
-    priority: int  # 0 the failing test, 1 what it calls and the traceback, 2 one level down
+    priority: int  # 0 the failing test, 1 what it calls and the traceback, 2 and 3 further
     name: str | None = None  # the definition's qualified name (None for a window)
 
 
@@ -412,10 +412,18 @@ class _Selector:
             self.add_def(d, reason, 1)
             if not is_test_path(d.path) or reason.startswith("used by"):
                 level2 += [(r, f"called by {d.name}") for r in self.index.references(d)]
+        seen = {d.key for d, _ in level1}
+        level3: list[tuple[Definition, str]] = []
         for d, reason in level2:
             if d.kind == "variable" and d.n_lines > 5:
                 continue
             self.add_def(d, reason, 2)
+            if d.key not in seen and not is_test_path(d.path):
+                seen.add(d.key)
+                level3 += [(r, f"called by {d.name}") for r in self.index.references(d)]
+        for d, reason in level3:  # a level further, only where the budget leaves room
+            if d.kind != "variable" and not is_test_path(d.path):
+                self.add_def(d, reason, 3)
 
     def _test_support(self, test: Definition) -> list[Definition]:
         """The fixtures a test takes (from its file or a conftest.py above it) and its class's
