@@ -32,12 +32,12 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = cli_options()
     params = [
         inspect.Parameter(
-            o.name,
+            name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=o.default,
-            annotation=Annotated[o.annotation, typer.Option(*o.flag.split(" "), help=o.help)],
+            default=default,
+            annotation=Annotated[kind, typer.Option(flag, help=help)],
         )
-        for o in options
+        for name, flag, help, kind, default in options
     ]
     own = [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
@@ -47,7 +47,7 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        opts = {o.name: kwargs.pop(o.name) for o in options}
+        opts = {name: kwargs.pop(name) for name, *_ in options}
         return command(train_cfg=_train_config(opts), **kwargs)
 
     wrapper.__signature__ = inspect.Signature(params + own)  # type: ignore[attr-defined]
@@ -72,7 +72,7 @@ def _train_config(opts: dict[str, Any]) -> Any:
         return TrainConfig(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        flags = {o.name: o.flag.split("/")[0] for o in cli_options()}
+        flags = {name: flag.split("/")[0] for name, flag, *_ in cli_options()}
         where = flags.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else ""
         fail(f"invalid training option {where}: {err['msg']}")
 

@@ -11,7 +11,6 @@ The defaults are fixloop's, set explicitly on TRL's configs (TRL's differ: learn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -91,33 +90,16 @@ class TrainConfig(BaseModel):
         return self.method == "leti"
 
 
-@dataclass(frozen=True)
-class CliOption:
-    name: str  # the TrainConfig field
-    flag: str
-    help: str
-    annotation: Any
-    default: Any
-
-
-def cli_options() -> list[CliOption]:
-    """TrainConfig's command-line options, in declaration order.
-
-    `--base` and `--data` default to None on the command line: the CLI fills them from the
-    settings (the current model, DATA_DIR/datasets).
-    """
+def cli_options() -> list[tuple[str, str, str, Any, Any]]:
+    """(field, flag, help, type, default) of each option, in declaration order. On the
+    command line --base and --data default to None: the CLI takes them from the settings."""
     out = []
     for name, field in TrainConfig.model_fields.items():
         extra = field.json_schema_extra
-        if not isinstance(extra, dict) or "flag" not in extra:
-            continue
-        annotation: Any = field.annotation
-        if name == "method":
-            annotation = str  # checked against METHODS by the CLI, with the list in the message
-        default = None if name in ("base", "data_dir") else field.default
-        if default is None and annotation in (str, Path):
-            annotation = annotation | None
-        out.append(
-            CliOption(name, str(extra["flag"]), field.description or "", annotation, default)
-        )
+        if isinstance(extra, dict) and "flag" in extra:
+            kind: Any = str if name == "method" else field.annotation  # the CLI checks METHODS
+            default = None if name in ("base", "data_dir") else field.default
+            if default is None and kind in (str, Path):
+                kind = kind | None
+            out.append((name, str(extra["flag"]), field.description or "", kind, default))
     return out

@@ -1,20 +1,16 @@
 """Load the datasets `fixloop data build` writes, as the rows TRL's trainers take.
 
-Formats (TRL's, one JSON object per line):
+- sft.jsonl  ``{"messages"}`` -> prompt (all but the last message) and completion (the
+  assistant's last): SFTTrainer puts the loss on the completion.
+- leti.jsonl ``{"task", "program", "reward", "feedback"}`` (or ``{"text"}``) -> one chat
+  conversation (reward token and feedback span open the user turn), or one text: LM loss
+  on all of it.
+- ilf.jsonl ``{"prompt", "completion"}``, dpo.jsonl ``{"prompt", "chosen", "rejected"}``,
+  kto.jsonl ``{"prompt", "completion", "label"}``: as they are.
 
-- sft.jsonl  ``{"messages": [...]}``: becomes prompt (all but the last message) and
-  completion (the last, the assistant's): SFTTrainer puts the loss on the completion.
-- leti.jsonl ``{"task", "program", "reward", "feedback"}`` (or ``{"text"}``): one chat
-  conversation (the reward token and feedback span open the user turn) or one text; the LM
-  loss is on all of it (LeTI conditions on the reward token and the feedback span).
-- ilf.jsonl  ``{"prompt": ..., "completion": ...}``: loss on the completion (the refinement).
-- dpo.jsonl  ``{"prompt": ..., "chosen": ..., "rejected": ...}``  (DPOTrainer).
-- kto.jsonl  ``{"prompt": ..., "completion": ..., "label": true|false}``  (KTOTrainer).
-
-A prompt or completion may be a string or a list of chat messages (TRL's conversational
-form, rendered with the tokenizer's chat template). When any row of a file is
-conversational, string fields are made messages (user prompt, assistant completion), since
-one dataset has one form.
+A prompt or completion is a string or a list of chat messages (TRL's conversational form,
+rendered with the tokenizer's chat template). One dataset has one form: if any row is
+conversational, a string prompt becomes the user's turn and a string answer the assistant's.
 """
 
 from __future__ import annotations
@@ -121,20 +117,14 @@ def parse_row(method: Method, row: dict[str, Any], where: str) -> Row:
 
 
 def _one_form(method: Method, rows: list[Row]) -> list[Row]:
-    """Conversational everywhere if any row is (a string prompt is the user's turn)."""
+    """Conversational everywhere if any row is."""
     fields = CONTENT_FIELDS[method]
-    if not any(isinstance(r[f], list) for r in rows for f in fields):
-        return rows
-    if method == "leti":
-        return rows
-    out = []
-    for r in rows:
-        r = dict(r)
-        for f in fields:
-            if isinstance(r[f], str):
-                r[f] = [{"role": "user" if f == "prompt" else "assistant", "content": r[f]}]
-        out.append(r)
-    return out
+    if any(isinstance(r[f], list) for r in rows for f in fields):
+        for r in rows:
+            for f in fields:
+                if isinstance(r[f], str):
+                    r[f] = [{"role": "user" if f == "prompt" else "assistant", "content": r[f]}]
+    return rows
 
 
 def load_examples(
@@ -173,10 +163,6 @@ def load_examples(
         raise DataError(
             f"{path} has no rows{which}. Log some sessions and run `fixloop data build`."
         )
-    if method == "leti" and len({next(iter(r)) for r in rows}) > 1:
-        # One dataset has one form: TRL takes either conversations or texts.
-        raise DataError(
-            f"{path} mixes chat rows (task/program/reward) and text rows; rebuild it with "
-            "`fixloop data build`."
-        )
+    if len({"messages" in r for r in rows}) > 1:  # LeTI: conversations or texts, not both
+        raise DataError(f"{path} mixes chat rows and text rows; rebuild it (`fixloop data build`).")
     return _one_form(method, rows)

@@ -2,11 +2,11 @@
 
 `run_training(cfg, ...)` loads the base (GGUF dequantized by transformers, or an HF dir),
 adds LeTI's tokens when the method needs them, builds the TRL trainer (LoRA by default,
-see `trainer.train.trainers`), writes the run directory's config, data manifest hash and
-base config, evaluates on the validation rows, trains (resuming from the run's last Trainer
-checkpoint with `resume=`), evaluates again, and saves the adapter (or the full model), the
-tokenizer, metrics.json and loss.png. The same code runs on CPU, one GPU, or under
-`accelerate launch` (DDP, DeepSpeed, FSDP: the Trainer's own support).
+see `trainer.train.trainers`), writes the run's config, data manifest hash and base config,
+evaluates on the validation rows, trains (resuming from the run's last Trainer checkpoint
+with `resume=`), evaluates again, and saves the adapter (or the full model), the tokenizer,
+metrics.json and loss.png. The same code runs on CPU, one GPU, or under `accelerate launch`
+/ torchrun (DDP, DeepSpeed, FSDP: the Trainer's own support).
 """
 
 from __future__ import annotations
@@ -58,27 +58,17 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return supported if cfg.bf16 is None else cfg.bf16
 
 
-def _run_config(cfg: TrainConfig | None, resume: Path | None) -> TrainConfig:
-    """The config of a new run, or the one a resumed run started with."""
-    if resume is not None:
-        return TrainConfig.model_validate(rundir.read_json(resume / rundir.CONFIG)["config"])
-    if cfg is None:
-        raise ValueError("give a TrainConfig, or a run directory to resume")
-    return cfg
-
-
 def _validation_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The validation split's rows; [] when training on all rows or none exist."""
     if cfg.split != "train":
         return []
-    try:
+    with contextlib.suppress(DataError):
         return load_examples(cfg.data_dir, cfg.method, None, "validation")
-    except DataError:
-        return []
+    return []
 
 
 def _eval_loss(trainer: Any) -> float | None:
-    if trainer.eval_dataset is None or len(trainer.eval_dataset) == 0:
+    if not trainer.eval_dataset:
         return None
     return round(float(trainer.evaluate()["eval_loss"]), 6)
 
@@ -92,7 +82,10 @@ def run_training(
     progress: bool = True,
 ) -> TrainResult:
     """Train (or resume the run in `resume`) and return the run directory and its metrics."""
-    cfg = _run_config(cfg, resume)
+    if resume is not None:
+        cfg = TrainConfig.model_validate(rundir.read_json(resume / rundir.CONFIG)["config"])
+    if cfg is None:
+        raise ValueError("give a TrainConfig, or a run directory to resume")
     rows = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)  # fail early
     val_rows = _validation_rows(cfg)
 
@@ -110,15 +103,13 @@ def run_training(
     bf16 = _use_bf16(cfg)
     ckpt = None
     if resume is not None:
-        run_dir = resume
+        run_dir, ckpt = resume, rundir.latest_checkpoint(resume)
         base = BaseSource.from_dict(rundir.read_json(resume / rundir.CONFIG)["base"])
-        started_on = rundir.read_json(resume / rundir.DATA)["dataset_sha256"]
-        if file_sha256(cfg.data_file) != started_on:
+        if file_sha256(cfg.data_file) != rundir.read_json(resume / rundir.DATA)["dataset_sha256"]:
             raise rundir.RunDirError(
                 f"{cfg.data_file} changed since {resume.name} started; a resumed run must see "
                 "the same data. Start a new run (`fixloop train ...`) instead."
             )
-        ckpt = rundir.latest_checkpoint(run_dir)
         if ckpt is None and main:
             print(f"no checkpoint in {run_dir}; starting it from step 0", file=sys.stderr)
     else:
@@ -133,11 +124,9 @@ def run_training(
     tokenizer = load_tokenizer(base)
     model = load_model(base, torch.bfloat16 if (bf16 and cfg.lora) else torch.float32)
     base_config = copy.deepcopy(model.config)  # before any resize: what a GGUF LoRA applies to
-    if not base_config.architectures:
-        base_config.architectures = [type(model).__name__]
+    base_config.architectures = base_config.architectures or [type(model).__name__]
     new_ids = add_leti_tokens(tokenizer, model) if cfg.needs_leti_tokens else []
     n_total = sum(p.numel() for p in model.parameters())
-    callback = RunDirCallback(run_dir, cfg.method, progress=progress)
     with peft_compat():
         trainer = build_trainer(
             cfg,
@@ -148,31 +137,42 @@ def run_training(
             output_dir=run_dir / rundir.CHECKPOINTS,
             bf16=bf16,
             new_token_ids=new_ids,
-            callbacks=[callback],
+            callbacks=[RunDirCallback(run_dir, cfg.method, progress=progress)],
         )
-    kept = len(trainer.train_dataset)
-    if kept == 0:
-        raise DataError(
-            f"every row of {cfg.data_file} has a prompt of max_len={cfg.max_len} tokens or "
-            "more, so no completion is left to learn; raise --max-len or shorten the prompts."
-        )
+    kept = len(trainer.train_dataset)  # TRL leaves out rows whose prompt fills max_len
     if kept < len(rows) and main:
-        print(
-            f"warning: {len(rows) - kept} of {len(rows)} rows left out: their prompt fills "
-            f"--max-len {cfg.max_len}",
-            file=sys.stderr,
-        )
-    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-
-    if main:
+        print(f"warning: {len(rows) - kept} of {len(rows)} rows left out: the prompt fills "
+              f"--max-len {cfg.max_len}", file=sys.stderr)  # fmt: skip
+    if kept == 0:
+        raise DataError(f"no row of {cfg.data_file} fits --max-len {cfg.max_len}; raise it.")
+    if main and ckpt is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            _write_start(run_dir, cfg, base, new_ids, bf16, state, len(rows), kept)
-            base_config.save_pretrained(run_dir / rundir.BASE_CONFIG)
-        step = _checkpoint_step(ckpt)
-        rundir.write_history(
-            run_dir, [h for h in rundir.read_history(run_dir) if h["step"] <= step]
+        manifest, manifest_sha = manifest_info(cfg.data_dir)
+        rundir.write_json(
+            run_dir / rundir.CONFIG,
+            {
+                "config": cfg.model_dump(mode="json"),
+                "base": base.as_dict(),
+                "leti_token_ids": new_ids,
+                "versions": _versions(),
+                "processes": state.num_processes,
+                "device": str(state.device),
+                "bf16": bf16,
+            },
         )
+        rundir.write_json(
+            run_dir / rundir.DATA,
+            {
+                "data_dir": str(cfg.data_dir.resolve()),
+                "manifest": str(manifest) if manifest else None,
+                "manifest_sha256": manifest_sha or None,
+                "dataset_file": str(cfg.data_file.resolve()),
+                "dataset_sha256": file_sha256(cfg.data_file),
+                "examples": kept,
+                "left_out": len(rows) - kept,
+            },
+        )
+        base_config.save_pretrained(run_dir / rundir.BASE_CONFIG)
     state.wait_for_everyone()
 
     with peft_compat():
@@ -180,13 +180,12 @@ def run_training(
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
         val_after = _eval_loss(trainer)
 
-    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     if cfg.lora:
         # Gathered on every process (ZeRO-3 and FSDP shard the weights), written by the main
         # one. The new tokens' rows are in the adapter (trainable tokens): no embedding copy.
         weights = trainer.accelerator.get_state_dict(trainer.model)
         if main:
-            unwrapped.save_pretrained(
+            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(
                 run_dir / rundir.ADAPTER, state_dict=weights, save_embedding_layers=False
             )
     else:
@@ -197,6 +196,7 @@ def run_training(
     if main:
         tokenizer.save_pretrained(run_dir / rundir.TOKENIZER)
         history = rundir.read_history(run_dir)
+        n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         metrics = _summary(cfg, history, n_trainable, n_total, kept)
         metrics.update(val_examples=len(val_rows), val_loss_before=val_before)
         metrics["val_loss_after"] = val_after
@@ -207,54 +207,8 @@ def run_training(
     return TrainResult(run_dir, metrics, main)
 
 
-def _checkpoint_step(ckpt: Path | None) -> int:
-    return int(ckpt.name.split("-")[1]) if ckpt is not None else 0
-
-
-def _write_start(
-    run_dir: Path,
-    cfg: TrainConfig,
-    base: BaseSource,
-    new_ids: list[int],
-    bf16: bool,
-    state: Any,
-    n_rows: int,
-    kept: int,
-) -> None:
-    """config.json and data.json: what the run is, and what it trains on."""
-    manifest, manifest_sha = manifest_info(cfg.data_dir)
-    rundir.write_json(
-        run_dir / rundir.CONFIG,
-        {
-            "config": cfg.model_dump(mode="json"),
-            "base": base.as_dict(),
-            "leti_token_ids": new_ids,
-            "versions": _versions(),
-            "processes": state.num_processes,
-            "device": str(state.device),
-            "bf16": bf16,
-        },
-    )
-    rundir.write_json(
-        run_dir / rundir.DATA,
-        {
-            "data_dir": str(cfg.data_dir.resolve()),
-            "manifest": str(manifest) if manifest else None,
-            "manifest_sha256": manifest_sha or None,
-            "dataset_file": str(cfg.data_file.resolve()),
-            "dataset_sha256": file_sha256(cfg.data_file),
-            "examples": kept,
-            "left_out": n_rows - kept,
-        },
-    )
-
-
 def _summary(
-    cfg: TrainConfig,
-    history: list[dict[str, Any]],
-    n_trainable: int,
-    n_total: int,
-    n_examples: int,
+    cfg: TrainConfig, history: list[dict[str, Any]], n_trainable: int, n_total: int, n: int
 ) -> dict[str, Any]:
     """metrics.json, from history.jsonl (so a resumed run counts its first part too)."""
     import torch
@@ -267,7 +221,7 @@ def _summary(
     out: dict[str, Any] = {
         "method": cfg.method,
         "steps": len(history),
-        "examples": n_examples,
+        "examples": n,
         "first_loss": losses[0] if losses else None,
         "final_loss": sum(tail) / len(tail) if tail else None,
         "min_loss": min(losses) if losses else None,
@@ -277,7 +231,7 @@ def _summary(
         "trainable_params": n_trainable,
         "total_params": n_total,
     }
-    # DPO's reward accuracy and margin (beta-scaled, as TRL logs it), KTO's KL estimate.
+    # DPO's reward accuracy and margin (beta-scaled, as TRL logs them), KTO's KL estimate.
     for key, logged in (("reward_acc", "rewards/accuracies"), ("margin", "rewards/margins")):
         if logged in last:
             out[key] = last[logged]

@@ -67,13 +67,16 @@ def resolve_base(base: str, *, cache_dir: Path, data_dir: Path) -> BaseSource:
     return BaseSource(base, "gguf", ensure_model(spec, cache_dir), spec.sha256)
 
 
+def _from_pretrained(cls: Any, src: BaseSource, **kwargs: Any) -> Any:
+    if src.kind == "gguf":
+        return cls.from_pretrained(str(src.path.parent), gguf_file=src.path.name, **kwargs)
+    return cls.from_pretrained(str(src.path), **kwargs)
+
+
 def load_tokenizer(src: BaseSource) -> Any:
     from transformers import AutoTokenizer
 
-    if src.kind == "gguf":
-        tok = AutoTokenizer.from_pretrained(str(src.path.parent), gguf_file=src.path.name)
-    else:
-        tok = AutoTokenizer.from_pretrained(str(src.path))
+    tok = _from_pretrained(AutoTokenizer, src)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -81,22 +84,14 @@ def load_tokenizer(src: BaseSource) -> Any:
 
 def load_model(src: BaseSource, dtype: Any) -> Any:
     """The base as a plain (unquantized) transformers model in `dtype`."""
-    import transformers
-    from packaging.version import Version
     from transformers import AutoModelForCausalLM
 
-    # transformers renamed `torch_dtype` to `dtype` in 4.56.
-    key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    model = _from_pretrained(AutoModelForCausalLM, src, dtype=dtype)
     if src.kind == "gguf":
-        model = AutoModelForCausalLM.from_pretrained(
-            str(src.path.parent), gguf_file=src.path.name, **{key: dtype}
-        )
         # Dequantized on load: drop the GGUF quantizer so save_pretrained writes plain weights.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(src.path), **{key: dtype})
     return model
 
 

@@ -106,8 +106,7 @@ def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
     window = max(1, len(steps) // 20)
     if window > 1:
         smooth = [
-            sum(losses[max(0, i - window + 1) : i + 1])
-            / len(losses[max(0, i - window + 1) : i + 1])
+            sum(losses[max(0, i - window + 1) : i + 1]) / min(window, i + 1)
             for i in range(len(losses))
         ]
         ax.plot(steps, smooth, lw=2, label=f"moving average ({window})")
