@@ -506,6 +506,20 @@ def files_from_rendering(code: str, read: Reader) -> dict[str, str]:
     return apply_edits(parse_edits(code), read, splice=False)
 
 
+def tree_diff(rendering: str, read: Reader) -> str:
+    """A proposal's change to the files `read` gives (the user's tree), as a unified diff."""
+    out = []
+    for path, new in files_from_rendering(rendering, read).items():
+        old = read(path)
+        out += difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            f"a/{path}" if old is not None else "/dev/null",
+            f"b/{path}",
+        )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in out)
+
+
 # ---------------------------------------------------------------- line endings
 _LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
 

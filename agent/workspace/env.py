@@ -181,6 +181,13 @@ class WorkspaceEnv(Environment):
         text = self.scratch.base_text(path)
         return None if text is None else to_lf(text)
 
+    def base_text(self, path: str) -> str | None:
+        """A file of the user's tree as this task found it (LF line ends; None: absent)."""
+        try:
+            return self._read(path)
+        except WorkspaceError:  # binary
+            return None
+
     def _changed(self, files: dict[str, str]) -> dict[str, str]:
         """The files that differ from the snapshot, each with its own line endings back."""
         out = {}

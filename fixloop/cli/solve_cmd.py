@@ -221,9 +221,14 @@ def solve(
         typer.echo(json.dumps(payload, indent=2))
     else:
         if finished.final_code:
-            typer.echo(f"\n--- final code (turn {finished.best_turn}) ---\n{finished.final_code}")
+            typer.echo(_final_code(session.env, finished.final_code, finished.best_turn))
+        verdict = (
+            "ran cleanly"
+            if finished.outcome == "passed" and not finished.n_tests
+            else f"tests: {finished.best_passed}/{finished.n_tests}"
+        )
         typer.echo(
-            f"outcome: {finished.outcome}  tests: {finished.best_passed}/{finished.n_tests}  "
+            f"outcome: {finished.outcome}  {verdict}  "
             f"turns: {finished.turns}  policy: {cfg.policy}  time: {finished.duration_s:.1f}s\n"
             f"session: {session.session_id}\nlog: {session.log_path}"
         )
@@ -239,6 +244,22 @@ def solve(
         )
         raise typer.Exit(4)
     raise typer.Exit(EXIT[finished.outcome])
+
+
+def _final_code(env: object, code: str, turn: int | None) -> str:
+    """The final attempt: a workspace's as its diff against the user's tree, else the code."""
+    from agent.workspace import WorkspaceEnv
+
+    if isinstance(env, WorkspaceEnv):
+        from agent.workspace.edits import tree_diff
+
+        try:
+            diff = tree_diff(code, env.base_text)
+        except ValueError:  # a rendering that no longer applies: show it as it is
+            diff = ""
+        if diff:
+            return f"\n--- change to your tree (turn {turn}) ---\n{diff.rstrip()}"
+    return f"\n--- final code (turn {turn}) ---\n{code}"
 
 
 def _progress(event: object) -> None:
@@ -265,7 +286,10 @@ def _progress(event: object) -> None:
     elif isinstance(event, ExecFinished):
         r = event.result
         label = "hidden tests" if event.hidden else "tests"
-        line = f"[{label}: {r.status} {r.n_passed}/{r.n_tests} in {r.duration_s:.2f}s]"
+        if r.passed and not r.tests:
+            line = f"[ran cleanly in {r.duration_s:.2f}s]"
+        else:
+            line = f"[{label}: {r.status} {r.n_passed}/{r.n_tests} in {r.duration_s:.2f}s]"
     elif isinstance(event, ContextTrimmed):
         line = f"[context: dropped {event.dropped_messages} messages to fit {event.n_ctx} tokens]"
     elif isinstance(event, Committed):

@@ -217,8 +217,12 @@ class ChatScreen(Screen[None]):
         yield from session.start()
 
     def _session_created(self, session: AgentSession) -> None:
+        from agent.workspace import WorkspaceEnv
+
         self.session = session
         self.last_log_path = session.log_path
+        if isinstance(session.env, WorkspaceEnv):  # attempts show their diff to the user's tree
+            self.transcript.base_text = session.env.base_text
         notice = session.env.notice
         if notice:
             self.notify(str(notice), title="Workspace", timeout=8, markup=False)

@@ -28,8 +28,15 @@ TEST_ICON: dict[str, tuple[str, str]] = {
 MAX_STREAM_LINES = 30
 
 
+MAX_INLINE_LINES = 10  # a passing program's output up to this long is shown, not folded
+MAX_INLINE_CHARS = 800
+
+
 def summary(result: ExecResult) -> str:
-    """'✓ passed · 3/3 tests · 0.12s' (the collapsible's title)."""
+    """'✓ passed · 3/3 tests · 0.12s' (the collapsible's title); a run without tests that
+    exited cleanly is '✓ ran cleanly · 0.05s'."""
+    if result.passed and not result.tests:
+        return f"✓ ran cleanly · {result.duration_s:.2f}s"
     badge, _ = STATUS_STYLE.get(result.status, (str(result.status), ""))
     bits = [badge]
     if result.n_tests:
@@ -123,3 +130,31 @@ class ExecResultView(Collapsible):
             collapsed=collapsed,
             classes="-passed" if result.passed else "-failed",
         )
+
+
+def inline_output(result: ExecResult) -> str | None:
+    """A passing run's stdout when it is short enough to show as it is, else None."""
+    text = result.stdout.text.rstrip("\n")
+    if not result.passed or not text.strip() or result.stdout.truncated_bytes:
+        return None
+    if len(text) > MAX_INLINE_CHARS or len(text.splitlines()) > MAX_INLINE_LINES:
+        return None
+    return text
+
+
+class ProgramOutput(Static):
+    """A passing program's short output, shown below its result instead of folded in it."""
+
+    DEFAULT_CSS = """
+    ProgramOutput {
+        margin: 0 0 0 4;
+        padding: 0 1;
+        border-left: outer $success;
+        color: $text;
+    }
+    """
+
+    def __init__(self, text: str) -> None:
+        body = Text("output\n", style="bold dim")
+        body.append(text)
+        super().__init__(body, classes="program-output")

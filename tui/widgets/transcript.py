@@ -8,6 +8,7 @@ the session did.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -17,7 +18,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from agent import events as ev
 from tui.widgets.diff_view import DiffView
-from tui.widgets.exec_result import ExecResultView
+from tui.widgets.exec_result import ExecResultView, ProgramOutput, inline_output
 
 OUTCOME_TEXT = {
     "passed": "✓ tests passed",
@@ -146,6 +147,10 @@ class Transcript(VerticalScroll):
         self.outcome: str | None = None
         self.cycle_first_turn: int | None = None  # first turn of the running cycle
         self.cycle_duplicates = 0  # repeats in this cycle: they do not use up the budget
+        self.workspace = False  # a workspace task: results are the test command's verdict
+        # The user's tree as the workspace task found it (path -> text), set by the live chat
+        # screen: each tested attempt then shows its diff against it. None in a replay.
+        self.base_text: Callable[[str], str | None] | None = None
 
     def attempt_in_cycle(self, turn: int) -> int:
         """1-based position of `turn` in its cycle's budget (repeats do not count)."""
@@ -175,6 +180,8 @@ class Transcript(VerticalScroll):
         self.outcome = None
         self.cycle_first_turn = None
         self.cycle_duplicates = 0
+        self.workspace = False
+        self.base_text = None
 
     async def finish_stream(self) -> None:
         if self.current is not None and (
@@ -187,6 +194,7 @@ class Transcript(VerticalScroll):
         match event:
             case ev.SessionStarted():
                 self.max_turns = int(event.config.get("max_turns", self.max_turns) or 0)
+                self.workspace = event.task.kind == ev.TaskKind.WORKSPACE
                 await self.add(UserMessage(Text(event.task.text), classes="task"))
                 if event.task.test_cmd:
                     await self.note(f"$ {event.task.test_cmd}   (in {event.task.workdir})")
@@ -230,8 +238,15 @@ class Transcript(VerticalScroll):
                 await self.note(f"⚠ no usable code: {event.message}", "warning")
             case ev.ExecFinished():
                 label = "held-out tests" if event.hidden else ""
-                view = ExecResultView(event.result, label=label)
-                await self.add(view, into=self._attempt(event.turn) or self)
+                if self.workspace and not event.hidden:
+                    label = "test command"
+                into = self._attempt(event.turn) or self
+                await self.add(ExecResultView(event.result, label=label), into=into)
+                output = None if self.workspace else inline_output(event.result)
+                if output is not None:
+                    await self.add(ProgramOutput(output), into=into)
+                if self.workspace and not event.hidden:
+                    await self._tree_diff(event.turn, event.result.passed, into)
             case ev.RepairRequested():
                 if event.reason != "user":
                     why = {"exec": "execution feedback", "format": "format problem"}.get(
@@ -281,6 +296,32 @@ class Transcript(VerticalScroll):
     def _attempt(self, turn: int) -> AttemptView | None:
         return self.attempts.get(turn, self.current)
 
+    async def _tree_diff(self, turn: int, passed: bool, into: Widget) -> None:
+        """A workspace attempt's change to the user's tree, file by file (open if it passed:
+        it is what accepting would commit)."""
+        code = self.codes.get(turn)
+        if self.base_text is None or code is None:
+            return
+        from agent.environment import FormatProblem
+        from agent.workspace.edits import files_from_rendering
+
+        try:
+            files = files_from_rendering(code, self.base_text)
+        except (FormatProblem, OSError, ValueError):
+            return
+        for path, new in files.items():
+            old = self.base_text(path)
+            await self.add(
+                DiffView(
+                    old or "",
+                    new,
+                    old_label=f"{path} (your tree)" if old is not None else "/dev/null",
+                    new_label=f"{path} (attempt {turn})",
+                    collapsed=not passed,
+                ),
+                into=into,
+            )
+
     async def _code(self, turn: int, code: str, label: str) -> None:
         previous_turn = max((t for t in self.codes if t < turn), default=None)
         self.codes[turn] = code
@@ -296,7 +337,8 @@ class Transcript(VerticalScroll):
 
 
 def episode_text(event: ev.EpisodeFinished) -> Text:
-    text = Text(OUTCOME_TEXT.get(event.outcome, event.outcome))
+    clean = event.outcome == "passed" and not event.n_tests
+    text = Text("✓ ran cleanly" if clean else OUTCOME_TEXT.get(event.outcome, event.outcome))
     bits = [f"{event.turns} attempt{'s' if event.turns != 1 else ''}"]
     if event.n_tests:
         bits.append(f"{event.best_passed}/{event.n_tests} tests")
