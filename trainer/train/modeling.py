@@ -87,11 +87,10 @@ def load_model(src: BaseSource, dtype: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     model = _from_pretrained(AutoModelForCausalLM, src, dtype=dtype)
-    if src.kind == "gguf":
-        # Dequantized on load: drop the GGUF quantizer so save_pretrained writes plain weights.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+    if getattr(model, "hf_quantizer", None) is not None:
+        # A GGUF is dequantized on load: drop its quantizer, so that the Trainer trains the
+        # model as the plain one it is and save_pretrained writes plain weights.
+        model.hf_quantizer.remove_quantization_config(model)
     return model
 
 
