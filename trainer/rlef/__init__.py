@@ -1,0 +1,1 @@
+"""RLEF: online reinforcement learning from execution feedback, on the agent's own episodes."""
