@@ -718,9 +718,8 @@ def build_context(
             trial = whole | {path}
             if cost(views(outlines, trial)) <= budget_tokens:
                 whole = trial
-    # Outlines of the files shown in part: the code under test's first, then the tests'.
-    partial = [p for p in order if p not in whole and p.endswith(".py")]
-    partial.sort(key=lambda p: is_test_path(p))
+    # Outlines of the code under test shown in part (a test file's outline is noise).
+    partial = [p for p in order if p not in whole and p.endswith(".py") and not is_test_path(p)]
     for path in partial:
         mod = sel.index.module(path)
         if mod is None:

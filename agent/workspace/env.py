@@ -66,16 +66,16 @@ REPLY_INSTRUCTION = (
 )
 # The first user message's budget without a model to count with: what fits the default
 # 4,096-token window with a 1,024-token reply (see `prompt_budget`).
-DEFAULT_PROMPT_TOKENS = 1_900
+DEFAULT_PROMPT_TOKENS = 2_250
 MIN_CONTEXT_TOKENS = 300
 _is_test_path = is_test_path
 
 
 def prompt_budget(n_ctx: int, reply_tokens: int, system_tokens: int) -> int:
     """Tokens the first user message may take: the window less the reply, the system prompt
-    and room for one repair exchange (a reply and its feedback, a quarter of the window), so
-    the first repair turn is not trimmed."""
-    return max(512, n_ctx - min(reply_tokens, n_ctx // 2) - system_tokens - n_ctx // 4)
+    and room for one repair exchange (a SEARCH/REPLACE reply and the short failure feedback,
+    a sixth of the window), so the first repair turn is not trimmed."""
+    return max(512, n_ctx - min(reply_tokens, n_ctx // 2) - system_tokens - n_ctx // 6)
 
 
 class WorkspaceEnv(Environment):
@@ -291,6 +291,21 @@ class WorkspaceEnv(Environment):
         self.shown = context.shown
         self.whole_seen = set(context.whole)
         return context
+
+    def reply_complete(self, text: str) -> bool:
+        """True once the reply holds a closed code block of edits to the one source file the
+        context shows: the prose small models add after it costs seconds a turn on a CPU.
+        (With several editable files shown, the model may still be writing another one.)"""
+        if self.default_path is None:
+            return False
+        fences = [ln for ln in text.splitlines() if ln.lstrip().startswith(("```", "~~~"))]
+        if len(fences) < 2 or len(fences) % 2:
+            return False  # a block is still open
+        try:
+            edits = parse_edits(text, default_path=self.default_path)
+        except FormatProblem:
+            return False
+        return bool(edits) and all(e.path == self.default_path for e in edits)
 
     def parse(self, reply: str) -> Proposal:
         edits = strip_notes(parse_edits(reply, default_path=self.default_path))

@@ -374,6 +374,12 @@ def test_a_repair_on_a_big_module_refuses_the_marker_reply_and_keeps_the_file(
         [proposed] = [e for e in events if isinstance(e, CodeProposed)]
         assert proposed.code.count("def helper_") == 12  # the rest of the file is all there
         assert isinstance(events[-1], EpisodeFinished) and events[-1].outcome == "passed"
+        # One source file in the context: generation may stop once its edit block closes.
+        env = session.env
+        assert not env.reply_complete(sr_fix[: sr_fix.index("=======")])  # still open
+        assert env.reply_complete(sr_fix) and env.reply_complete(sr_fix + "\n\nThis fixes it.")
+        test_edit = sr_fix.replace("units.py\n", "test_units.py\n")
+        assert not env.reply_complete(test_edit)
     finally:
         session.close()
     shutil.rmtree(root)
