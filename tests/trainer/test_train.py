@@ -112,6 +112,23 @@ def test_each_method_trains_and_the_loss_falls(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "extra"), [("dpo", {"lora": False}), ("kto", {"gradient_checkpointing": True})]
+)
+def test_full_weights_and_gradient_checkpointing(
+    method: str, extra: dict[str, object], tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--full trains every weight against a frozen copy of the base; checkpointing works
+    (and TRL's calls of transformers' deprecated checkpointing names stay quiet)."""
+    result = _train(_cfg(tiny, tmp_path, method, max_steps=2, **extra), tmp_path)
+    m = result.metrics
+    assert m["steps"] == 2 and m["final_loss"] < m["first_loss"]
+    if extra.get("lora") is False:
+        assert m["trainable_params"] == m["total_params"]
+        assert (result.run_dir / rundir.FULL_MODEL / "config.json").is_file()
+
+
+@pytest.mark.slow
 def test_resume_continues_to_the_same_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     import shutil
 

@@ -129,8 +129,13 @@ def expose_head_bias(model: Any) -> None:
 
 @contextmanager
 def peft_compat() -> Iterator[None]:
-    """peft and TRL probe `model.is_gradient_checkpointing`, which transformers 5 deprecates
-    (a FutureWarning on every DPO/KTO step); that one warning, by its message, is silenced."""
+    """peft and TRL call transformers 5's deprecated gradient-checkpointing names
+    (`is_gradient_checkpointing`, `gradient_checkpointing_disable`, ...: a FutureWarning on
+    every DPO/KTO step); those deprecation warnings, by their message, are silenced."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+            category=FutureWarning,
+        )
         yield
