@@ -70,3 +70,23 @@ def test_train_and_retrain_map_their_options_onto_the_same_config(
     assert (a.max_len, a.lora_r, a.lora_alpha, a.limit, a.seed) == (256, 4, 8, 9, 5)
     assert (a.lora, a.save_every, a.gradient_checkpointing) == (False, 11, True)
     assert (a.base, a.data_dir, a.out_dir) == ("smollm2-135m", tmp_path, tmp_path / "r")
+
+
+def test_every_training_option_is_declared_once_for_both_commands(tmp_path: Path) -> None:
+    import typer
+
+    from trainer.train.config import TrainConfig, cli_options
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+    def flags(name: str) -> set[str]:
+        return {f for p in commands[name].params for f in (*p.opts, *p.secondary_opts)}
+
+    declared = {f for _, flag, *_ in cli_options() for f in flag.split("/")}
+    assert len(declared) > 16  # the old 16 shared options, and the rest of TrainConfig
+    assert flags("train") - declared == {"--resume"}
+    assert declared <= flags("retrain")
+    fields = {name for name, *_ in cli_options()}
+    assert fields == set(TrainConfig.model_fields) - {"target_modules", "split"}
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--lr", "-1"])
+    assert result.exit_code == 2 and "invalid training option --lr" in result.output
