@@ -28,6 +28,10 @@ already there); a summary table per model is printed at the end.
     .venv/bin/python bench/bench_realrepo.py --dry-run            # no model: check the bugs
     .venv/bin/python bench/bench_realrepo.py --model qwen2.5-coder-1.5b --resume
     .venv/bin/python bench/bench_realrepo.py --only semver --model qwen2.5-coder-0.5b
+    # the same bugs with fixloop as it was before a change (a checkout of an older commit):
+    git worktree add /tmp/fixloop-before COMMIT
+    .venv/bin/python bench/bench_realrepo.py --resume --label before \
+        --fixloop "env PYTHONPATH=/tmp/fixloop-before .venv/bin/python -m fixloop"
 
 `--dry-run` prepares every repository and checks, without any model: the sdist's sha256;
 that the patch changes exactly the manifest's function; that the released library passes
@@ -366,15 +370,21 @@ def context_check(bug: Bug, repo: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- a real run
 def solve_bug(
-    bug: Bug, model: str, work: Path, cache: Path, max_turns: int, timeout: float
+    bug: Bug,
+    model: str,
+    work: Path,
+    cache: Path,
+    max_turns: int,
+    timeout: float,
+    fixloop_cmd: list[str] | None = None,
 ) -> dict[str, Any]:
     slug = re.sub(r"[^\w.-]+", "_", model)
     prepared = prepare(bug, work / "repos" / f"{bug.id}--{slug}", cache)
     repo = prepared.repo
     sessions = work / "sessions"
     env = {**os.environ, "FIXLOOP_SESSIONS_DIR": str(sessions)}
-    fixloop = Path(sys.executable).parent / "fixloop"
-    cmd = [str(fixloop), "solve", TASK, "--repo", str(repo), "--test-cmd", bug.test_cmd()]
+    fixloop = fixloop_cmd or [str(Path(sys.executable).parent / "fixloop")]
+    cmd = [*fixloop, "solve", TASK, "--repo", str(repo), "--test-cmd", bug.test_cmd()]
     cmd += ["--model", model, "--max-turns", str(max_turns), "--accept", "--json"]
     start = time.perf_counter()
     try:
@@ -502,6 +512,12 @@ def main() -> None:
         "--context", action="store_true", help="with --dry-run: check `fixloop context` too"
     )
     parser.add_argument("--list", action="store_true", help="list the bugs and exit")
+    parser.add_argument(
+        "--fixloop",
+        help="the fixloop command to benchmark (default: this environment's), e.g. "
+        "'env PYTHONPATH=/tmp/fixloop-before python -m fixloop' for the figures before a change",
+    )
+    parser.add_argument("--label", help="recorded with each result instead of the model name alone")
     args = parser.parse_args()
 
     bugs = [
@@ -554,7 +570,8 @@ def main() -> None:
     if args.resume and results_path.is_file():
         for line in results_path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            done.add((row["bug"], row["model"]))
+            if row.get("label") == args.label:
+                done.add((row["bug"], row["model"]))
             rows.append(row)
     elif results_path.exists():
         results_path.rename(results_path.with_suffix(f".{int(time.time())}.jsonl"))
@@ -562,7 +579,10 @@ def main() -> None:
     log(f"{len(plan)} runs to do ({len(done)} already in {results_path})")
     for i, (bug, model) in enumerate(plan, 1):
         log(f"[{i}/{len(plan)}] {bug.id} with {model} ...")
-        result = solve_bug(bug, model, work, cache, args.max_turns, args.timeout)
+        fixloop_cmd = shlex.split(args.fixloop) if args.fixloop else None
+        result = solve_bug(bug, model, work, cache, args.max_turns, args.timeout, fixloop_cmd)
+        if args.label:
+            result["label"] = args.label
         with open(results_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(result) + "\n")
         rows.append(result)
@@ -571,7 +591,7 @@ def main() -> None:
             f"turns {result['turns']}, tokens {result.get('reply_tokens')}, "
             f"{result['wall_s']} s, user work survived: {result['user_work_survived']}"
         )
-    print(summary([r for r in rows if r["model"] in models]))
+    print(summary([r for r in rows if r["model"] in models and r.get("label") == args.label]))
 
 
 if __name__ == "__main__":
