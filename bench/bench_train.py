@@ -9,9 +9,13 @@ markdown table to paste into docs/BENCHMARKS.md; `--json` writes the raw numbers
     .venv/bin/python bench/bench_train.py --base qwen2.5-coder-0.5b --method sft --steps 20
     .venv/bin/python bench/bench_train.py --tiny --steps 6     # the tests' tiny model, toy data
 
-LoRA dropout is 0 by default: TRL switches dropout off for DPO/KTO and the old loop did not,
-so with dropout the curves differ by design. Tokens/s counts the tokens of the batch that
-carry attention (prompt and completion); for KTO the old loop also counted its KL sequences.
+LoRA dropout and warmup are 0 by default: TRL switches dropout off for DPO/KTO (the old loop
+did not), and the Trainer rounds warmup steps up where the old loop rounded down, so with
+either the curves differ by design. Tokens/s counts the tokens of the batch that carry
+attention (prompt and completion); for KTO the old loop also counted its KL sequences.
+On the tests' tiny model and a 43M-parameter random Llama the curves matched to 4 decimals
+(sft, dpo); on CPU TRL's fused LM head (log-probs computed in chunks, recomputed in the
+backward) cost about 40% more CPU per step on the 43M model, whose LM head is 29% of it.
 """
 
 from __future__ import annotations
