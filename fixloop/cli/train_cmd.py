@@ -104,6 +104,15 @@ def train(
     if not result.is_main:
         return
     m = result.metrics
+    if m.get("method") == "rlef":
+        typer.echo(
+            f"run: {result.run_dir}\n"
+            f"steps {m['steps']}  mean episode reward {m['first_reward']} -> "
+            f"{m['final_reward']}  ({m['tasks']} tasks, {m['rewarded_on_public_tests']} "
+            f"rewarded on their public tests)  {m['train_seconds']} s\n"
+            f"reward curve: {result.run_dir / 'reward.png'}\nnext: fixloop export {result.run_dir}"
+        )
+        return
     typer.echo(
         f"run: {result.run_dir}\n"
         f"steps {m['steps']}  loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}  "

@@ -122,3 +122,40 @@ def test_grpo_raises_the_mean_reward_on_a_learnable_toy_task(tiny: tuple, tmp_pa
     curve = log.mean_by_step()
     assert len(curve) == 24
     assert sum(curve[-6:]) / 6 > sum(curve[:6]) / 6 + 0.4, curve
+
+
+@pytest.mark.slow
+def test_fixloop_train_method_rlef_end_to_end(tiny: tuple, tmp_path: Path) -> None:
+    """`fixloop train --method rlef` on a task file, the real FunctionEnv and sandbox: the run
+    directory with its history, reward curve, adapter and metrics."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fixloop.cli import app
+
+    base, _model, _tok = tiny
+    suite = tmp_path / "toy.jsonl"
+    rows = [
+        {"task_id": i, "text": f"Write f{i}(x) returning x + {i}.",
+         "test_list": [f"assert f{i}(1) == {1 + i}"]}
+        for i in range(1, 7)
+    ]  # fmt: skip
+    suite.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["train", "--method", "rlef", "--base", str(base), "--data", str(tmp_path),
+         "--suite", str(suite), "--group", "2", "--turns", "2", "--max-new-tokens", "8",
+         "--max-steps", "2", "--out", str(tmp_path / "runs")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (run,) = list((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    data = json.loads((run / "data.json").read_text())
+    assert data["tasks"] + data["refused_eval_tasks"] == 6 and data["tasks"] >= 1
+    assert metrics["method"] == "rlef" and metrics["steps"] == 2
+    assert metrics["rewarded_on_public_tests"] == data["tasks"]  # no hidden tests here
+    assert metrics["first_reward"] is not None and metrics["first_reward"] <= 1.0
+    assert (run / "reward.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert len(data["tasks_sha256"]) == 64

@@ -16,11 +16,11 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
-Method = Literal["sft", "leti", "ilf", "dpo", "kto"]
+Method = Literal["sft", "leti", "ilf", "dpo", "kto", "rlef"]
 METHODS: tuple[Method, ...] = get_args(Method)
 
-# The dataset file `fixloop data build` writes for each method.
-DATA_FILES: dict[Method, str] = {m: f"{m}.jsonl" for m in METHODS}
+# The dataset file `fixloop data build` writes for each offline method (RLEF plays tasks).
+DATA_FILES: dict[Method, str] = {m: f"{m}.jsonl" for m in METHODS if m != "rlef"}
 
 # LeTI's reward and feedback tokens (Wang et al., 2023), added to the vocabulary.
 LETI_TOKENS: tuple[str, ...] = ("<|good|>", "<|bad|>", "<|lang_feedback|>", "<|/lang_feedback|>")
@@ -35,7 +35,9 @@ class TrainConfig(BaseModel):
     """Every knob of a run. Defaults suit LoRA on a 1.5B model on one GPU."""
 
     method: Method = _opt(
-        "leti", "--method", "sft | leti | ilf | dpo | kto (the dataset it trains on)."
+        "leti",
+        "--method",
+        "sft | leti | ilf | dpo | kto (the dataset it trains on) | rlef (online, on tasks).",
     )
     base: str = _opt(
         "qwen2.5-coder-1.5b",
@@ -73,6 +75,11 @@ class TrainConfig(BaseModel):
         False, "--gradient-checkpointing", "Trade compute for memory (large models)."
     )
     limit: int | None = _opt(None, "--limit", "Train on the first N rows.", ge=1)
+    suite: str = _opt("mbpp", "--suite", "RLEF: the tasks to play (mbpp train, or a .jsonl).")
+    group: int = _opt(4, "--group", "RLEF: episodes per task (GRPO's group).", ge=2)
+    turns: int = _opt(3, "--turns", "RLEF: attempts per episode.", ge=1)
+    kl: float = _opt(0.04, "--kl", "RLEF: KL penalty to the initial policy.", ge=0.0)
+    max_new_tokens: int = _opt(384, "--max-new-tokens", "RLEF: tokens per reply.", ge=1)
     split: str | None = Field("train", description="rows of this split (None: all rows)")
 
     @model_validator(mode="after")
@@ -83,6 +90,8 @@ class TrainConfig(BaseModel):
 
     @property
     def data_file(self) -> Path:
+        if self.method == "rlef":
+            raise ValueError("RLEF plays tasks (--suite), it reads no dataset file")
         return self.data_dir / DATA_FILES[self.method]
 
     @property

@@ -86,6 +86,13 @@ def run_training(
         cfg = TrainConfig.model_validate(rundir.read_json(resume / rundir.CONFIG)["config"])
     if cfg is None:
         raise ValueError("give a TrainConfig, or a run directory to resume")
+    if cfg.method == "rlef":
+        from trainer.rlef.run import run_rlef
+
+        run_dir, metrics = run_rlef(
+            cfg, cache_dir=cache_dir, registry_dir=registry_dir, resume=resume, progress=progress
+        )
+        return TrainResult(run_dir, metrics)
     rows = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)  # fail early
     val_rows = _validation_rows(cfg)
 

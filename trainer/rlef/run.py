@@ -1,0 +1,153 @@
+"""`fixloop train --method rlef`: one RLEF run in fixloop's run directory.
+
+The base loads as for every method (registry name, GGUF dequantized, or HF directory); the
+tasks come from `--suite` (MBPP train by default, with the hidden tests `fixloop data
+hidden-tests` derived; a task without them is rewarded on its public tests and the run
+counts those); episodes are played in the same FunctionEnv and sandbox as `fixloop solve`.
+The run directory holds config.json, data.json (the suite and its tasks' hash),
+history.jsonl (loss, reward, KL per step), the adapter, the tokenizer, metrics.json, and
+reward.png (the mean episode reward per step: the run's learning curve).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.events import Task
+from trainer.train import rundir
+from trainer.train.config import TrainConfig
+
+
+def load_tasks(cfg: TrainConfig) -> tuple[list[Task], int]:
+    """The training tasks, and how many the data guard refused (evaluation tasks, and the
+    user's tasks the eval harness holds out): RLEF never trains on what fixloop evaluates."""
+    from evals.suites import load_suite
+    from trainer.data.hygiene import EvalGuard, HeldOutTaskError
+
+    tasks = load_suite(cfg.suite, split="train", limit=cfg.limit)
+    guard = EvalGuard()
+    kept = [t for t in tasks if guard.reason(t) is None]
+    if not kept:
+        raise HeldOutTaskError(
+            f"every task of {cfg.suite} is an evaluation task or held out for evaluation; "
+            "train RLEF on MBPP's train split (--suite mbpp) or tasks of your own"
+        )
+    return kept, len(tasks) - len(kept)
+
+
+def tasks_sha256(tasks: list[Task]) -> str:
+    data = json.dumps([t.model_dump(mode="json") for t in tasks], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def run_rlef(
+    cfg: TrainConfig,
+    *,
+    cache_dir: Path,
+    registry_dir: Path,
+    resume: Path | None = None,
+    progress: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """Train with RLEF; the run directory and its metrics."""
+    import torch
+
+    from agent.environment import FunctionEnv
+    from trainer.rlef.grpo import RewardLog, RlefSettings, grpo_trainer, trl_quirks
+    from trainer.train.modeling import (
+        BaseSource,
+        load_model,
+        load_tokenizer,
+        lora_config,
+        resolve_base,
+    )
+    from trainer.train.trainers import RunDirCallback
+
+    tasks, refused = load_tasks(cfg)
+    if resume is not None:
+        run_dir = resume
+        base = BaseSource.from_dict(rundir.read_json(resume / rundir.CONFIG)["base"])
+        checkpoint = rundir.latest_checkpoint(resume)
+    else:
+        base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
+        run_dir = rundir.new_run_dir(cfg.out_dir, cfg.method)
+        checkpoint = None
+    tokenizer = load_tokenizer(base)
+    model = load_model(base, torch.float32)
+    public_only = sum(not t.hidden_tests for t in tasks)
+    if checkpoint is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(
+            run_dir / rundir.CONFIG,
+            {"config": cfg.model_dump(mode="json"), "base": base.as_dict(), "leti_token_ids": []},
+        )
+        rundir.write_json(
+            run_dir / rundir.DATA,
+            {"suite": cfg.suite, "tasks": len(tasks), "tasks_sha256": tasks_sha256(tasks),
+             "refused_eval_tasks": refused, "rewarded_on_public_tests": public_only},
+        )  # fmt: skip
+        model.config.save_pretrained(run_dir / rundir.BASE_CONFIG)
+    settings = RlefSettings(
+        num_generations=cfg.group,
+        max_turns=cfg.turns,
+        max_new_tokens=cfg.max_new_tokens,
+        beta=cfg.kl,
+        learning_rate=cfg.lr,
+        max_steps=cfg.max_steps or max(1, int(cfg.epochs * len(tasks))),
+        seed=cfg.seed,
+    )
+    log = RewardLog()
+    env = FunctionEnv()
+    trainer = grpo_trainer(
+        model,
+        tokenizer,
+        env,
+        tasks,
+        str(run_dir / rundir.CHECKPOINTS),
+        settings,
+        peft_config=lora_config(cfg, []) if cfg.lora else None,
+        log=log,
+        callbacks=[RunDirCallback(run_dir, "rlef", progress=progress)],
+    )
+    trainer.args.save_strategy = "steps"
+    trainer.args.save_steps = cfg.save_every
+    trainer.args.save_total_limit = cfg.keep_checkpoints
+    with trl_quirks():
+        train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.model.save_pretrained(run_dir / (rundir.ADAPTER if cfg.lora else rundir.FULL_MODEL))
+    tokenizer.save_pretrained(run_dir / rundir.TOKENIZER)
+    history = rundir.read_history(run_dir)
+    rewards = [h["reward"] for h in history if "reward" in h]
+    metrics: dict[str, Any] = {
+        "method": "rlef",
+        "steps": len(history),
+        "tasks": len(tasks),
+        "rewarded_on_public_tests": public_only,
+        "first_reward": rewards[0] if rewards else None,
+        "final_reward": sum(rewards[-5:]) / len(rewards[-5:]) if rewards else None,
+        "train_seconds": round(float(train_out.metrics.get("train_runtime", 0.0)), 3),
+    }
+    rundir.write_json(run_dir / rundir.METRICS, metrics)
+    if rewards:
+        _plot_reward(rewards, run_dir / "reward.png", f"RLEF on {base.name}")
+    return run_dir, metrics
+
+
+def _plot_reward(rewards: list[float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(rewards) + 1), rewards, marker=".", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean episode reward")
+    ax.set_ylim(-1.5, 1.1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
