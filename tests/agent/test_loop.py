@@ -9,6 +9,7 @@ import pytest
 
 from agent.backends.scripted import ScriptedBackend
 from agent.config import Settings
+from agent.context_fit import fit_context
 from agent.environment import Environment, FunctionEnv
 from agent.events import (
     CodeProposed,
@@ -31,7 +32,6 @@ from agent.events import (
     UserFeedback,
     UserRejected,
 )
-from agent.context_fit import fit_context
 from agent.session import AgentSession, SessionStateError
 from agent.session_log import read_session
 

@@ -108,8 +108,12 @@ def test_parts_that_do_not_hash_right_leave_nothing(fake_spec: ModelSpec, tmp_pa
 
 
 def test_missing_package_names_the_pip_command(fake_spec: ModelSpec, tmp_path: Path) -> None:
-    missing = PartSource(package="fixloop-nope-part9", version="9.9", module="fixloop_nope9",
-                         relpath="data/part09.bin")
+    missing = PartSource(
+        package="fixloop-nope-part9",
+        version="9.9",
+        module="fixloop_nope9",
+        relpath="data/part09.bin",
+    )
     spec = fake_spec.model_copy(update={"parts": [*fake_spec.parts, missing]})
     with pytest.raises(MissingPackageError) as info:
         ensure_model(spec, tmp_path / "cache", progress=False)

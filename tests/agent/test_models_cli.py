@@ -13,7 +13,10 @@ FIXLOOP = [sys.executable, "-m", "fixloop"]
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FIXLOOP, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+        [*FIXLOOP, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
         timeout=120,
     )
 
@@ -57,8 +60,15 @@ def test_unknown_model_and_bad_path_are_clear(tmp_path: Path) -> None:
 def test_config_show_names_sources(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("max_turns = 7\n")
-    res = _run("--config", str(cfg), "--model", "smollm2-135m", "config", "show",
-               env={"FIXLOOP_TEMPERATURE": "0.5"})
+    res = _run(
+        "--config",
+        str(cfg),
+        "--model",
+        "smollm2-135m",
+        "config",
+        "show",
+        env={"FIXLOOP_TEMPERATURE": "0.5"},
+    )
     assert res.returncode == 0, res.stderr
     lines = {line.split()[0]: line for line in res.stdout.splitlines()[1:]}
     assert "(flag)" in lines["model"]

@@ -534,8 +534,10 @@ def test_forging_program_through_solve_makes_no_positive_training_row(tmp_path: 
     assert out["outcome"] != "passed" and out["best_passed"] == 0, out
     data = tmp_path / "ds"
     build = subprocess.run(
-        [sys.executable, "-m", "fixloop", "data", "build"]
-        + ["--sessions", os.environ["FIXLOOP_SESSIONS_DIR"], "--out", str(data)],
+        [
+            *(sys.executable, "-m", "fixloop", "data", "build"),
+            *("--sessions", os.environ["FIXLOOP_SESSIONS_DIR"], "--out", str(data)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -40,7 +40,9 @@ def test_interpreter_under_tmp_is_visible_in_the_sandbox(tmp_path: Path) -> None
     )
     out = subprocess.run(
         [str(venv / "bin" / "python"), "-c", script],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:2] == ["passed", "bwrap"], out.stdout

@@ -20,7 +20,6 @@ from agent.models.registry import human_size
 STATE_STYLE = {"verified": "green", "unverified": "yellow", "not assembled": "yellow"}
 
 
-
 def describe(spec: ModelSpec, state: str) -> str:
     lines = [f"{spec.name}: {spec.description or spec.filename}", f"state: {state}"]
     if spec.lineage:
