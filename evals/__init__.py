@@ -6,9 +6,10 @@ held-out sessions or a file; `is_heldout` and `eval_test_ids` are the trainer's
 guard against training on what is evaluated.
 """
 
+from evals.errors import EvalError
 from evals.metrics import pass_at_k, wilson_interval
 from evals.results import EpisodeRecord, SuiteResult
-from evals.runner import EvalError, run_suite
+from evals.runner import run_suite
 from evals.suites import SuiteError, eval_test_ids, is_heldout, load_suite
 
 __all__ = [

@@ -280,15 +280,42 @@ def synthesize(
     runner = runner or VerifierRunner(timeout_s=config.timeout_s)
     started = time.perf_counter()
     result = SynthesisResult(text=text, config=config, model=backend.identity.key)
+    step = _stepper(progress)
+    _write_candidates(result, backend, step)  # 1.
+    live = [c for c in result.candidates if c.problem is None]
+    result.failure = _too_little(result, live)  # 2.
+    if result.failure is None:
+        live = _run_candidates(result, live, runner, step)  # 3.
+        kept_index = _keep_cases(result, live)  # 4.
+        live = _judge_accuracy(result, live, kept_index)  # 5.
+        if config.back_translate:
+            _back_translate_all(live, backend, text, step)  # 6.
+        for candidate in live:
+            if candidate.problem is None:
+                candidate.stage = "kept"
+        if not result.kept:
+            result.failure = "no function survived cross-validation (see each one's reason)"
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+def _stepper(progress: Progress | None) -> Progress:
+    """`progress`, or a callback that ignores the progress reports."""
 
     def step(stage: str, done: int, total: int) -> None:
         if progress is not None:
             progress(stage, done, total)
 
-    # 1. K samples, each with one function and its examples
+    return step
+
+
+def _write_candidates(result: SynthesisResult, backend: Backend, step: Progress) -> None:
+    """Step 1: K samples, each with one function and its examples; functions deduplicated
+    and screened, examples deduplicated (conflicting labels dropped)."""
+    config = result.config
     all_cases: list[Case] = []
     seen: set[str] = set()
-    prompt = AUTHOR_PROMPT.format(text=text, n_examples=config.examples_per_sample)
+    prompt = AUTHOR_PROMPT.format(text=result.text, n_examples=config.examples_per_sample)
     step("writing verifiers", 0, config.samples)
     for i in range(config.samples):
         params = SamplingParams(
@@ -315,18 +342,23 @@ def synthesize(
     result.examples_generated = len(all_cases)
     result.cases, result.conflicting_cases = distinct_cases(all_cases)
 
-    # 2. enough material to cross-validate
-    live = [c for c in result.candidates if c.problem is None]
-    if len(live) < config.min_functions or len(result.cases) < config.min_cases:
-        result.failure = (
-            f"too little to cross-validate: {len(live)} usable function(s) "
-            f"(need {config.min_functions}) and {len(result.cases)} distinct example(s) "
-            f"(need {config.min_cases}); sample more (--samples) or lower the thresholds"
-        )
-        result.duration_s = time.perf_counter() - started
-        return result
 
-    # 3. every function on every example, in the sandbox
+def _too_little(result: SynthesisResult, live: Sequence[Candidate]) -> str | None:
+    """Step 2: why there is too little material to cross-validate; None when there is enough."""
+    config = result.config
+    if len(live) >= config.min_functions and len(result.cases) >= config.min_cases:
+        return None
+    return (
+        f"too little to cross-validate: {len(live)} usable function(s) "
+        f"(need {config.min_functions}) and {len(result.cases)} distinct example(s) "
+        f"(need {config.min_cases}); sample more (--samples) or lower the thresholds"
+    )
+
+
+def _run_candidates(
+    result: SynthesisResult, live: list[Candidate], runner: VerifierRunner, step: Progress
+) -> list[Candidate]:
+    """Step 3: every function on every example, in the sandbox; the ones that ran cleanly."""
     snippets = [c.code for c in result.cases]
     step("running verifiers", 0, len(live))
     for done, candidate in enumerate(live, 1):
@@ -335,49 +367,52 @@ def synthesize(
         if not run.usable:
             candidate.problem, candidate.stage = run.problem, "run"
         step("running verifiers", done, len(live))
-    live = [c for c in live if c.problem is None]
+    return [c for c in live if c.problem is None]
 
-    # 4. keep an example some function gets right
+
+def _keep_cases(result: SynthesisResult, live: Sequence[Candidate]) -> list[int]:
+    """Step 4: keep an example some function gets right; the indices of the kept ones."""
     kept_index = [
         i
         for i, case in enumerate(result.cases)
         if any(c.answers[i] is not None and c.answers[i] == case.follows for c in live)
     ]
     result.kept_cases = [result.cases[i] for i in kept_index]
-    labels = [case.follows for case in result.kept_cases]
+    return kept_index
 
-    # 5. keep a function accurate on the kept examples
+
+def _judge_accuracy(
+    result: SynthesisResult, live: list[Candidate], kept_index: Sequence[int]
+) -> list[Candidate]:
+    """Step 5: keep a function accurate on the kept examples; the ones accurate enough."""
+    min_accuracy = result.config.min_accuracy
+    labels = [case.follows for case in result.kept_cases]
     for candidate in live:
         answers = VerifierRun(answers=[candidate.answers[i] for i in kept_index])
         candidate.accuracy = round(answers.accuracy(labels), 4)
-        if candidate.accuracy < config.min_accuracy:
+        if candidate.accuracy < min_accuracy:
             candidate.stage = "accuracy"
             candidate.problem = (
-                f"accuracy {candidate.accuracy:.2f} on the kept examples "
-                f"< {config.min_accuracy:.2f}"
+                f"accuracy {candidate.accuracy:.2f} on the kept examples < {min_accuracy:.2f}"
             )
-    live = [c for c in live if c.problem is None]
+    return [c for c in live if c.problem is None]
 
-    # 6. back-translation, judged by the local model
-    if config.back_translate:
-        step("back-translating", 0, len(live))
-        for done, candidate in enumerate(live, 1):
-            candidate.back_translation = back_translate(backend, candidate.source)
-            bad, candidate.judge_reply = contradicts(backend, text, candidate.back_translation)
-            if bad:
-                candidate.stage = "back-translation"
-                candidate.problem = (
-                    f"its back-translation contradicts the preference: "
-                    f"{candidate.back_translation!r}"
-                )
-            step("back-translating", done, len(live))
-    for candidate in live:
-        if candidate.problem is None:
-            candidate.stage = "kept"
-    if not result.kept:
-        result.failure = "no function survived cross-validation (see each one's reason)"
-    result.duration_s = time.perf_counter() - started
-    return result
+
+def _back_translate_all(
+    live: Sequence[Candidate], backend: Backend, text: str, step: Progress
+) -> None:
+    """Step 6: back-translation, judged by the local model; a contradicting function is
+    marked dropped."""
+    step("back-translating", 0, len(live))
+    for done, candidate in enumerate(live, 1):
+        candidate.back_translation = back_translate(backend, candidate.source)
+        bad, candidate.judge_reply = contradicts(backend, text, candidate.back_translation)
+        if bad:
+            candidate.stage = "back-translation"
+            candidate.problem = (
+                f"its back-translation contradicts the preference: {candidate.back_translation!r}"
+            )
+        step("back-translating", done, len(live))
 
 
 def check_verifier(

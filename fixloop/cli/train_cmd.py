@@ -189,7 +189,7 @@ def gate(
 ) -> None:
     """Evaluate candidate vs current on held-out tasks; promote only if not worse."""
     from agent.models.registry import UnknownModelError
-    from evals.runner import EvalError
+    from evals.errors import EvalError
     from evals.suites import SuiteError
     from trainer.gate import GateError, gate_tasks, run_gate
 
@@ -227,7 +227,7 @@ def retrain(
     ] = False,
 ) -> None:
     """Data build -> train -> export -> gate, with a before/after report (table and PNG)."""
-    from evals.runner import EvalError
+    from evals.errors import EvalError
     from evals.suites import SuiteError
     from trainer.export.check import GenerationCheckError
     from trainer.export.converter import ConverterError

@@ -18,8 +18,10 @@ from agent.config import Settings
 from agent.events import ChatMessage, SamplingParams, Task
 from agent.session_log import read_session, session_files
 from evals import report
+from evals.errors import EvalError
 from evals.results import SuiteResult
-from evals.runner import EvalError, read_results, run_suite
+from evals.results_file import read_results
+from evals.runner import run_suite
 
 
 def fenced(code: str) -> str:

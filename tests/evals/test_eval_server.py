@@ -14,7 +14,8 @@ from agent.backends.openai_http import OpenAIBackend
 from agent.config import Settings
 from agent.events import Task
 from evals.llama_server import llama_server, server_command
-from evals.runner import read_results, run_suite
+from evals.results_file import read_results
+from evals.runner import run_suite
 from fixloop.cli import app
 from tests.agent.openai_server import CannedOpenAI, serve
 

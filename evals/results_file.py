@@ -1,0 +1,107 @@
+"""The resumable results file of a run: a header line naming its settings, then one record
+per finished episode (``<out_dir>/episodes-<model>.jsonl``), appended as episodes end.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ValidationError
+
+from evals.errors import EvalError
+from evals.results import EpisodeRecord
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+
+
+class RunHeader(BaseModel):
+    """First line of a results file: what the episodes in it were produced with."""
+
+    model: str
+    model_key: str
+    max_turns: int
+    temperature: float
+    seed: int
+    purpose: str
+    policy: str = "greedy"  # the repair policy (agent/policies.py); older files: greedy
+
+
+def model_label(settings: Settings) -> str:
+    """How a run's model is named in tables and file names: --model (or the URL), + adapter."""
+    label = settings.base_url or settings.model
+    if settings.adapter is not None:
+        label += f"+{Path(settings.adapter).stem}"
+    return label
+
+
+def results_path(out_dir: Path, label: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", label).strip("_") or "model"
+    return out_dir / f"episodes-{slug}.jsonl"
+
+
+def read_results(path: Path) -> tuple[RunHeader | None, list[EpisodeRecord]]:
+    """The header and records of a results file; a torn last line is dropped from the file."""
+    if not path.exists():
+        return None, []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    header: RunHeader | None = None
+    records: list[EpisodeRecord] = []
+    good_bytes = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            good_bytes += len(line) + (1 if i < len(lines) - 1 else 0)
+            continue
+        last = i == len(lines) - 1  # no newline after it: written partly
+        try:
+            data = json.loads(line)
+            if last:
+                raise ValueError("unterminated last line")
+            if "run" in data:
+                header = RunHeader.model_validate(data["run"])
+            else:
+                records.append(EpisodeRecord.model_validate(data))
+        except (ValueError, ValidationError) as exc:
+            if last:  # a crash mid-write: drop the partial line so appends stay valid
+                with open(path, "r+b") as fh:
+                    fh.truncate(good_bytes)
+                break
+            raise EvalError(
+                f"{path}:{i + 1}: not a results line ({exc}); delete the file or use another --out"
+            ) from exc
+        good_bytes += len(line) + 1
+    return header, records
+
+
+class ResultsFile:
+    """Append-only, thread-safe writer of one run's records."""
+
+    def __init__(self, path: Path, header: RunHeader) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        existing, _ = read_results(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if existing is None:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"run": header.model_dump()}) + "\n")
+        elif existing != header:
+            diff = {
+                k: (getattr(existing, k), getattr(header, k))
+                for k in RunHeader.model_fields
+                if getattr(existing, k) != getattr(header, k)
+            }
+            raise EvalError(
+                f"{path} holds results of a different run ({', '.join(f'{k}: was {a!r}, now {b!r}' for k, (a, b) in diff.items())}); "  # noqa: E501
+                "use another --out directory, or delete the file to start over"
+            )
+
+    def append(self, record: EpisodeRecord) -> None:
+        line = record.model_dump_json() + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
