@@ -6,7 +6,8 @@ operations behind `fixloop solve --accept`, `fixloop undo` and `fixloop harvest`
 """
 
 from agent.workspace.commit import accept_files, commit_message, session_of
-from agent.workspace.edits import apply_edits, parse_edits, render_files
+from agent.workspace.edit_format import parse_edits, render_files
+from agent.workspace.edits import apply_edits
 from agent.workspace.env import WorkspaceEnv
 from agent.workspace.history import Harvested, Undone, harvest, undo_last
 from agent.workspace.repo import ANY_GIT_ERROR, GitRepo, WorkspaceError

@@ -26,26 +26,17 @@ from agent.environment import Environment, FormatProblem, Proposal
 from agent.events import Committed, FileEdit, Task
 from agent.sandbox.result import CapturedText, ExecResult, ExecStatus
 from agent.workspace.commit import accept_files, commit_message
-from agent.workspace.context import (
-    Context,
+from agent.workspace.context import Context, build_context, estimate_tokens
+from agent.workspace.edit_format import format_help, parse_edits, render_files
+from agent.workspace.edits import apply_edits, files_from_rendering, strip_notes
+from agent.workspace.failure import (
     Failure,
-    build_context,
     describe_failure,
-    estimate_tokens,
     is_test_path,
     named_files,
     parse_failure,
 )
-from agent.workspace.edits import (
-    apply_edits,
-    files_from_rendering,
-    format_help,
-    keep_line_endings,
-    parse_edits,
-    render_files,
-    strip_notes,
-    to_lf,
-)
+from agent.workspace.line_endings import keep_line_endings, to_lf
 from agent.workspace.repo import GitRepo, WorkspaceError, inside
 from agent.workspace.scratch import ScratchCopy
 

@@ -20,8 +20,9 @@ from agent.events import (
 )
 from agent.session_log import SessionLogError, SessionRecord, find_session, read_session
 from agent.workspace.commit import accept_files, commit_message
-from agent.workspace.edits import files_from_rendering, keep_line_endings, to_lf
+from agent.workspace.edits import files_from_rendering
 from agent.workspace.history import text_diff
+from agent.workspace.line_endings import keep_line_endings, to_lf
 from agent.workspace.repo import GitRepo, WorkspaceError
 
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from agent.workspace.context import (
-    CUT_MARKER,
-    Failure,
-    build_context,
-    failing_test_files,
-    local_imports,
-    named_files,
-)
-from agent.workspace.edits import parse_edits
+from agent.workspace.context import CUT_MARKER, build_context
+from agent.workspace.edit_format import parse_edits
+from agent.workspace.failure import Failure, failing_test_files, local_imports, named_files
 
 FILES = {
     "src/shop/__init__.py": "",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.environment import FormatProblem
-from agent.workspace.edits import apply_edits, files_from_rendering, parse_edits, render_files
+from agent.workspace.edit_format import parse_edits, render_files
+from agent.workspace.edits import apply_edits, files_from_rendering
 
 SOURCE = "def inclusive_range(start, stop):\n    return list(range(start, stop))\n"
 
@@ -238,7 +239,7 @@ def test_prose_with_a_slash_is_not_a_path_but_makefile_is() -> None:
 
 
 def test_line_endings_of_the_replaced_file_are_kept() -> None:
-    from agent.workspace.edits import keep_line_endings
+    from agent.workspace.line_endings import keep_line_endings
 
     crlf = "a\r\nb\r\nc\r\n"
     assert keep_line_endings(crlf, "a\nB\nc\nd\n") == "a\r\nB\r\nc\r\nd\r\n"

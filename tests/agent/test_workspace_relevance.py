@@ -21,8 +21,10 @@ from agent.config import Settings
 from agent.environment import FormatProblem
 from agent.events import CodeProposed, EpisodeFinished, ExecFinished, FormatError, Task, TaskKind
 from agent.session import AgentSession
-from agent.workspace.context import Failure, build_context, parse_failure
-from agent.workspace.edits import apply_edits, parse_edits
+from agent.workspace.context import build_context
+from agent.workspace.edit_format import parse_edits
+from agent.workspace.edits import apply_edits
+from agent.workspace.failure import Failure, parse_failure
 from agent.workspace.partial import splice_partial
 
 
@@ -427,7 +429,7 @@ def test_a_long_docstring_is_cut_in_the_view_and_kept_by_a_whole_definition() ->
 
 def test_a_failure_is_described_in_a_few_lines_per_test() -> None:
     from agent.sandbox.result import ExecResult, ExecStatus, TestResult, TestStatus
-    from agent.workspace.context import describe_failure
+    from agent.workspace.failure import describe_failure
 
     raise_line = UNITS.splitlines().index("            raise ValueError(amount)") + 1
     details = (

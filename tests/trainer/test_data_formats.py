@@ -158,7 +158,7 @@ def test_episodes_carry_feedback_turns_and_the_hidden_reward(
 
 def _workspace_log(tmp_path: Path, *, edited: bool) -> Path:
     """A workspace session as `fixloop repo accept [--edited]` leaves it, via the real writer."""
-    from agent.workspace.edits import render_files
+    from agent.workspace.edit_format import render_files
 
     proposed = {"pkg/calc.py": "def area(w, h):\n    return w * h\n"}
     final = {"pkg/calc.py": "def area(w: float, h: float) -> float:\n    return w * h\n"}
@@ -198,7 +198,7 @@ def _workspace_log(tmp_path: Path, *, edited: bool) -> Path:
 
 
 def test_workspace_accept_edited_correction_is_the_users_solution(tmp_path: Path) -> None:
-    from agent.workspace.edits import render_files
+    from agent.workspace.edit_format import render_files
 
     log, problems = read_log(_workspace_log(tmp_path, edited=True))
     assert log is not None and problems == []

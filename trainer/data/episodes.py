@@ -340,7 +340,7 @@ def judge(episode: Episode) -> Judgement:
 
 def corrected_code(correction: Correction) -> tuple[str, str]:
     """(proposed, kept) files of a workspace correction, rendered as the agent's edit replies."""
-    from agent.workspace.edits import render_files
+    from agent.workspace.edit_format import render_files
 
     return render_files(correction.proposed), render_files(correction.final)
 
