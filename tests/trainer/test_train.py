@@ -54,7 +54,7 @@ def _train(cfg: TrainConfig, tmp_path: Path, **kw: object):
 
 
 @pytest.mark.slow  # seconds per method on 2 cores
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "rlef"])  # rlef: test_rlef.py
 def test_each_method_trains_and_the_loss_falls(
     method: str, tiny: tuple[Path, Path], tmp_path: Path
 ) -> None:
