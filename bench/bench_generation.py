@@ -38,6 +38,7 @@ from agent.config import Settings, load_settings  # noqa: E402
 from agent.environment import FunctionEnv  # noqa: E402
 from agent.events import ChatMessage, ModelReplied, PromptSent, Task, TokenDelta  # noqa: E402
 from agent.session import AgentSession  # noqa: E402
+from bench.benchmarks_md import add_rows  # noqa: E402
 
 TASK = Task(
     text="Write a Python function merge_sorted(a, b) that merges two sorted lists into one "
@@ -95,8 +96,7 @@ def raw_run(backend: LlamaCppBackend, messages: list[ChatMessage], max_tokens: i
 
 
 SECTION = "## Generation throughput"
-SECTION_INTRO = f"""{SECTION}
-
+SECTION_INTRO = """
 Measured by `bench/bench_generation.py` (see its docstring): one reply generated through
 the agent (`AgentSession.start()` up to `ModelReplied`: header and events logged, prompt
 counted, tokens streamed as events) against llama-cpp-python's own
@@ -106,19 +106,6 @@ settings. Ratio = raw time / agent time, median of alternating pairs (goal >= 0.
 | date | machine | command | figure | reference | ratio |
 |---|---|---|---|---|---|
 """
-
-
-def record_row(path: Path, row: str) -> None:
-    """Add `row` at the end of this benchmark's table, creating the section if needed."""
-    text = path.read_text(encoding="utf-8")
-    if SECTION not in text:
-        path.write_text(text.rstrip("\n") + "\n\n" + SECTION_INTRO + row, encoding="utf-8")
-        return
-    head, tail = text.split(SECTION, 1)
-    lines = tail.splitlines(keepends=True)
-    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
-    lines.insert(last_row + 1, row)
-    path.write_text(head + SECTION + "".join(lines), encoding="utf-8")
 
 
 def main() -> None:
@@ -180,7 +167,7 @@ def main() -> None:
             f"create_chat_completion(stream=True): {result['raw_tok_s']} tok/s | "
             f"{wall_ratio:.3f} wall, {cpu_ratio:.3f} CPU (median of paired runs) |\n"
         )
-        record_row(ROOT / "docs" / "BENCHMARKS.md", row)
+        add_rows(SECTION, SECTION_INTRO, [row])
         print("recorded in docs/BENCHMARKS.md")
 
 

@@ -27,29 +27,22 @@ from agent.config import load_settings  # noqa: E402
 from agent.preferences.measure import PreferenceMeasure, as_dicts, measure, totals  # noqa: E402
 from agent.preferences.reference import reference_set  # noqa: E402
 from agent.preferences.synth import SynthesisConfig  # noqa: E402
+from bench.benchmarks_md import add_rows  # noqa: E402
 
 SECTION = "## Preference verifiers (AutoIF)"
 
 
 def record(rows: list[str]) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + (
-            f"\n\n{SECTION}\n\n"
-            "Measured by `bench/bench_preferences.py` (see its docstring) on the 12 reference\n"
-            "preferences: yield = verifiers kept / distinct verifiers written; agreement = share\n"
-            "of the reference snippet corpus on which the proposed verifier answers as the\n"
-            "hand-written one (a preference without a verifier counts 0 in 'all').\n\n"
-            "| date | machine | model | K | thresholds | with verifier | yield | agreement "
-            "(with verifier / all) |\n|---|---|---|---|---|---|---|---|\n"
-        )
-    head, sep, tail = text.partition(SECTION)
-    lines = tail.split("\n")
-    end = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
-    last = max(i for i, line in enumerate(lines[:end]) if line.startswith("|"))
-    lines[last + 1 : last + 1] = rows
-    path.write_text(head + sep + "\n".join(lines), encoding="utf-8")
+    add_rows(
+        SECTION,
+        "Measured by `bench/bench_preferences.py` (see its docstring) on the 12 reference\n"
+        "preferences: yield = verifiers kept / distinct verifiers written; agreement = share\n"
+        "of the reference snippet corpus on which the proposed verifier answers as the\n"
+        "hand-written one (a preference without a verifier counts 0 in 'all').\n\n"
+        "| date | machine | model | K | thresholds | with verifier | yield | agreement "
+        "(with verifier / all) |\n|---|---|---|---|---|---|---|---|",
+        rows,
+    )
 
 
 def main() -> None:

