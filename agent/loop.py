@@ -333,11 +333,9 @@ class Cycle:
                     role="user", content=f"{self.messages[-1].content}\n\n{feedback}"
                 )
         else:
-            why = earlier.shown_feedback if earlier.result is not None else "It did not pass."
-            if earlier.result is not None and earlier.result_feedback is None:
-                why = self.ctx.env.render_feedback(
-                    earlier.result, Proposal(code=earlier.code or proposal.code)
-                )
+            # The feedback logged with the earlier run (a failed run always has one here:
+            # a passing one ended the cycle above).
+            why = earlier.result_feedback or "It did not pass."
             feedback = prompts.duplicate_prompt(earlier.turn, why, self.ctx.env.reply_instruction)
             self.messages[:] = [
                 self.messages[0],
