@@ -172,7 +172,26 @@ def test_default_threads_uses_the_cores_that_are_free() -> None:
     from agent.backends.llama_cpp import default_threads
 
     cores = len(os.sched_getaffinity(0))
-    assert default_threads(load=0.0) == cores
-    assert default_threads(load=0.4) == cores  # fixloop's own last burst is not "busy"
-    assert default_threads(load=cores + 5.0) == 1
-    assert default_threads(load=1.6) == max(1, cores - 2)
+    assert default_threads(busy=0.0) == cores
+    assert default_threads(busy=0.4) == cores  # fixloop's own last burst is not "busy"
+    assert default_threads(busy=cores + 5.0) == 1
+    assert default_threads(busy=1.6) == max(1, cores - 2)
+
+
+def test_busy_cores_measures_now_not_the_lagging_load_average(monkeypatch) -> None:
+    """Regression: an idle machine whose 1-minute load average still said 1.6 (a process
+    that had just ended) got one llama.cpp thread of two, and half the speed."""
+    import os
+
+    from agent.backends import llama_cpp
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(cores), 1.0, 1.0))
+    idle = iter([(100.0, 1000.0), (100.0, 1100.0)])  # no busy jiffies in between
+    assert llama_cpp.busy_cores(0.0, sample=lambda: next(idle)) == 0.0
+    half = iter([(0.0, 0.0), (50.0, 100.0)])
+    assert llama_cpp.busy_cores(0.0, sample=lambda: next(half)) == 0.5 * cores
+    # Without /proc/stat the load average is all there is.
+    assert llama_cpp.busy_cores(0.0, sample=lambda: None) == float(cores)
+    monkeypatch.setattr(llama_cpp, "busy_cores", lambda: 0.0)
+    assert llama_cpp.default_threads() == cores
