@@ -126,7 +126,9 @@ def ref_logps(model: Any, batch: dict[str, Any]) -> Any:
 # --- fixloop's trainers -------------------------------------------------------------
 
 
-def _trainer(method: str, tiny: tuple[Path, Path], tmp_path: Path, **kw: Any) -> Any:
+def _trainer(
+    method: str, tiny: tuple[Path, Path], tmp_path: Path, compact_cpu_head: bool = True, **kw: Any
+) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -156,7 +158,13 @@ def _trainer(method: str, tiny: tuple[Path, Path], tmp_path: Path, **kw: Any) ->
     rows = load_examples(data, cfg.method)
     with peft_compat():
         return build_trainer(
-            cfg, model, tok, rows, output_dir=tmp_path / "out", new_token_ids=new_ids
+            cfg,
+            model,
+            tok,
+            rows,
+            output_dir=tmp_path / "out",
+            new_token_ids=new_ids,
+            compact_cpu_head=compact_cpu_head,
         )
 
 
@@ -300,3 +308,43 @@ def test_two_sft_steps_equal_the_old_update(tiny: tuple[Path, Path], tmp_path: P
     assert len(new_losses) == 2
     for a, b in zip(new_losses, old_losses, strict=True):
         assert abs(a - b) < 1e-4, (new_losses, old_losses)
+
+
+@pytest.mark.parametrize("method", ["sft", "leti"])
+def test_compact_cpu_head_equals_trls_chunked_head(
+    method: str, tiny: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU head that scores only labelled positions gives TRL's loss and gradients."""
+    import types
+
+    import torch.nn.functional as F
+
+    from trainer.train import cpu_head
+
+    scored: list[int] = []
+
+    def counting_ce(logits: Any, target: Any, **kw: Any) -> Any:
+        scored.append(logits.shape[0])
+        return F.cross_entropy(logits, target, **kw)
+
+    monkeypatch.setattr(cpu_head, "F", types.SimpleNamespace(cross_entropy=counting_ce))
+
+    def loss_and_grads(compact: bool) -> tuple[float, dict[str, Any]]:
+        trainer = _trainer(method, tiny, tmp_path / str(compact), compact_cpu_head=compact)
+        model = trainer.model
+        _perturb(model)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        with peft_compat():
+            loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.item(), grads
+
+    compact_loss, compact_grads = loss_and_grads(True)
+    assert len(scored) == 1  # the compact head ran, on the labelled positions only
+    trl_loss, trl_grads = loss_and_grads(False)
+    assert len(scored) == 1
+    assert abs(compact_loss - trl_loss) < 1e-5, (compact_loss, trl_loss)
+    assert compact_grads.keys() == trl_grads.keys() and compact_grads
+    for name, grad in trl_grads.items():
+        assert (compact_grads[name] - grad).abs().max().item() < 1e-5, name

@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
+from trainer.train.cpu_head import add_compact_cpu_head
 from trainer.train.data import Row
 from trainer.train.modeling import expose_head_bias, lora_config
 
@@ -77,8 +78,13 @@ def build_trainer(
     bf16: bool = False,
     new_token_ids: Sequence[int] = (),
     callbacks: Sequence[Any] = (),
+    compact_cpu_head: bool = True,
 ) -> Any:
-    """The TRL trainer of `cfg.method` on these rows (LoRA-wrapped unless `cfg.lora` is off)."""
+    """The TRL trainer of `cfg.method` on these rows (LoRA-wrapped unless `cfg.lora` is off).
+
+    `compact_cpu_head`: SFT on a CPU scores only labelled positions (`cpu_head`); off, TRL's
+    own chunked head runs (the reference in `bench/bench_train.py`).
+    """
     import copy
 
     from datasets import Dataset
@@ -123,6 +129,9 @@ def build_trainer(
         )
         if new_token_ids:
             expose_head_bias(trainer.model)
+    if cls is SFTTrainer and compact_cpu_head:
+        peft_wrapped = hasattr(trainer.model, "get_base_model")
+        add_compact_cpu_head(trainer.model.get_base_model() if peft_wrapped else trainer.model)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     return trainer
