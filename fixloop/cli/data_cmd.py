@@ -218,15 +218,12 @@ def seed_cmd(
     Every episode is logged as a session (purpose "seed") that `fixloop data build`
     compiles. Interrupted? Run the same command again: finished episodes are skipped.
     """
-    from evals.runner import run_suite
-    from evals.suites import load_suite
-    from trainer.data.hygiene import NEVER_TRAIN_SPLITS, EvalGuard
+    from trainer.data.seed import SeedError, seed_sessions, seed_tasks
 
-    if split in NEVER_TRAIN_SPLITS or suite == "humaneval":
-        fail(
-            f"refusing to seed from {suite} {split}: evaluation tasks (test and validation "
-            "splits, HumanEval) never become training data. Seed from --suite mbpp --split train."
-        )
+    try:
+        tasks = seed_tasks(suite, split, ids=ids, limit=limit)
+    except SeedError as exc:
+        fail(str(exc))
     cfg = settings(
         model=model,
         base_url=base_url,
@@ -235,34 +232,23 @@ def seed_cmd(
         sessions_dir=sessions_dir,
         policy=policy,
     )
-    tasks = load_suite(suite, split=split, ids=ids, limit=limit)
     check_sessions_dir(cfg)  # every episode is logged there: fail before running any
-    guard = EvalGuard()
-    refused = [why for why in map(guard.reason, tasks) if why is not None]
-    if refused:
-        fail(
-            f"{len(refused)} of {len(tasks)} tasks are evaluation tasks ({refused[0]}); "
-            "seed from a train split only"
-        )
-    temp = temperature if temperature is not None else (0.8 if samples > 1 else 0.0)
     target = out or cfg.data_dir / "seed" / f"{Path(suite).stem}-{split}"
     typer.echo(
         f"seeding {len(tasks)} tasks x {samples} sample(s), up to {max_turns} turns, "
         f"model {cfg.base_url or cfg.model}, policy {cfg.policy}; sessions -> {cfg.sessions_dir}"
     )
     started = time.perf_counter()
-    result = run_suite(
+    result = seed_sessions(
         tasks,
         cfg,
-        max_turns=max_turns,
+        out_dir=target,
+        suite_name=f"{suite}-{split}",
         samples=samples,
-        temperature=temp,
+        max_turns=max_turns,
+        temperature=temperature,
         workers=workers,
         seed=seed,
-        out_dir=target,
-        purpose="seed",
-        progress=True,
-        suite_name=f"{suite}-{split}",
     )
     wall = time.perf_counter() - started
     typer.echo(

@@ -225,8 +225,27 @@ def retrain(
     skip_build: Annotated[
         bool, typer.Option("--skip-build", help="Train on the existing dataset as is.")
     ] = False,
+    min_rows: Annotated[
+        int,
+        typer.Option(
+            "--min-rows",
+            min=0,
+            help="Seed first when the sessions give fewer train rows of the method (0: never).",
+        ),
+    ] = 100,
+    seed_samples: Annotated[
+        int, typer.Option("--seed-samples", min=1, help="Seed: episodes per MBPP train task.")
+    ] = 1,
+    seed_limit: Annotated[
+        int | None, typer.Option("--seed-limit", min=1, help="Seed: first N MBPP train tasks.")
+    ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start this retrain over (its seeded sessions are kept)."),
+    ] = False,
 ) -> None:
-    """Data build -> train -> export -> gate, with a before/after report (table and PNG)."""
+    """Seed (too few sessions) -> data build -> train -> export -> gate, with a before/after
+    report (table and PNG). Interrupted? The same command resumes at the unfinished stage."""
     from evals.errors import EvalError
     from evals.suites import SuiteError
     from trainer.export.check import GenerationCheckError
@@ -250,6 +269,10 @@ def retrain(
             workers=workers,
             promote=promote,
             skip_build=skip_build,
+            min_rows=min_rows,
+            seed_samples=seed_samples,
+            seed_limit=seed_limit,
+            fresh=fresh,
         )
     except (
         DataError,
@@ -264,4 +287,6 @@ def retrain(
     ) as exc:
         fail(str(exc))
     typer.echo(result.report_md.read_text(encoding="utf-8"))
-    typer.echo(f"report: {result.report_md}\nplot:   {result.report_png}")
+    typer.echo(
+        f"report: {result.report_md}\nplot:   {result.report_png}\nstate:  {result.directory}"
+    )

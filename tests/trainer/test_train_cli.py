@@ -90,3 +90,38 @@ def test_every_training_option_is_declared_once_for_both_commands(tmp_path: Path
     assert fields == set(TrainConfig.model_fields) - {"target_modules", "split"}
     result = runner.invoke(app, ["train", "--data", str(tmp_path), "--lr", "-1"])
     assert result.exit_code == 2 and "invalid training option --lr" in result.output
+
+
+def test_retrain_passes_its_seed_and_resume_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import trainer.retrain as rt
+
+    seen: dict[str, object] = {}
+
+    def fake(settings: object, cfg: object, **kwargs: object) -> SimpleNamespace:
+        seen.update(kwargs, cfg=cfg)
+        md = tmp_path / "retrain.md"
+        md.write_text("# Retrain: x\n", encoding="utf-8")
+        return SimpleNamespace(report_md=md, report_png=tmp_path / "p.png", directory=tmp_path)
+
+    monkeypatch.setattr(rt, "retrain", fake)
+    args = ["retrain", "--method", "sft", "--data", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"]) == (
+        rt.DEFAULT_MIN_ROWS,
+        1,
+        None,
+    )
+    assert seen["fresh"] is False and f"state:  {tmp_path}" in result.output
+    more = ["--min-rows", "7", "--seed-samples", "2", "--seed-limit", "5", "--fresh"]
+    assert runner.invoke(app, [*args, *more]).exit_code == 0
+    assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"], seen["fresh"]) == (
+        7,
+        2,
+        5,
+        True,
+    )

@@ -1,0 +1,84 @@
+"""The retrain report: `retrain.md` (the run, the export, the gate's before/after table)
+and `retrain.png` (both models' rates with 95% intervals, and the training loss curve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.export.pipeline import ExportResult
+from trainer.gate import GateResult
+from trainer.train import rundir
+from trainer.train.config import TrainConfig
+from trainer.train.loop import TrainResult
+
+
+def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> Path:
+    """Two panels: before/after rates with 95% intervals, and the training loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = gate.report
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    width = 0.38
+    names = [m.metric for m in report.metrics]
+    cur_rates = [gate.current.pass_at_1, gate.current.passed]
+    cand_rates = [gate.candidate.pass_at_1, gate.candidate.passed]
+    for offset, label, rates in (
+        (-width / 2, f"current: {report.current}", cur_rates),
+        (width / 2, f"candidate: {report.candidate}", cand_rates),
+    ):
+        xs = [i + offset for i in range(len(names))]
+        values = [100 * r.rate for r in rates]
+        errs = [
+            [100 * (r.rate - r.ci95[0]) for r in rates],
+            [100 * (r.ci95[1] - r.rate) for r in rates],
+        ]
+        ax.bar(xs, values, width, yerr=errs, capsize=4, label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel(f"% of {report.tasks} held-out tasks (95% CI)")
+    ax.set_ylim(0, 100)
+    ax.set_title("promoted" if report.promoted else "not promoted")
+    ax.legend(fontsize=8)
+    if history:
+        ax2.plot([h["step"] for h in history], [h["loss"] for h in history])
+    ax2.set_xlabel("optimizer step")
+    ax2.set_ylabel("training loss")
+    ax2.set_title("training")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def report_markdown(
+    cfg: TrainConfig, train: TrainResult, export: ExportResult, gate: GateResult
+) -> str:
+    m = train.metrics
+    lines = [
+        f"# Retrain: {export.name}",
+        "",
+        f"- data: {cfg.data_dir} ({m['examples']} {cfg.method} examples)",
+        f"- training: {m['steps']} steps, loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
+        f"{m['tokens_per_s']} tokens/s"
+        + (f", peak GPU memory {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else ""),
+        f"- validation loss: {m.get('val_loss_before')} -> {m.get('val_loss_after')} "
+        f"({m.get('val_examples', 0)} rows)",
+        f"- export: {export.gguf}" + (f" + adapter {export.adapter}" if export.adapter else ""),
+        "",
+        gate.report.markdown().split("\n", 2)[2],
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    directory: Path, cfg: TrainConfig, train: TrainResult, export: ExportResult, gate: GateResult
+) -> tuple[Path, Path]:
+    """retrain.md and retrain.png in `directory`."""
+    md = directory / "retrain.md"
+    md.write_text(report_markdown(cfg, train, export, gate), encoding="utf-8")
+    png = plot_report(gate, rundir.read_history(train.run_dir), directory / "retrain.png")
+    return md, png
