@@ -66,3 +66,23 @@ def test_every_method_trains_on_a_real_build(
             assert any(ids[2] in it["input_ids"] for it in trainer.train_dataset)
             assert set(LETI_TOKENS) <= set(tok.get_vocab())
     assert rows.get("leti") and rows.get("sft"), rows
+
+
+def test_sft_with_repair_adds_the_repair_trajectories(tmp_path: Path) -> None:
+    """--with-repair: sft.jsonl's rows plus repair.jsonl's, the loss on the repairing reply
+    (the prompt is the conversation up to it, with the failed attempt and its feedback)."""
+    from trainer.retrain import build_data
+
+    rows = build_data([SESSIONS], tmp_path / "data", progress=False)
+    assert rows["repair"] > 0
+    plain = load_examples(tmp_path / "data", "sft", split=None)
+    both = load_examples(tmp_path / "data", "sft", split=None, with_repair=True)
+    assert len(both) == len(plain) + rows["repair"]
+    for row in both[len(plain) :]:
+        roles = [m["role"] for m in row["prompt"]]
+        assert roles[-2:] == ["assistant", "user"]  # the failed attempt, then its feedback
+        assert [m["role"] for m in row["completion"]] == ["assistant"]
+    cfg = TrainConfig(method="sft", base="b", data_dir=tmp_path / "data", with_repair=True)
+    assert [p.name for p in cfg.data_files] == ["sft.jsonl", "repair.jsonl"]
+    with pytest.raises(ValueError, match="--method sft"):
+        TrainConfig(method="dpo", base="b", data_dir=tmp_path, with_repair=True)

@@ -21,6 +21,7 @@ METHODS: tuple[Method, ...] = get_args(Method)
 
 # The dataset file `fixloop data build` writes for each offline method (RLEF plays tasks).
 DATA_FILES: dict[Method, str] = {m: f"{m}.jsonl" for m in METHODS if m != "rlef"}
+REPAIR_FILE = "repair.jsonl"  # repair trajectories, prompt/completion; SFT --with-repair
 
 # LeTI's reward and feedback tokens (Wang et al., 2023), added to the vocabulary.
 LETI_TOKENS: tuple[str, ...] = ("<|good|>", "<|bad|>", "<|lang_feedback|>", "<|/lang_feedback|>")
@@ -75,6 +76,12 @@ class TrainConfig(BaseModel):
         False, "--gradient-checkpointing", "Trade compute for memory (large models)."
     )
     limit: int | None = _opt(None, "--limit", "Train on the first N rows.", ge=1)
+    with_repair: bool = _opt(
+        False,
+        "--with-repair",
+        "SFT: also train on repair.jsonl (failed, shown the feedback, repaired: loss on the "
+        "repairing reply).",
+    )
     suite: str = _opt("mbpp", "--suite", "RLEF: the tasks to play (mbpp train, or a .jsonl).")
     group: int = _opt(4, "--group", "RLEF: episodes per task (GRPO's group).", ge=2)
     turns: int = _opt(3, "--turns", "RLEF: attempts per episode.", ge=1)
@@ -86,6 +93,8 @@ class TrainConfig(BaseModel):
     def _alpha(self) -> TrainConfig:
         if self.lora_alpha is None:
             self.lora_alpha = 2 * self.lora_r
+        if self.with_repair and self.method != "sft":
+            raise ValueError("--with-repair adds repair trajectories to SFT; use --method sft")
         return self
 
     @property
@@ -93,6 +102,12 @@ class TrainConfig(BaseModel):
         if self.method == "rlef":
             raise ValueError("RLEF plays tasks (--suite), it reads no dataset file")
         return self.data_dir / DATA_FILES[self.method]
+
+    @property
+    def data_files(self) -> list[Path]:
+        """Every dataset file the run reads (SFT --with-repair: sft.jsonl and repair.jsonl)."""
+        extra = [self.data_dir / REPAIR_FILE] if self.with_repair else []
+        return [self.data_file, *extra]
 
     @property
     def needs_leti_tokens(self) -> bool:

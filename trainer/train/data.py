@@ -5,6 +5,8 @@
 - leti.jsonl ``{"task", "program", "reward", "feedback"}`` (or ``{"text"}``) -> one chat
   conversation (reward token and feedback span open the user turn), or one text: LM loss
   on all of it.
+- repair.jsonl ``{"prompt", "completion"}`` (SFT --with-repair): the conversation up to
+  the repairing reply, and the reply.
 - ilf.jsonl ``{"prompt", "completion"}``, dpo.jsonl ``{"prompt", "chosen", "rejected"}``,
   kto.jsonl ``{"prompt", "completion", "label"}``: as they are.
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from agent.errors import FixloopError
 from trainer.data.formats import leti_head
-from trainer.train.config import DATA_FILES, Method
+from trainer.train.config import DATA_FILES, REPAIR_FILE, Method
 
 REWARDS = ("good", "bad")
 
@@ -128,11 +130,17 @@ def _one_form(method: Method, rows: list[Row]) -> list[Row]:
 
 
 def load_examples(
-    data_dir: Path, method: Method, limit: int | None = None, split: str | None = "train"
+    data_dir: Path,
+    method: Method,
+    limit: int | None = None,
+    split: str | None = "train",
+    *,
+    with_repair: bool = False,
 ) -> list[Row]:
     """The rows of `<data_dir>/<method>.jsonl` in `split` (rows without one count), validated.
 
     `fixloop data build` marks each row's split by task; `split=None` takes every row.
+    `with_repair` (SFT) appends repair.jsonl's trajectories; a missing or empty one adds none.
     """
     path = data_dir / DATA_FILES[method]
     if not path.is_file():
@@ -141,7 +149,26 @@ def load_examples(
             f"no {DATA_FILES[method]} in {data_dir} (found: {', '.join(present) or 'nothing'}). "
             "Run `fixloop data build` first, or pick a --method whose data exists."
         )
-    rows: list[Row] = []
+    rows = [parse_row(method, row, where) for row, where in _read(path, split)]
+    if with_repair and (data_dir / REPAIR_FILE).is_file():
+        rows += [
+            {key: _content(row, key, where) for key in ("prompt", "completion")}
+            for row, where in _read(data_dir / REPAIR_FILE, split)
+        ]
+    rows = rows[:limit] if limit is not None else rows
+    if not rows:
+        which = f" in split {split!r}" if split else ""
+        raise DataError(
+            f"{path} has no rows{which}. Log some sessions and run `fixloop data build`."
+        )
+    if len({"messages" in r for r in rows}) > 1:  # LeTI: conversations or texts, not both
+        raise DataError(f"{path} mixes chat rows and text rows; rebuild it (`fixloop data build`).")
+    return _one_form(method, rows)
+
+
+def _read(path: Path, split: str | None) -> list[tuple[dict[str, Any], str]]:
+    """(row, "file:line") of each JSON object in `split` (rows without one count)."""
+    out = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -153,16 +180,17 @@ def load_examples(
                 raise DataError(f"{where}: not valid JSON ({exc.msg}).") from exc
             if not isinstance(row, dict):
                 raise DataError(f"{where}: each line must be a JSON object.")
-            if split is not None and row.get("split", split) != split:
-                continue
-            rows.append(parse_row(method, row, where))
-            if limit is not None and len(rows) >= limit:
-                break
-    if not rows:
-        which = f" in split {split!r}" if split else ""
-        raise DataError(
-            f"{path} has no rows{which}. Log some sessions and run `fixloop data build`."
-        )
-    if len({"messages" in r for r in rows}) > 1:  # LeTI: conversations or texts, not both
-        raise DataError(f"{path} mixes chat rows and text rows; rebuild it (`fixloop data build`).")
-    return _one_form(method, rows)
+            if split is None or row.get("split", split) == split:
+                out.append((row, where))
+    return out
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """One hash of the dataset files a run reads (the file's own for a single one)."""
+    present = [p for p in paths if p.is_file()]
+    if len(present) == 1:
+        return file_sha256(present[0])
+    digest = hashlib.sha256()
+    for p in present:
+        digest.update(p.name.encode() + b"\0" + file_sha256(p).encode())
+    return digest.hexdigest()

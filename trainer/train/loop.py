@@ -21,7 +21,7 @@ from typing import Any
 
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
-from trainer.train.data import DataError, file_sha256, load_examples, manifest_info
+from trainer.train.data import DataError, files_sha256, load_examples, manifest_info
 from trainer.train.modeling import (
     BaseSource,
     add_leti_tokens,
@@ -63,7 +63,9 @@ def _validation_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     if cfg.split != "train":
         return []
     with contextlib.suppress(DataError):
-        return load_examples(cfg.data_dir, cfg.method, None, "validation")
+        return load_examples(
+            cfg.data_dir, cfg.method, None, "validation", with_repair=cfg.with_repair
+        )
     return []
 
 
@@ -93,7 +95,9 @@ def run_training(
             cfg, cache_dir=cache_dir, registry_dir=registry_dir, resume=resume, progress=progress
         )
         return TrainResult(run_dir, metrics)
-    rows = load_examples(cfg.data_dir, cfg.method, cfg.limit, cfg.split)  # fail early
+    rows = load_examples(  # fail early
+        cfg.data_dir, cfg.method, cfg.limit, cfg.split, with_repair=cfg.with_repair
+    )
     val_rows = _validation_rows(cfg)
 
     import datasets
@@ -112,7 +116,7 @@ def run_training(
     if resume is not None:
         run_dir, ckpt = resume, rundir.latest_checkpoint(resume)
         base = BaseSource.from_dict(rundir.read_json(resume / rundir.CONFIG)["base"])
-        if file_sha256(cfg.data_file) != rundir.read_json(resume / rundir.DATA)["dataset_sha256"]:
+        if files_sha256(cfg.data_files) != rundir.read_json(resume / rundir.DATA)["dataset_sha256"]:
             raise rundir.RunDirError(
                 f"{cfg.data_file} changed since {resume.name} started; a resumed run must see "
                 "the same data. Start a new run (`fixloop train ...`) instead."
@@ -174,7 +178,7 @@ def run_training(
                 "manifest": str(manifest) if manifest else None,
                 "manifest_sha256": manifest_sha or None,
                 "dataset_file": str(cfg.data_file.resolve()),
-                "dataset_sha256": file_sha256(cfg.data_file),
+                "dataset_sha256": files_sha256(cfg.data_files),
                 "examples": kept,
                 "left_out": len(rows) - kept,
             },
