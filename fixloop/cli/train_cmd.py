@@ -239,6 +239,14 @@ def retrain(
     seed_limit: Annotated[
         int | None, typer.Option("--seed-limit", min=1, help="Seed: first N MBPP train tasks.")
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Seed with this model instead (strong-to-weak: e.g. the 1.5B's passing "
+            "attempts train the 0.5B).",
+        ),
+    ] = None,
     fresh: Annotated[
         bool,
         typer.Option("--fresh", help="Start this retrain over (its seeded sessions are kept)."),
@@ -272,6 +280,7 @@ def retrain(
             min_rows=min_rows,
             seed_samples=seed_samples,
             seed_limit=seed_limit,
+            seed_teacher=teacher,
             fresh=fresh,
         )
     except (

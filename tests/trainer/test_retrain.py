@@ -270,3 +270,21 @@ def test_data_changed_under_an_unfinished_retrain_is_refused(
     with pytest.raises(RetrainError, match=r"changed since this retrain's build.*--fresh"):
         world.retrain()
     assert world.retrain(fresh=True).train.metrics["steps"] == 2
+
+
+def test_a_teacher_seeds_for_the_model_being_retrained(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Strong-to-weak: --teacher plays the seed tasks; the base is still what is trained."""
+    own = world.retrain()
+    taught = world.retrain(seed_teacher="teacher")
+    assert taught.directory != own.directory  # another seed, another retrain
+    assert f"seeding {N_SEED} MBPP train tasks x 1 with teacher" in capsys.readouterr().err
+    logs = [
+        json.loads(p.read_text().splitlines()[0])
+        for p in (taught.directory / "sessions").rglob("*.jsonl")
+    ]
+    assert logs and all("teacher" in json.dumps(h) for h in logs)
+    assert json.loads((taught.train.run_dir / "config.json").read_text())["config"]["base"] == (
+        world.cfg.base
+    )

@@ -117,11 +117,13 @@ def test_retrain_passes_its_seed_and_resume_options(
         None,
     )
     assert seen["fresh"] is False and f"state:  {tmp_path}" in result.output
+    assert seen["seed_teacher"] is None
     more = ["--min-rows", "7", "--seed-samples", "2", "--seed-limit", "5", "--fresh"]
-    assert runner.invoke(app, [*args, *more]).exit_code == 0
+    assert runner.invoke(app, [*args, *more, "--teacher", "big"]).exit_code == 0
     assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"], seen["fresh"]) == (
         7,
         2,
         5,
         True,
     )
+    assert seen["seed_teacher"] == "big"

@@ -7,7 +7,8 @@ left; the same call again skips them and continues at the first unfinished one
 (`stages.py`). `fresh=True` starts the directory over, keeping the seeded sessions.
 
 - seed: when the sessions give fewer than `min_rows` train rows of the method, the model
-  being retrained plays MBPP train tasks (`trainer.data.seed`) into `sessions/` there,
+  being retrained (or `seed_teacher`, strong-to-weak as AutoIF does) plays MBPP train
+  tasks (`trainer.data.seed`) into `sessions/` there,
   resumable by its progress file in `seed/`;
 - build: `fixloop data build` of the sessions and the seeded ones into `cfg.data_dir`
   (its manifest hash is recorded, and checked before training);
@@ -64,6 +65,7 @@ def retrain_settings(
     min_rows: int,
     seed_samples: int,
     seed_limit: int | None,
+    seed_teacher: str | None = None,
     quant: str,
     lora_only: bool,
 ) -> dict[str, Any]:
@@ -75,6 +77,8 @@ def retrain_settings(
         out["sessions"] = [str(Path(s).resolve()) for s in sessions]
         if cfg.method != "rlef":
             out["seed"] = {"min_rows": min_rows, "samples": seed_samples, "limit": seed_limit}
+            if seed_teacher:
+                out["seed"]["teacher"] = seed_teacher
     out["export"] = {"quant": quant, "lora_only": lora_only}
     return out
 
@@ -96,6 +100,7 @@ def retrain(
     min_rows: int = DEFAULT_MIN_ROWS,
     seed_samples: int = 1,
     seed_limit: int | None = None,
+    seed_teacher: str | None = None,
     fresh: bool = False,
     backend_for: BackendFactory | None = None,
     progress: bool = True,
@@ -112,6 +117,7 @@ def retrain(
         min_rows=min_rows,
         seed_samples=seed_samples,
         seed_limit=seed_limit,
+        seed_teacher=seed_teacher,
         quant=quant,
         lora_only=lora_only,
     )
@@ -127,6 +133,7 @@ def retrain(
             min_rows=min_rows,
             samples=seed_samples,
             limit=seed_limit,
+            teacher=seed_teacher,
             backend_for=backend_for,
             progress=progress,
         )

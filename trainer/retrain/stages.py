@@ -66,6 +66,7 @@ def seed(
     min_rows: int,
     samples: int,
     limit: int | None,
+    teacher: str | None = None,
     backend_for: BackendFactory | None,
     progress: bool,
 ) -> list[Path]:
@@ -85,34 +86,36 @@ def seed(
         else:
             state.start("seed")
             say(f"{where}: {rows} {cfg.method} training rows (< --min-rows {min_rows})")
-            record = _play_seed(state, settings, cfg, samples, limit, backend_for, progress)
+            policy = teacher or cfg.base
+            record = _play_seed(state, settings, policy, samples, limit, backend_for, progress)
     return [Path(record["sessions"])] if record["seeded"] else []
 
 
 def _play_seed(
     state: RetrainState,
     settings: Settings,
-    cfg: TrainConfig,
+    model: str,
     samples: int,
     limit: int | None,
     backend_for: BackendFactory | None,
     progress: bool,
 ) -> dict[str, Any]:
-    """The model being retrained plays MBPP train tasks into the retrain's own sessions."""
+    """`model` (the one being retrained, or a teacher) plays MBPP train tasks into the
+    retrain's own sessions."""
     from agent.session_log import ensure_sessions_dir
     from trainer.data.seed import seed_sessions, seed_tasks
 
     out = ensure_sessions_dir(state.directory / SEED_SESSIONS)
     tasks = seed_tasks("mbpp", "train", limit=limit)
-    say(f"seeding {len(tasks)} MBPP train tasks x {samples} with {cfg.base} into {out}")
-    policy = {"model": cfg.base, "sessions_dir": out, "adapter": None, "base_url": None}
+    say(f"seeding {len(tasks)} MBPP train tasks x {samples} with {model} into {out}")
+    policy = {"model": model, "sessions_dir": out, "adapter": None, "base_url": None}
     result = seed_sessions(
         tasks,
         settings.model_copy(update=policy),
         out_dir=state.directory / "seed",
         suite_name="mbpp-train",
         samples=samples,
-        backend=backend_for(cfg.base) if backend_for else None,
+        backend=backend_for(model) if backend_for else None,
         progress=progress,
     )
     summary = f"{result.episodes} episodes into {out}, {result.passed.count:.0f} passed"
