@@ -25,6 +25,14 @@ PALETTE: dict[str, tuple[str, str]] = {
     "new_task": ("New task", "Clear the conversation and type a new task · key ctrl+n"),
     "sessions": ("Sessions", "Browse logged sessions and replay one · key ctrl+o"),
     "models": ("Models", "Pick the model and see the active version · key ctrl+l"),
+    "add_preference": (
+        "Add a standing preference",
+        "A rule every attempt is checked against ('use pathlib, not os.path') · /prefer TEXT",
+    ),
+    "list_preferences": (
+        "Standing preferences",
+        "List the stored preferences and whether each is active · /prefs",
+    ),
 }
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from agent.backends.base import Backend
 from agent.events import Event
+
+if TYPE_CHECKING:
+    from agent.preferences.synth import SynthesisResult
+    from agent.preferences.verify import VerifierRunner
 
 
 class AgentEvent(Message):
@@ -40,3 +46,33 @@ class BackendFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class PreferenceProgress(Message):
+    """Verifier synthesis for `/prefer` reached `done` of `total` in `stage`."""
+
+    def __init__(self, stage: str, done: int, total: int) -> None:
+        super().__init__()
+        self.stage = stage
+        self.done = done
+        self.total = total
+
+
+class PreferenceSynthesized(Message):
+    """Verifier synthesis for `/prefer` ended: a result, an error, or a cancel."""
+
+    def __init__(
+        self,
+        text: str,
+        result: SynthesisResult | None = None,
+        runner: VerifierRunner | None = None,
+        *,
+        error: str | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        super().__init__()
+        self.text = text
+        self.result = result
+        self.runner = runner
+        self.error = error
+        self.cancelled = cancelled

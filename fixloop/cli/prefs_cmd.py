@@ -66,51 +66,36 @@ def _indent(text: str, prefix: str = "    ") -> str:
 
 
 def _show_cases(cases: list[Case], answers: list[bool | None] | None = None) -> None:
+    from agent.preferences.review import case_line
+
     for i, case in enumerate(cases[:MAX_CASES_SHOWN]):
-        label = "follows" if case.follows else "breaks "
-        mark = ""
-        if answers is not None and i < len(answers):
-            answer = answers[i]
-            mark = " ✓" if answer == case.follows else f" ✗ verifier said {answer}"
-        lines = [line.strip() for line in case.code.splitlines() if line.strip()]
-        flat = " ⏎ ".join(lines)
-        flat = flat if len(flat) <= 72 else flat[:69] + "..."
-        typer.echo(f"  [{label}]{mark}  {flat}")
+        marked = answers is not None and i < len(answers)
+        typer.echo("  " + case_line(case, answers[i] if marked else None, marked=marked))
     if len(cases) > MAX_CASES_SHOWN:
         typer.echo(f"  ... and {len(cases) - MAX_CASES_SHOWN} more")
 
 
 def _show_synthesis(result: SynthesisResult) -> None:
-    report = result.report()
-    typer.echo(
-        f"\n{report['functions_generated']} verifier(s) from {report['samples']} sample(s): "
-        f"{report['functions_kept']} kept (yield {report['function_yield']:.0%}); "
-        f"examples: {report['examples_generated']} written, {report['examples_distinct']} "
-        f"distinct, {report['examples_kept']} kept; {report['duration_s']:.1f}s"
-    )
-    for i, candidate in enumerate(result.candidates, 1):
-        head = f"  #{i} (sample {candidate.sample + 1})"
-        if candidate.kept:
-            typer.echo(f"{head} kept, accuracy {candidate.accuracy:.2f}")
-        else:
-            typer.echo(f"{head} dropped at {candidate.stage}: {candidate.problem}")
+    from agent.preferences.review import candidate_lines, proposed_answers, yield_line
+
+    typer.echo(f"\n{yield_line(result)}")
+    for line in candidate_lines(result):
+        typer.echo(f"  {line}")
     best = result.best
     if best is None:
         return
     typer.echo(f"\nproposed verifier (#{result.candidates.index(best) + 1}):")
     typer.echo(_indent(best.source))
-    kept = {c.code for c in result.kept_cases}
-    answers = [a for case, a in zip(result.cases, best.answers, strict=False) if case.code in kept]
     typer.echo(f"\ncases it was checked on ({len(result.kept_cases)}):")
-    _show_cases(result.kept_cases, answers)
+    _show_cases(result.kept_cases, proposed_answers(result))
 
 
 def _show_run(run: VerifierRun, cases: list[Case], accuracy: float | None) -> None:
-    if accuracy is None:
-        typer.echo("no cases given: it loads and answers True/False on a simple program")
-        return
-    typer.echo(f"accuracy on {len(cases)} case(s): {accuracy:.0%}")
-    _show_cases(cases, run.answers)
+    from agent.preferences.review import run_line
+
+    typer.echo(run_line(cases, accuracy))
+    if accuracy is not None:
+        _show_cases(cases, run.answers)
 
 
 def _progress_bar() -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
@@ -139,7 +124,7 @@ def _approve(
     source: str, cases: list[Case], yes: bool, min_accuracy: float
 ) -> tuple[str, bool] | None:
     """Ask approve/edit/discard; (the verifier to store, whether it was edited), or None."""
-    from agent.preferences.synth import check_verifier
+    from agent.preferences.review import check_edit
 
     edited = False
     while not yes:
@@ -156,25 +141,21 @@ def _approve(
         if new is None or new.strip() == source.strip():
             typer.echo("unchanged")
             continue
-        run, accuracy = check_verifier(new, cases)
-        if not run.usable:
-            typer.secho(f"the edited verifier is unusable: {run.problem}", fg=typer.colors.RED)
+        check = check_edit(new, cases, min_accuracy)
+        if check.problem is not None:
+            typer.secho(check.problem, fg=typer.colors.RED)
             continue
-        _show_run(run, cases, accuracy)
-        if accuracy is not None and accuracy < min_accuracy:
-            typer.secho(
-                f"below {min_accuracy:.0%}: approve only if the cases are wrong", fg="yellow"
-            )
+        _show_run(check.run, cases, check.accuracy)
+        if check.warning is not None:
+            typer.secho(check.warning, fg="yellow")
         source, edited = new, True
     return source, edited
 
 
 def _store_version(text: str, version: VerifierVersion) -> None:
-    pref = _store().add(text, version)
-    typer.echo(
-        f"stored preference {pref.id} (version {pref.current.version}, active): "
-        "every attempt is now checked against it"
-    )
+    from agent.preferences.review import stored_line
+
+    typer.echo(stored_line(_store().add(text, version)))
 
 
 @app.command("add")
@@ -219,6 +200,7 @@ def add(
 ) -> None:
     """Add a preference: the model writes verifiers, the sandbox cross-checks them, you approve."""
     from agent.preferences import VerifierVersion
+    from agent.preferences.review import edited_version
     from agent.preferences.synth import SynthesisConfig, check_verifier, synthesize
     from agent.preferences.verify import VerifierRunner
 
@@ -289,10 +271,8 @@ def add(
     if approved is None:
         typer.echo("discarded")
         raise typer.Exit(1)
-    source, edited = approved
-    if edited:
-        version = version.model_copy(update={"verifier": source, "source": "edited"})
-    _store_version(text, version)
+    source, _edited = approved
+    _store_version(text, edited_version(version, source))
 
 
 @app.command("list")
@@ -302,13 +282,11 @@ def list_prefs() -> None:
     if not prefs:
         typer.echo('no preferences yet: fixloop prefs add "use pathlib, not os.path"')
         return
+    from agent.preferences.review import preference_row
+
     typer.echo(f"{'ID':32} {'STATE':8} {'VER':>3} {'CASES':>5}  TEXT")
-    for pref in prefs:
-        state = "active" if pref.active else "off"
-        version = pref.versions[-1] if pref.versions else None
-        n_cases = len(version.cases) if version else 0
-        ver = version.version if version else 0
-        typer.echo(f"{pref.id:32} {state:8} {ver:>3} {n_cases:>5}  {pref.text}")
+    for row in map(preference_row, prefs):
+        typer.echo(f"{row.id:32} {row.state:8} {row.version:>3} {row.cases:>5}  {row.text}")
 
 
 @app.command("show")

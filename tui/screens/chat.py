@@ -3,16 +3,22 @@
 Every call into the agent session runs in one thread worker (group "agent") that
 posts each event back as an `AgentEvent` message; the handlers here, on the UI
 thread, are the only code that touches widgets.
+
+`/prefer TEXT` adds a standing preference instead of starting a task: verifier
+synthesis runs in a thread worker (group "prefs") with the loaded model, posting
+`PreferenceProgress` and then `PreferenceSynthesized`; `/prefs` lists the stored ones.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,15 +31,24 @@ from agent import events as ev
 from agent.backends.base import Backend
 from agent.config import Settings
 from agent.events import Task
-from tui.messages import AgentEvent, BackendFailed, BackendReady, SessionCycleDone
+from tui.messages import (
+    AgentEvent,
+    BackendFailed,
+    BackendReady,
+    PreferenceProgress,
+    PreferenceSynthesized,
+    SessionCycleDone,
+)
 from tui.screens.edit import EditScreen
 from tui.task_text import task_from_prompt
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status_bar import StatusBar, apply_event
-from tui.widgets.transcript import TokenRate, Transcript
+from tui.widgets.transcript import TokenRate, Transcript, UserMessage
 
 if TYPE_CHECKING:
+    from agent.preferences.synth import SynthesisConfig, SynthesisResult
     from agent.session import AgentSession
+    from tui.screens.prefer import Approved
 
 BackendFactory = Callable[[Settings], Backend]
 REVIEW_ACTIONS = ("accept", "reject", "edit", "feedback", "retry")
@@ -51,6 +66,10 @@ def welcome_text(cwd: Path) -> str:
     home = Path.home()
     where = f"~/{cwd.relative_to(home)}" if cwd.is_relative_to(home) else str(cwd)
     return f"[b]fixloop[/] in {escape(where)}\n\n{WELCOME}"
+
+
+class _SynthesisCancelled(Exception):
+    """Raised from the progress callback to stop a `/prefer` synthesis between steps."""
 
 
 def default_backend_factory(settings: Settings) -> Backend:
@@ -101,6 +120,9 @@ class ChatScreen(Screen[None]):
         self.cancel_requested_at: float | None = None
         self.last_cycle_s: float | None = None  # cancel -> control back, for tests
         self.last_log_path: Path | None = None  # the newest session's log, kept after it closes
+        self.model_failed = False  # the last load failed: nothing loads until one is picked
+        self.synthesizing = False  # a /prefer synthesis holds the model (busy is set too)
+        self._prefer_cancel = threading.Event()
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -136,6 +158,7 @@ class ChatScreen(Screen[None]):
         if settings is not None:
             self.settings = settings
         self.model_ready = False
+        self.model_failed = False
         self.backend = None
         self.status.model = self.settings.model
         self.status.state = "loading model"
@@ -169,6 +192,7 @@ class ChatScreen(Screen[None]):
     async def _backend_failed(self, message: BackendFailed) -> None:
         self.query_one("#loading").display = False
         self.status.state = "model failed to load"
+        self.model_failed = True
         self.pending_task = None
         await self.transcript.note(f"could not load the model: {message.error}", "error")
         self.notify(
@@ -177,7 +201,7 @@ class ChatScreen(Screen[None]):
 
     # ------------------------------------------------------------------ prompt
     @on(PromptInput.Submitted)
-    def _submitted(self, message: PromptInput.Submitted) -> None:
+    async def _submitted(self, message: PromptInput.Submitted) -> None:
         if self.busy:
             self.notify("The agent is still working: press Esc to cancel it first.")
             message.prompt.load_text(message.text)
@@ -185,8 +209,16 @@ class ChatScreen(Screen[None]):
         if message.mode == "feedback":
             self.prompt.set_mode("task")
             self.send_feedback(message.text)
-        else:
+            return
+        from tui.screens.prefer import slash_command
+
+        command = slash_command(message.text)
+        if command is None:
             self.start_task(message.text)
+        elif command[0] == "prefer":
+            await self.add_preference(command[1])
+        else:
+            await self.list_preferences()
 
     @on(PromptInput.ModeLeft)
     def _mode_left(self) -> None:
@@ -231,6 +263,148 @@ class ChatScreen(Screen[None]):
         if self.session is None:
             return
         self.run_session("feedback", lambda: self.session.feedback(text))
+
+    # ------------------------------------------------------------------ preferences
+    def synthesis_config(self) -> SynthesisConfig:
+        """The CLI's defaults (`fixloop prefs add`), with the configured verifier timeout."""
+        from agent.preferences.synth import SynthesisConfig
+
+        return SynthesisConfig(timeout_s=self.settings.preference_timeout)
+
+    async def add_preference(self, text: str) -> None:
+        """`/prefer TEXT`: synthesize verifiers for TEXT in a worker, then review them."""
+        from tui.screens.prefer import PREFER_USAGE
+
+        text = text.strip()
+        if not text:
+            await self.transcript.note(PREFER_USAGE, "error")
+            return
+        if self.busy:
+            self.notify("The agent is still working: press Esc to cancel it first.")
+            return
+        if self.backend is None:
+            if self.model_failed:
+                why = "no model is loaded (it failed to load): pick one with ctrl+l"
+            else:
+                why = "the model is still loading: wait until the status bar says ready"
+            await self.transcript.note(
+                f"cannot add the preference: {why}, then /prefer again", "error"
+            )
+            return
+        config = self.synthesis_config()
+        self.busy = True
+        self.synthesizing = True
+        self.can_review = False
+        self._prefer_cancel.clear()
+        self.status.tokens_per_s = None
+        self.status.state = "preference: writing verifiers"
+        self.status.start_clock()
+        await self.transcript.add(UserMessage(Text(f"/prefer {text}")))
+        await self.transcript.note(
+            f"the model writes {config.samples} candidate verifiers with examples, the "
+            "sandbox cross-checks them; you approve one (Esc cancels)"
+        )
+        self._synthesize(text, self.backend, config)
+
+    @work(thread=True, exit_on_error=False, group="prefs")
+    def _synthesize(self, text: str, backend: Backend, config: SynthesisConfig) -> None:
+        from agent.preferences.synth import synthesize
+        from agent.preferences.verify import VerifierRunner
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if self._prefer_cancel.is_set():
+                raise _SynthesisCancelled
+            self.post_message(PreferenceProgress(stage, done, total))
+
+        try:
+            runner = VerifierRunner(timeout_s=config.timeout_s)
+            result = synthesize(text, backend, config, runner=runner, progress=progress)
+        except _SynthesisCancelled:
+            self.post_message(PreferenceSynthesized(text, cancelled=True))
+        except Exception as exc:
+            self.post_message(PreferenceSynthesized(text, error=f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(PreferenceSynthesized(text, result, runner))
+
+    @on(PreferenceProgress)
+    def _prefer_progress(self, message: PreferenceProgress) -> None:
+        if not self._prefer_cancel.is_set():
+            self.status.state = f"preference: {message.stage} {message.done}/{message.total}"
+
+    @on(PreferenceSynthesized)
+    async def _prefer_synthesized(self, message: PreferenceSynthesized) -> None:
+        from agent.preferences.review import yield_line
+        from tui.screens.prefer import PreferenceReview
+
+        self.busy = False
+        self.synthesizing = False
+        self.status.stop_clock()
+        self.can_review = self.session is not None
+        self.prompt.focus()
+        result = message.result
+        if message.cancelled:
+            self.status.state = "cancelled"
+            await self.transcript.note("preference cancelled: nothing stored", "warning")
+            return
+        if result is None:
+            self.status.state = "error"
+            await self.transcript.note(f"/prefer failed: {message.error}; nothing stored", "error")
+            return
+        await self.transcript.note(yield_line(result))
+        if result.best is None:
+            self.status.state = "no verifier"
+            await self.transcript.note(
+                f"no verifier for {result.text!r}: {result.failure}; nothing stored", "error"
+            )
+            return
+        self.status.state = "review the verifier"
+
+        async def reviewed(choice: Approved | None) -> None:
+            await self._prefer_reviewed(result, choice)
+
+        self.app.push_screen(PreferenceReview(result, message.runner), reviewed)
+
+    async def _prefer_reviewed(self, result: SynthesisResult, choice: Approved | None) -> None:
+        from agent.preferences import PreferenceError, PreferenceStore
+        from agent.preferences.review import edited_version, stored_line
+
+        if choice is None:
+            self.status.state = "discarded"
+            await self.transcript.note("discarded: the preference was not stored")
+            return
+        version = edited_version(result.version(), choice.source)
+        try:
+            pref = PreferenceStore.for_data_dir(self.settings.data_dir).add(result.text, version)
+        except (PreferenceError, OSError) as exc:
+            self.status.state = "error"
+            await self.transcript.note(f"could not store the preference: {exc}", "error")
+            return
+        self.status.state = "preference stored"
+        await self.transcript.note(stored_line(pref), "good")
+
+    async def list_preferences(self) -> None:
+        """`/prefs`: the stored preferences with their state, in the transcript."""
+        from agent.preferences import PreferenceError, PreferenceStore
+        from tui.screens.prefer import preference_lines
+
+        try:
+            prefs = PreferenceStore.for_data_dir(self.settings.data_dir).all()
+        except PreferenceError as exc:
+            await self.transcript.note(str(exc), "error")
+            return
+        await self.transcript.note("\n".join(preference_lines(prefs)))
+
+    def action_add_preference(self) -> None:
+        from tui.screens.prefer import PreferenceTextPrompt
+
+        async def given(text: str | None) -> None:
+            if text is not None:
+                await self.add_preference(text)
+
+        self.app.push_screen(PreferenceTextPrompt(), given)
+
+    async def action_list_preferences(self) -> None:
+        await self.list_preferences()
 
     # ------------------------------------------------------------------ worker
     def run_session(self, action: str, call: Callable[[], Iterator[ev.Event]]) -> None:
@@ -330,9 +504,12 @@ class ChatScreen(Screen[None]):
     def action_cancel(self) -> None:
         if not self.busy:
             return
+        self.status.state = "cancelling"
+        if self.synthesizing:  # stops at the next step (a reply being written finishes first)
+            self._prefer_cancel.set()
+            return
         if self.cancel_requested_at is None:
             self.cancel_requested_at = time.monotonic()
-        self.status.state = "cancelling"
         if self.session is not None:
             self.session.cancel()
 
@@ -401,9 +578,10 @@ class ChatScreen(Screen[None]):
 
     def on_unmount(self) -> None:
         """Quitting mid-generation stops the model (the log records the cancel)."""
-        if self.busy and self.session is not None:
+        self._prefer_cancel.set()  # a synthesis stops at its next step
+        if self.busy and not self.synthesizing and self.session is not None:
             self.session.cancel()
-        elif not self.busy:
+        elif not self.busy or self.synthesizing:
             self._close_session()
 
     def _close_session(self) -> None:

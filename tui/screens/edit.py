@@ -25,15 +25,18 @@ class EditScreen(ModalScreen[str | None]):
         Binding("ctrl+e", "external", "$EDITOR", priority=True),
     ]
 
-    def __init__(self, code: str, *, title: str = "") -> None:
+    def __init__(
+        self, code: str, *, title: str = "", on_save: str = "saves and runs the tests"
+    ) -> None:
         super().__init__()
         self.code = code
         self.title_text = title
+        self.on_save = on_save  # what ctrl+s does, as the title line says it
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-dialog"):
             yield Static(
-                f"Edit {self.title_text} — [b]ctrl+s[/] saves and runs the tests, "
+                f"Edit {self.title_text} — [b]ctrl+s[/] {self.on_save}, "
                 "[b]esc[/] cancels, [b]ctrl+e[/] opens $EDITOR",
                 id="edit-title",
             )
