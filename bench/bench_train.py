@@ -14,8 +14,10 @@ did not), and the Trainer rounds warmup steps up where the old loop rounded down
 either the curves differ by design. Tokens/s counts the tokens of the batch that carry
 attention (prompt and completion); for KTO the old loop also counted its KL sequences.
 On the tests' tiny model and a 43M-parameter random Llama the curves matched to 4 decimals
-(sft, dpo); on CPU TRL's fused LM head (log-probs computed in chunks, recomputed in the
-backward) cost about 40% more CPU per step on the 43M model, whose LM head is 29% of it.
+(sft, dpo). On CPU TRL's fused LM head (every position projected, in chunks, and again in
+the backward) made SFT 0.78x the old loop on the 0.5B; with fixloop's CPU head, which
+scores only the labelled positions (`trainer/train/cpu_head.py`), 1.31x (docs/BENCHMARKS.md).
+Give --data as an absolute path: the old loop runs from a temporary tree.
 """
 
 from __future__ import annotations
