@@ -34,6 +34,13 @@ _CACHE: dict[tuple[str, str | None, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def _cpu_times(stat: Path = Path("/proc/stat")) -> tuple[float, float] | None:
     """(busy, total) jiffies of all cores since boot, or None where /proc/stat is absent."""
     try:
@@ -54,14 +61,14 @@ def busy_cores(
     which made a model loaded on an idle machine take one thread of two (measured:
     10 tok/s instead of 20 for the 0.5B). The load average is only the fallback.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = _cores()
     first = sample()
     if first is not None:
         time.sleep(interval)
         second = sample()
         if second is not None and second[1] > first[1]:
             share = (second[0] - first[0]) / (second[1] - first[1])
-            return max(0.0, share) * (cores or 1)
+            return max(0.0, share) * cores
     return os.getloadavg()[0]
 
 
@@ -72,8 +79,7 @@ def default_threads(busy: float | None = None) -> int:
     a core slows every token; on a loaded machine fewer threads are faster. A core
     counts as free until it is more than half busy.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = _cores()
     busy = busy_cores() if busy is None else busy
     return max(1, min(cores, math.floor(cores - busy + 0.5)))
 
