@@ -33,9 +33,11 @@ from pathlib import PurePosixPath
 from agent.environment import FormatProblem
 from agent.events import FileEdit
 
-SEARCH_MARK = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
+# Small models mix up aider's markers with git's conflict markers (`<<<<<<< HEAD`, `>>>>>>>
+# main`, seen from the 1.5B model on a real repository): any one word after the arrows counts.
+SEARCH_MARK = re.compile(r"^\s*<{5,9} ?(?:SEARCH|HEAD|ORIGINAL|OLD|CURRENT)?\s*$", re.I)
 DIVIDER_MARK = re.compile(r"^\s*={5,9}\s*$")
-REPLACE_MARK = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
+REPLACE_MARK = re.compile(r"^\s*>{5,9} ?(?:[\w./-]+)?\s*$")
 _FENCE_OPEN = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _PATH_LINE = re.compile(
     r"^\s*(?:#+\s*)?(?:(?:file|path|filename)\s*:\s*)?[*_`'\"]*(?P<path>[\w./\\-]+)[*_`'\"]*:?\s*$",
@@ -258,6 +260,27 @@ def _search_replace_blocks(
     return edits
 
 
+def _without_lone_divider(body: str) -> str:
+    """A block that is only the replacement half of a SEARCH/REPLACE block (``=======``, new
+    lines, optionally ``>>>>>>> REPLACE``), as the new lines alone; other bodies unchanged.
+
+    The 1.5B model answers a refused whole file this way, the new definition after the
+    divider; read as sent after the path, the definition replaces the one of that name.
+    """
+    lines = body.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if start is None or not DIVIDER_MARK.match(lines[start]):
+        return body
+    rest = lines[start + 1 :]
+    if any(SEARCH_MARK.match(ln) or DIVIDER_MARK.match(ln) for ln in rest):
+        return body
+    while rest and not rest[-1].strip():
+        rest.pop()
+    if rest and REPLACE_MARK.match(rest[-1]):
+        rest.pop()
+    return "".join(rest)
+
+
 def parse_edits(reply: str, default_path: str | None = None) -> list[FileEdit]:
     """Every edit in a model reply, in order. FormatProblem when there is none or one is invalid.
 
@@ -277,7 +300,10 @@ def parse_edits(reply: str, default_path: str | None = None) -> list[FileEdit]:
         if path in EXAMPLE_PATHS:
             path = None
         where = f"in code block {n}" + (f" ({path})" if path else "")
-        if any(SEARCH_MARK.match(ln) for ln in fence.body.splitlines()):
+        body = _without_lone_divider(fence.body)
+        if body != fence.body and path is not None:
+            edits.append(FileEdit(path=safe_relpath(path), content=body))
+        elif any(SEARCH_MARK.match(ln) for ln in fence.body.splitlines()):
             edits.extend(_search_replace_blocks(fence.body, path, where, default_path))
         elif path is not None:
             edits.append(FileEdit(path=safe_relpath(path), content=fence.body))

@@ -97,7 +97,10 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-DOC_LINES = 3  # a longer docstring of shown code is cut to its first lines
+# A docstring of shown code longer than this is cut to its summary line. Shorter ones are
+# shown whole: a docstring cut after its first lines invited the 1.5B model to write the rest
+# itself (inflection's 20-line `ordinal` docstring became 1,024 tokens of invented doctests).
+LONG_DOCSTRING = 24
 
 
 def _long_docstrings(mod: Module, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -115,7 +118,7 @@ def _long_docstrings(mod: Module, ranges: list[tuple[int, int]]) -> list[tuple[i
         ):
             continue
         first, last = doc.lineno, doc.end_lineno or doc.lineno
-        if last - first + 1 <= DOC_LINES:
+        if last - first + 1 <= LONG_DOCSTRING:
             continue
         opening = mod.lines[first - 1].strip().strip("rRbBuU").strip("\"'")
         keep_to = first if opening else first + 1  # the summary line

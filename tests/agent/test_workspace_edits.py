@@ -252,3 +252,47 @@ def test_line_endings_of_the_replaced_file_are_kept() -> None:
         "one\r\ntwo\nTHREE\r\nfour\r\nfive\r\n"
     )
     assert keep_line_endings("x\n\ny\r\n", "x\n\nY\n") == "x\n\nY\n"
+
+
+ORDINAL = (
+    "import re\n\n\n"
+    + "".join(f"def helper_{i}(x):\n    return x + {i}\n\n\n" for i in range(12))
+    + "def ordinal(number: int) -> str:\n"
+    '    """The suffix: 1st, 2nd, 3rd, 4th."""\n'
+    "    number = abs(int(number))\n"
+    "    if number % 100 in (11, 12):\n"
+    '        return "th"\n'
+    '    return {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")\n'
+)
+ORDINAL_FIX = ORDINAL.replace("(11, 12)", "(11, 12, 13)")
+
+
+def test_git_conflict_markers_are_read_as_search_replace() -> None:
+    """The 1.5B model wrote `<<<<<<< HEAD` (and other models `>>>>>>> main`) on a real repo."""
+    reply = (
+        "inflection/__init__.py\n```python\n<<<<<<< HEAD\n    if number % 100 in (11, 12):\n"
+        "=======\n    if number % 100 in (11, 12, 13):\n>>>>>>> main\n```\n"
+    )
+    files = apply_edits(
+        parse_edits(reply), read_from({"inflection/__init__.py": ORDINAL}), whole_seen=set()
+    )
+    assert files == {"inflection/__init__.py": ORDINAL_FIX}
+
+
+def test_a_block_holding_only_the_replacement_half_replaces_that_definition() -> None:
+    """The 1.5B model's answer to a refused whole file: `=======`, then the new definition."""
+    new_def = ORDINAL_FIX[ORDINAL_FIX.index("def ordinal") :]
+    for tail in ("", ">>>>>>> REPLACE\n"):
+        reply = f"inflection/__init__.py\n```python\n=======\n{new_def}{tail}```\n"
+        [edit] = parse_edits(reply)
+        assert edit.content == new_def
+        files = apply_edits(
+            [edit], read_from({"inflection/__init__.py": ORDINAL}), whole_seen=set()
+        )
+        assert files == {"inflection/__init__.py": ORDINAL_FIX}  # the rest of the file kept
+
+
+def test_a_file_that_starts_with_an_rst_rule_is_still_a_whole_file() -> None:
+    text = "=======\nTitle\n=======\n\nBody.\n"
+    [edit] = parse_edits(f"README.rst\n```rst\n{text}```\n")
+    assert edit.content == text

@@ -393,7 +393,7 @@ DOCUMENTED = (
         f"def pad_{i}(x):\n    y = x + {i}\n    y *= 2\n    return y\n\n\n" for i in range(30)
     )
     + 'def slug(text):\n    """Make a slug.\n\n'
-    + "".join(f"    Detail line {i}.\n" for i in range(12))
+    + "".join(f"    Detail line {i}.\n" for i in range(30))
     + '    """\n    return re.sub(r"\\W+", "-", text).strip("-")\n'
 )
 
@@ -457,3 +457,31 @@ def test_a_failure_is_described_in_a_few_lines_per_test() -> None:
         f"    units.py:{raise_line} in Meter.add: raise ValueError(amount)\n"
         "  E   ValueError: -2"
     )
+
+
+def test_a_docstring_of_twenty_lines_is_shown_whole() -> None:
+    """inflection's `ordinal` (a 20-line docstring of doctests) cut after 3 lines made the 1.5B
+    model write 1,024 tokens of invented doctests instead of the fix."""
+    doc = "".join(f"        >>> ordinal({i})\n        'th'\n" for i in range(9))
+    source = (
+        DOCUMENTED.split("def slug")[0]
+        + 'def ordinal(number):\n    """\n    The suffix.\n\n    Examples::\n\n'
+        + doc
+        + '    """\n    return "th"\n'
+    )
+    files = {
+        "ords.py": source,
+        "test_ords.py": "from ords import ordinal\n\n\ndef test_ordinal():\n"
+        "    assert ordinal(1) == 'st'\n",
+    }
+    ctx = build_context(
+        files.get,
+        sorted(files),
+        failure=Failure(tests=[("test_ords.py", "test_ordinal")]),
+        named=[],
+        task_text="",
+        budget_tokens=600,
+        count=words,
+    )
+    text = view_of(ctx, "ords.py").text
+    assert doc in text and "the rest of the docstring" not in text
