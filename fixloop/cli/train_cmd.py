@@ -234,10 +234,18 @@ def retrain(
         ),
     ] = 100,
     seed_samples: Annotated[
-        int, typer.Option("--seed-samples", min=1, help="Seed: episodes per MBPP train task.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--seed-samples",
+            min=1,
+            help="Seed: episodes per task (default 1; the --preferences round: 4, at T 0.8).",
+        ),
+    ] = None,
     seed_limit: Annotated[
-        int | None, typer.Option("--seed-limit", min=1, help="Seed: first N MBPP train tasks.")
+        int | None,
+        typer.Option(
+            "--seed-limit", min=1, help="Seed: first N tasks (MBPP train, or --pref-tasks)."
+        ),
     ] = None,
     teacher: Annotated[
         str | None,
@@ -247,13 +255,31 @@ def retrain(
             "attempts train the 0.5B).",
         ),
     ] = None,
+    pref_tasks: Annotated[
+        str,
+        typer.Option(
+            "--pref-tasks",
+            help="The --preferences round's tasks: mbpp (MBPP train) or sessions (your own "
+            "logged tasks).",
+        ),
+    ] = "mbpp",
+    min_pairs: Annotated[
+        int,
+        typer.Option(
+            "--min-pairs", min=1, help="The --preferences round: fewest pairs to train on."
+        ),
+    ] = 8,
     fresh: Annotated[
         bool,
         typer.Option("--fresh", help="Start this retrain over (its seeded sessions are kept)."),
     ] = False,
 ) -> None:
     """Seed (too few sessions) -> data build -> train -> export -> gate, with a before/after
-    report (table and PNG). Interrupted? The same command resumes at the unfinished stage."""
+    report (table and PNG). Interrupted? The same command resumes at the unfinished stage.
+
+    `--method dpo --preferences` is the online round for your standing preferences (fixloop
+    prefs): the current model samples K attempts per task, checked against the tests and
+    your active preferences; pairs (both pass, one follows a preference, one not) train DPO."""
     from evals.errors import EvalError
     from evals.suites import SuiteError
     from trainer.export.check import GenerationCheckError
@@ -281,6 +307,8 @@ def retrain(
             seed_samples=seed_samples,
             seed_limit=seed_limit,
             seed_teacher=teacher,
+            pref_tasks=pref_tasks,
+            min_pairs=min_pairs,
             fresh=fresh,
         )
     except (

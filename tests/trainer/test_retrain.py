@@ -74,6 +74,7 @@ class World:
     cfg: TrainConfig
     mbpp: dict[str, Any]
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    trained_rows: list[list[dict[str, Any]]] = field(default_factory=list)  # per training call
     fail_export: int = 0  # raise in this many export calls
     interrupt_training: int = 0  # stop this many training calls after their config
 
@@ -126,7 +127,10 @@ def world(tmp_path: Path, mbpp: dict[str, Any], monkeypatch: pytest.MonkeyPatch)
             run_dir = rundir.new_run_dir(cfg.out_dir, cfg.method)
             run_dir.mkdir(parents=True)
             rundir.write_json(run_dir / rundir.CONFIG, {"config": cfg.model_dump(mode="json")})
-        rows = load_examples(cfg.data_dir, cfg.method, None, "train")  # the built data
+        rows = load_examples(  # the built data, as the real training reads it
+            cfg.data_dir, cfg.method, None, "train", preferences=cfg.preferences
+        )
+        w.trained_rows.append(rows)
         if w.interrupt_training:
             w.interrupt_training -= 1
             raise KeyboardInterrupt

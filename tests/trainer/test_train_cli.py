@@ -113,11 +113,19 @@ def test_retrain_passes_its_seed_and_resume_options(
     assert result.exit_code == 0, result.output
     assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"]) == (
         rt.DEFAULT_MIN_ROWS,
-        1,
+        None,  # retrain's default: 1, or 4 for the --preferences round
         None,
     )
     assert seen["fresh"] is False and f"state:  {tmp_path}" in result.output
     assert seen["seed_teacher"] is None
+    assert (seen["pref_tasks"], seen["min_pairs"]) == ("mbpp", rt.DEFAULT_MIN_PAIRS)
+    prefs = ["--method", "dpo", "--preferences", "--pref-tasks", "sessions", "--min-pairs", "3"]
+    assert runner.invoke(app, [*args, *prefs]).exit_code == 0
+    assert seen["cfg"].preferences and seen["cfg"].method == "dpo"  # type: ignore[attr-defined]
+    assert (seen["pref_tasks"], seen["min_pairs"]) == ("sessions", 3)
+    result = runner.invoke(app, [*args, "--preferences"])  # --method sft
+    assert result.exit_code == 2 and "--preferences trains DPO" in result.output
+    assert "--method dpo" in result.output
     more = ["--min-rows", "7", "--seed-samples", "2", "--seed-limit", "5", "--fresh"]
     assert runner.invoke(app, [*args, *more, "--teacher", "big"]).exit_code == 0
     assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"], seen["fresh"]) == (

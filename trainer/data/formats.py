@@ -350,12 +350,21 @@ def _passes_task(attempt: Attempt) -> bool:
     return attempt.hidden_result is None or attempt.hidden_result.passed
 
 
+def _verbatim(code: str) -> str:
+    """Code up to trailing whitespace: what tells preference sides apart. Not
+    `normalize_code`, which drops docstrings and comments, the very thing a preference
+    ("every public function has a docstring") may be about."""
+    return "\n".join(line.rstrip() for line in code.strip().splitlines())
+
+
 def pref_dpo_rows(episodes: Sequence[Episode]) -> list[Row]:
     """Preference pairs for one task: at the same prompt, two programs that both pass the
     task's tests, the chosen one following a preference of the user and the rejected one not
-    (their logged preference checks say which); at most 2 x 2 pairs per prompt and
-    preference. Both completions are the programs fenced, so the pair differs in the code
-    alone (a repair reply talks about feedback the first prompt never showed).
+    (their logged preference checks say which), and the chosen one breaking no other
+    preference; at most 2 x 2 pairs per prompt and preference (AutoIF's per query). Both
+    completions are the programs fenced, so the pair differs in the code alone (a repair reply
+    talks about feedback the first prompt never showed). `fixloop data build` and the online
+    round of `fixloop retrain --method dpo --preferences` both make their pairs here.
     """
     from agent.preferences.env import PREFERENCE_PREFIX, is_preference_check
 
@@ -368,14 +377,17 @@ def pref_dpo_rows(episodes: Sequence[Episode]) -> list[Row]:
             if not _passes_task(attempt):
                 continue
             assert attempt.result is not None and attempt.code is not None
-            for check in attempt.result.tests:
-                if not is_preference_check(check) or check.status not in ("passed", "failed"):
+            checks = [t for t in attempt.result.tests if is_preference_check(t)]
+            broken = sum(t.status == "failed" for t in checks)
+            for check in checks:
+                if check.status not in ("passed", "failed"):
                     continue
+                follows = check.status == "passed"
+                if follows and broken:
+                    continue  # chosen for one preference while breaking another: no
                 text = check.name.removeprefix(PREFERENCE_PREFIX)
                 sides = groups.setdefault((prompt_key, text), {True: {}, False: {}})
-                sides[check.status == "passed"].setdefault(
-                    normalize_code(attempt.code), (episode, attempt)
-                )
+                sides[follows].setdefault(_verbatim(attempt.code), (episode, attempt))
     rows: list[Row] = []
     for (prompt_key, text), sides in groups.items():
         chosen = list(sides[True].values())[:PREF_PAIRS_PER_SIDE]

@@ -3,6 +3,7 @@ and `retrain.png` (both models' rates with 95% intervals, and the training loss 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,19 @@ def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> P
 
 
 def report_markdown(
-    cfg: TrainConfig, train: TrainResult, export: ExportResult, gate: GateResult
+    cfg: TrainConfig,
+    train: TrainResult,
+    export: ExportResult,
+    gate: GateResult,
+    notes: Sequence[str] = (),
 ) -> str:
+    """The report; `notes` are more lines about the data (the preference round's pairs)."""
     m = train.metrics
     lines = [
         f"# Retrain: {export.name}",
         "",
         f"- data: {cfg.data_dir} ({m['examples']} {cfg.method} examples)",
+        *(f"- {note}" for note in notes),
         f"- training: {m['steps']} steps, loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
         f"{m['tokens_per_s']} tokens/s"
         + (f", peak GPU memory {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else ""),
@@ -75,10 +82,15 @@ def report_markdown(
 
 
 def write_report(
-    directory: Path, cfg: TrainConfig, train: TrainResult, export: ExportResult, gate: GateResult
+    directory: Path,
+    cfg: TrainConfig,
+    train: TrainResult,
+    export: ExportResult,
+    gate: GateResult,
+    notes: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     """retrain.md and retrain.png in `directory`."""
     md = directory / "retrain.md"
-    md.write_text(report_markdown(cfg, train, export, gate), encoding="utf-8")
+    md.write_text(report_markdown(cfg, train, export, gate, notes), encoding="utf-8")
     png = plot_report(gate, rundir.read_history(train.run_dir), directory / "retrain.png")
     return md, png

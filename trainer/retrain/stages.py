@@ -102,24 +102,61 @@ def _play_seed(
 ) -> dict[str, Any]:
     """`model` (the one being retrained, or a teacher) plays MBPP train tasks into the
     retrain's own sessions."""
-    from agent.session_log import ensure_sessions_dir
-    from trainer.data.seed import seed_sessions, seed_tasks
+    from trainer.data.seed import seed_tasks
 
-    out = ensure_sessions_dir(state.directory / SEED_SESSIONS)
     tasks = seed_tasks("mbpp", "train", limit=limit)
-    say(f"seeding {len(tasks)} MBPP train tasks x {samples} with {model} into {out}")
-    policy = {"model": model, "sessions_dir": out, "adapter": None, "base_url": None}
-    result = seed_sessions(
+    say(
+        f"seeding {len(tasks)} MBPP train tasks x {samples} with {model} into "
+        f"{state.directory / SEED_SESSIONS}"
+    )
+    return play(
+        state,
+        "seed",
+        settings,
+        model,
         tasks,
-        settings.model_copy(update=policy),
-        out_dir=state.directory / "seed",
         suite_name="mbpp-train",
         samples=samples,
+        backend_for=backend_for,
+        progress=progress,
+    )
+
+
+def play(
+    state: RetrainState,
+    stage: str,
+    settings: Settings,
+    model: str,
+    tasks: Sequence[Task],
+    *,
+    suite_name: str,
+    samples: int,
+    max_turns: int | None = None,
+    temperature: float | None = None,
+    backend_for: BackendFactory | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """`model` plays `tasks` x `samples` into the retrain's own sessions (`trainer.data.seed`,
+    resumable by its progress file in `seed/`), then `stage` is recorded as finished. The
+    seed stage and the preference round (`trainer.retrain.preferences`) both play here."""
+    from agent.session_log import ensure_sessions_dir
+    from trainer.data.seed import MAX_TURNS, seed_sessions
+
+    out = ensure_sessions_dir(state.directory / SEED_SESSIONS)
+    policy = {"model": model, "sessions_dir": out, "adapter": None, "base_url": None}
+    result = seed_sessions(
+        list(tasks),
+        settings.model_copy(update=policy),
+        out_dir=state.directory / "seed",
+        suite_name=suite_name,
+        samples=samples,
+        max_turns=max_turns or MAX_TURNS,
+        temperature=temperature,
         backend=backend_for(model) if backend_for else None,
         progress=progress,
     )
     summary = f"{result.episodes} episodes into {out}, {result.passed.count:.0f} passed"
-    return state.finish("seed", summary, seeded=True, sessions=str(out))
+    return state.finish(stage, summary, seeded=True, sessions=str(out))
 
 
 def build(
@@ -254,6 +291,7 @@ def gate(
     require_significant: bool,
     backend_for: BackendFactory | None,
     progress: bool,
+    notes: Sequence[str] = (),
 ) -> tuple[GateReport, Path, Path]:
     """Gate the exported model (again if the gate's settings changed) and write the report."""
     if tasks is None:
@@ -288,7 +326,7 @@ def gate(
         backend_for=backend_for,
         progress=progress,
     )
-    md, png = write_report(state.directory, cfg, train, exported, gate)
+    md, png = write_report(state.directory, cfg, train, exported, gate, notes)
     verdict = "promoted" if gate.report.promoted else "not promoted"
     state.finish(
         "gate",

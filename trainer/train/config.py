@@ -22,6 +22,15 @@ METHODS: tuple[Method, ...] = get_args(Method)
 # The dataset file `fixloop data build` writes for each offline method (RLEF plays tasks).
 DATA_FILES: dict[Method, str] = {m: f"{m}.jsonl" for m in METHODS if m != "rlef"}
 REPAIR_FILE = "repair.jsonl"  # repair trajectories, prompt/completion; SFT --with-repair
+PREF_DPO_FILE = "pref_dpo.jsonl"  # preference pairs (issue 16); DPO --preferences
+
+
+def dataset_file(method: Method, *, preferences: bool = False) -> str:
+    """The dataset file a method trains on (DPO --preferences: the preference pairs)."""
+    if method == "rlef":
+        raise ValueError("RLEF plays tasks (--suite), it reads no dataset file")
+    return PREF_DPO_FILE if preferences else DATA_FILES[method]
+
 
 # LeTI's reward and feedback tokens (Wang et al., 2023), added to the vocabulary.
 LETI_TOKENS: tuple[str, ...] = ("<|good|>", "<|bad|>", "<|lang_feedback|>", "<|/lang_feedback|>")
@@ -82,6 +91,12 @@ class TrainConfig(BaseModel):
         "SFT: also train on repair.jsonl (failed, shown the feedback, repaired: loss on the "
         "repairing reply).",
     )
+    preferences: bool = _opt(
+        False,
+        "--preferences",
+        "DPO on your standing preferences' pairs (pref_dpo.jsonl); with retrain, an online "
+        "round samples them first (fixloop prefs).",
+    )
     suite: str = _opt("mbpp", "--suite", "RLEF: the tasks to play (mbpp train, or a .jsonl).")
     group: int = _opt(4, "--group", "RLEF: episodes per task (GRPO's group).", ge=2)
     turns: int = _opt(3, "--turns", "RLEF: attempts per episode.", ge=1)
@@ -95,13 +110,13 @@ class TrainConfig(BaseModel):
             self.lora_alpha = 2 * self.lora_r
         if self.with_repair and self.method != "sft":
             raise ValueError("--with-repair adds repair trajectories to SFT; use --method sft")
+        if self.preferences and self.method != "dpo":
+            raise ValueError("--preferences trains DPO on preference pairs; use --method dpo")
         return self
 
     @property
     def data_file(self) -> Path:
-        if self.method == "rlef":
-            raise ValueError("RLEF plays tasks (--suite), it reads no dataset file")
-        return self.data_dir / DATA_FILES[self.method]
+        return self.data_dir / dataset_file(self.method, preferences=self.preferences)
 
     @property
     def data_files(self) -> list[Path]:

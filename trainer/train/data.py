@@ -24,7 +24,7 @@ from typing import Any
 
 from agent.errors import FixloopError
 from trainer.data.formats import leti_head
-from trainer.train.config import DATA_FILES, REPAIR_FILE, Method
+from trainer.train.config import REPAIR_FILE, Method, dataset_file
 
 REWARDS = ("good", "bad")
 
@@ -136,17 +136,20 @@ def load_examples(
     split: str | None = "train",
     *,
     with_repair: bool = False,
+    preferences: bool = False,
 ) -> list[Row]:
     """The rows of `<data_dir>/<method>.jsonl` in `split` (rows without one count), validated.
 
     `fixloop data build` marks each row's split by task; `split=None` takes every row.
     `with_repair` (SFT) appends repair.jsonl's trajectories; a missing or empty one adds none.
+    `preferences` (DPO) reads the preference pairs, pref_dpo.jsonl, instead of dpo.jsonl.
     """
-    path = data_dir / DATA_FILES[method]
+    name = dataset_file(method, preferences=preferences)
+    path = data_dir / name
     if not path.is_file():
         present = sorted(p.name for p in data_dir.glob("*.jsonl")) if data_dir.is_dir() else []
         raise DataError(
-            f"no {DATA_FILES[method]} in {data_dir} (found: {', '.join(present) or 'nothing'}). "
+            f"no {name} in {data_dir} (found: {', '.join(present) or 'nothing'}). "
             "Run `fixloop data build` first, or pick a --method whose data exists."
         )
     rows = [parse_row(method, row, where) for row, where in _read(path, split)]

@@ -64,7 +64,12 @@ def _validation_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
         return []
     with contextlib.suppress(DataError):
         return load_examples(
-            cfg.data_dir, cfg.method, None, "validation", with_repair=cfg.with_repair
+            cfg.data_dir,
+            cfg.method,
+            None,
+            "validation",
+            with_repair=cfg.with_repair,
+            preferences=cfg.preferences,
         )
     return []
 
@@ -96,7 +101,12 @@ def run_training(
         )
         return TrainResult(run_dir, metrics)
     rows = load_examples(  # fail early
-        cfg.data_dir, cfg.method, cfg.limit, cfg.split, with_repair=cfg.with_repair
+        cfg.data_dir,
+        cfg.method,
+        cfg.limit,
+        cfg.split,
+        with_repair=cfg.with_repair,
+        preferences=cfg.preferences,
     )
     val_rows = _validation_rows(cfg)
 
