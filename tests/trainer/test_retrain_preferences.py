@@ -184,7 +184,10 @@ def test_the_round_samples_pairs_and_trains_dpo_on_them(
 
     report = result.report_md.read_text()
     assert "- preference pairs: 6 pairs from 2 prompts" in report
-    assert "use-pathlib-not-os-path v1" in report and "online round: 18 episodes" in report
+    assert (
+        "use-pathlib-not-os-path v1" in report
+        and "online round: current sampled 3 tasks x 6 at T 0.8 (18 attempts" in report
+    )
     state = json.loads((result.directory / STATE).read_text())
     assert list(state["stages"]) == ["sample", "build", "pairs", "train", "export", "gate"]
     assert state["settings"]["preference_round"]["samples"] == 6

@@ -207,7 +207,12 @@ def pairs(
     ]
     sampled = state.get(STAGE)
     if sampled is not None:
-        lines.append(f"online round: {sampled['summary']}")
+        lines.append(
+            f"online round: {sampled['model']} sampled {sampled['tasks']} tasks x "
+            f"{sampled['samples']} at T {ROUND_TEMPERATURE} ({sampled['episodes']} attempts, "
+            f"each checked against the tests and the preferences), logged in "
+            f"{sampled['sessions']}"
+        )
     say(lines[0])
     state.finish(PAIRS, lines[0], counts=counts, lines=lines)
     return lines

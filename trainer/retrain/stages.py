@@ -156,7 +156,16 @@ def play(
         progress=progress,
     )
     summary = f"{result.episodes} episodes into {out}, {result.passed.count:.0f} passed"
-    return state.finish(stage, summary, seeded=True, sessions=str(out))
+    return state.finish(
+        stage,
+        summary,
+        seeded=True,
+        sessions=str(out),
+        model=model,
+        tasks=len(tasks),
+        samples=samples,
+        episodes=result.episodes,
+    )
 
 
 def build(
