@@ -144,7 +144,7 @@ def sample(
         settings,
         cfg.base,
         tasks,
-        suite_name="mbpp-train" if source == "mbpp" else "sessions",
+        suite_name="mbpp-train" if source == "mbpp" else "user-tasks",
         samples=samples,
         max_turns=ROUND_TURNS,
         temperature=ROUND_TEMPERATURE,
