@@ -9,7 +9,8 @@ Chosen by relevance, not by file order (aider's repository map is the model):
    definitions the task names, and files the task names;
 3. what those call, one level down (and, with room left, one more);
 
-each shown whole, with its path and line numbers, with the imports it needs. A small file
+each shown whole, with its path and line numbers, with the imports it needs (long
+docstrings cut to their first lines, then, while room is left, shown whole). A small file
 is shown whole; of a big one the rest appears as an outline (signatures, ``...`` bodies).
 The budget is in tokens of the model in use (`count`), so what is shown always fits.
 
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.workspace.failure import Failure, is_test_path
-from agent.workspace.fileview import FileView, Piece
+from agent.workspace.fileview import DOC_LINES, FileView, Piece
 from agent.workspace.selection import SMALL_FILE_LINES, Selector
 
 Counter = Callable[[str], int]
@@ -88,6 +89,7 @@ def build_context(
     packer = _Packer(sel, safe_read, count, budget_tokens)
     packer.add_pieces()
     packer.add_whole_files()
+    packer.add_whole_docstrings()
     packer.add_outlines()
     result = packer.final_views()
     spent = packer.cost(result)
@@ -132,6 +134,9 @@ def _select(
     return sel
 
 
+WHOLE_DOCSTRING = 40  # with room left, shown code keeps docstrings up to this many lines
+
+
 class _Packer:
     """Fits the selected pieces, whole files, outlines and cut files into the token budget,
     in that order, each step keeping only what still fits."""
@@ -147,6 +152,7 @@ class _Packer:
         self.chosen: dict[str, list[Piece]] = {p: [] for p in self.order}
         self.outlines: dict[str, int | None] = {}
         self.whole: set[str] = set()
+        self.full_docs: set[str] = set()  # files whose shown code keeps its docstrings whole
         self._costs: dict[str, int] = {}
 
     def views(self, outlines: dict[str, int | None], whole: set[str]) -> list[FileView]:
@@ -157,7 +163,8 @@ class _Packer:
             if path in whole:
                 v = self.sel.whole(path)
             elif self.chosen[path] or path in outlines:
-                v = self.sel.view(path, self.chosen[path], outlines.get(path, 0))
+                docs = WHOLE_DOCSTRING if path in self.full_docs else DOC_LINES
+                v = self.sel.view(path, self.chosen[path], outlines.get(path, 0), docs)
             else:
                 continue
             if v is not None:
@@ -195,6 +202,17 @@ class _Packer:
                 trial = self.whole | {path}
                 if self.fits(self.outlines, trial):
                     self.whole = trial
+
+    def add_whole_docstrings(self) -> None:
+        """Docstrings of the shown code whole (up to WHOLE_DOCSTRING lines), file by file, where
+        they still fit: cut after their first lines, the 1.5B model wrote the rest itself
+        (inflection's `ordinal`: 1,024 tokens of invented doctests instead of the fix)."""
+        for path in self.order:
+            if path in self.whole or not self.chosen[path] or is_test_path(path):
+                continue
+            self.full_docs.add(path)
+            if not self.fits(self.outlines, self.whole):
+                self.full_docs.discard(path)
 
     def _worth_whole(self, path: str, text: str) -> bool:
         """A small file, or a Python file whole costs little more than its parts and outline."""

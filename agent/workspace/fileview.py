@@ -97,14 +97,14 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-# A docstring of shown code longer than this is cut to its summary line. Shorter ones are
-# shown whole: a docstring cut after its first lines invited the 1.5B model to write the rest
-# itself (inflection's 20-line `ordinal` docstring became 1,024 tokens of invented doctests).
-LONG_DOCSTRING = 24
+DOC_LINES = 3  # a longer docstring of shown code is cut to its first lines, unless room is left
 
 
-def _long_docstrings(mod: Module, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Line ranges to leave out: all but the first lines of long docstrings in shown code."""
+def _long_docstrings(
+    mod: Module, ranges: list[tuple[int, int]], doc_lines: int
+) -> list[tuple[int, int]]:
+    """Line ranges to leave out: all but the first lines of docstrings in shown code longer
+    than `doc_lines`."""
     out = []
     for d in mod.defs.values():
         body = getattr(d.node, "body", None)
@@ -118,7 +118,7 @@ def _long_docstrings(mod: Module, ranges: list[tuple[int, int]]) -> list[tuple[i
         ):
             continue
         first, last = doc.lineno, doc.end_lineno or doc.lineno
-        if last - first + 1 <= LONG_DOCSTRING:
+        if last - first + 1 <= doc_lines:
             continue
         opening = mod.lines[first - 1].strip().strip("rRbBuU").strip("\"'")
         keep_to = first if opening else first + 1  # the summary line
@@ -167,19 +167,23 @@ def _short_imports(
 
 
 def render_partial(
-    mod: Module, pieces: list[Piece], outline: int | None, shorten_imports: bool = False
+    mod: Module,
+    pieces: list[Piece],
+    outline: int | None,
+    shorten_imports: bool = False,
+    doc_lines: int = DOC_LINES,
 ) -> str:
-    """The pieces of a file whole (with `# fixloop: lines a-b` notes; long docstrings cut to
-    their first lines), the imports they need, and up to `outline` outline entries
-    (signatures with ``...`` bodies) for the rest. `shorten_imports`: a long import list
-    shows only the names used (for test files, which are not edited)."""
+    """The pieces of a file whole (with `# fixloop: lines a-b` notes; docstrings longer than
+    `doc_lines` cut to their first lines), the imports they need, and up to `outline`
+    outline entries (signatures with ``...`` bodies) for the rest. `shorten_imports`: a long
+    import list shows only the names used (for test files, which are not edited)."""
     code = [(p.start, p.end) for p in pieces]
     whole_ranges = _merge(code + _needed_imports(mod, code))
     all_entries = _outline_entries(mod, whole_ranges)
     entries = all_entries
     if outline is not None:
         entries = entries[:outline] if outline > 0 else []
-    holes = _long_docstrings(mod, whole_ranges)
+    holes = _long_docstrings(mod, whole_ranges, doc_lines)
     short: dict[int, str] = {}
     if shorten_imports:
         import_holes, short = _short_imports(mod, whole_ranges, code)

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from agent.workspace.codeindex import Definition, RepoIndex
 from agent.workspace.failure import IDENTIFIER, Failure, is_test_path
-from agent.workspace.fileview import FileView, Piece, render_partial
+from agent.workspace.fileview import DOC_LINES, FileView, Piece, render_partial
 
 _PASS_THROUGH = re.compile(r"\(\s*\*\w+\s*,\s*\*\*\w+\s*\)")  # f(*args, **kwargs)
 SMALL_FILE_LINES = 80  # a file this short is shown whole when it fits
@@ -229,8 +229,11 @@ class Selector:
         return out
 
     # ---------------------------------------------------------------- views
-    def view(self, path: str, pieces: list[Piece], outline: int | None) -> FileView | None:
-        """A file's view with these pieces and the first `outline` outline entries (all: None)."""
+    def view(
+        self, path: str, pieces: list[Piece], outline: int | None, doc_lines: int = DOC_LINES
+    ) -> FileView | None:
+        """A file's view with these pieces and the first `outline` outline entries (all: None);
+        docstrings longer than `doc_lines` cut."""
         mod = self.index.module(path)
         reason = self.file_reason.get(path, "")
         if mod is None:
@@ -238,7 +241,9 @@ class Selector:
             if text is None:
                 return None
             return FileView(path, text, reason, True, [], len(text.splitlines()))
-        text = render_partial(mod, pieces, outline, shorten_imports=is_test_path(path))
+        text = render_partial(
+            mod, pieces, outline, shorten_imports=is_test_path(path), doc_lines=doc_lines
+        )
         return FileView(path, text, reason, False, pieces, len(mod.lines))
 
     def whole(self, path: str) -> FileView | None:

@@ -393,7 +393,7 @@ DOCUMENTED = (
         f"def pad_{i}(x):\n    y = x + {i}\n    y *= 2\n    return y\n\n\n" for i in range(30)
     )
     + 'def slug(text):\n    """Make a slug.\n\n'
-    + "".join(f"    Detail line {i}.\n" for i in range(30))
+    + "".join(f"    Detail line {i}.\n" for i in range(60))
     + '    """\n    return re.sub(r"\\W+", "-", text).strip("-")\n'
 )
 
@@ -459,10 +459,10 @@ def test_a_failure_is_described_in_a_few_lines_per_test() -> None:
     )
 
 
-def test_a_docstring_of_twenty_lines_is_shown_whole() -> None:
-    """inflection's `ordinal` (a 20-line docstring of doctests) cut after 3 lines made the 1.5B
-    model write 1,024 tokens of invented doctests instead of the fix."""
-    doc = "".join(f"        >>> ordinal({i})\n        'th'\n" for i in range(9))
+def test_a_docstring_is_shown_whole_while_room_is_left() -> None:
+    """With room left, a docstring is shown whole: inflection's `ordinal` (20 lines of
+    doctests) cut after 3 lines made the 1.5B model invent 1,024 tokens of doctests."""
+    doc = "".join(f"        >>> ordinal({i})\n        'th'\n" for i in range(15))
     source = (
         DOCUMENTED.split("def slug")[0]
         + 'def ordinal(number):\n    """\n    The suffix.\n\n    Examples::\n\n'
@@ -485,3 +485,17 @@ def test_a_docstring_of_twenty_lines_is_shown_whole() -> None:
     )
     text = view_of(ctx, "ords.py").text
     assert doc in text and "the rest of the docstring" not in text
+    # Short of room, the docstring is cut before the code is left out.
+    views = []
+    for budget in range(ctx.tokens, 60, -1):
+        tight = build_context(
+            files.get,
+            sorted(files),
+            failure=Failure(tests=[("test_ords.py", "test_ordinal")]),
+            named=[],
+            task_text="",
+            budget_tokens=budget,
+            count=words,
+        )
+        views.append(view_of(tight, "ords.py").text if "ords.py" in tight.shown else "")
+    assert any("the rest of the docstring, not shown" in v and 'return "th"' in v for v in views)
