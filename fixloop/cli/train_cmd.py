@@ -286,6 +286,7 @@ def retrain(
     from trainer.export.converter import ConverterError
     from trainer.export.pipeline import ExportError
     from trainer.gate import GateError
+    from trainer.retrain import GatePlan, SeedPlan
     from trainer.retrain import retrain as run_retrain
     from trainer.train.data import DataError
     from trainer.train.modeling import BaseModelError
@@ -296,19 +297,18 @@ def retrain(
             cfg,
             train_cfg,
             sessions=[cfg.sessions_dir],
+            seed=SeedPlan(
+                min_rows=min_rows,
+                samples=seed_samples,
+                limit=seed_limit,
+                teacher=teacher,
+                pref_tasks=pref_tasks,
+                min_pairs=min_pairs,
+            ),
+            gate=GatePlan(limit=gate_limit, max_turns=max_turns, workers=workers, promote=promote),
             quant=quant,
             lora_only=lora_only,
-            gate_limit=gate_limit,
-            max_turns=max_turns,
-            workers=workers,
-            promote=promote,
             skip_build=skip_build,
-            min_rows=min_rows,
-            seed_samples=seed_samples,
-            seed_limit=seed_limit,
-            seed_teacher=teacher,
-            pref_tasks=pref_tasks,
-            min_pairs=min_pairs,
             fresh=fresh,
         )
     except (

@@ -70,7 +70,7 @@ def test_retrain_leti_end_to_end(env: dict[str, Path]) -> None:
     from agent.models import ModelSpec, Registry
     from evals.suites import load_mbpp
     from trainer.export.pipeline import ExportError, export_run
-    from trainer.retrain import retrain
+    from trainer.retrain import GatePlan, retrain
 
     settings = Settings(
         data_dir=env["registry"],
@@ -104,7 +104,7 @@ def test_retrain_leti_end_to_end(env: dict[str, Path]) -> None:
         _config(env, "leti", env["base"]),
         sessions=[],
         skip_build=True,
-        tasks=tasks,
+        gate=GatePlan(tasks=tasks),
         backend_for=backend_for,
         progress=False,
     )

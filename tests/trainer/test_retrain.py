@@ -19,7 +19,7 @@ from agent.events import Task
 from agent.models import ModelSpec, Registry
 from tests.trainer.tiny import OracleBackend, mbpp_solutions
 from trainer.export.pipeline import ExportError, ExportResult
-from trainer.retrain import RetrainError, retrain
+from trainer.retrain import GatePlan, RetrainError, SeedPlan, retrain
 from trainer.retrain.state import STATE
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
@@ -78,13 +78,13 @@ class World:
     fail_export: int = 0  # raise in this many export calls
     interrupt_training: int = 0  # stop this many training calls after their config
 
-    def retrain(self, **kwargs: Any) -> Any:
+    def retrain(self, seed: SeedPlan | None = None, **kwargs: Any) -> Any:
+        """`retrain` on this world: its sessions, its gate tasks, its scripted models."""
         options: dict[str, Any] = {
             "sessions": [self.settings.sessions_dir],
-            "tasks": self.mbpp["gate"],
+            "seed": seed or SeedPlan(min_rows=1, limit=N_SEED),
+            "gate": GatePlan(tasks=self.mbpp["gate"]),
             "backend_for": _backend_for(self.mbpp),
-            "min_rows": 1,
-            "seed_limit": N_SEED,
             "progress": False,
             **kwargs,
         }
@@ -228,7 +228,7 @@ def test_retrain_seeds_only_when_the_sessions_are_too_few(
     assert other.directory != result.directory
     assert not (other.directory / "sessions").exists()
     assert "not needed" in capsys.readouterr().err
-    too_many = world.retrain(min_rows=10_000, seed_limit=1)
+    too_many = world.retrain(seed=SeedPlan(min_rows=10_000, limit=1))
     assert len(find_logs(too_many.directory / "sessions")) == 1
 
 
@@ -244,7 +244,7 @@ def test_changed_settings_do_not_reuse_stages(
     assert world.count("train") == 3
 
     # Other gate settings re-gate the same model; nothing is trained or exported again.
-    regated = world.retrain(tasks=world.mbpp["gate"][:1])
+    regated = world.retrain(gate=GatePlan(tasks=world.mbpp["gate"][:1]))
     assert regated.directory == first.directory and world.count("train") == 3
     assert "gating again" in capsys.readouterr().err
     assert regated.gate.tasks == 1 and regated.gate.current == "current"
@@ -281,7 +281,7 @@ def test_a_teacher_seeds_for_the_model_being_retrained(
 ) -> None:
     """Strong-to-weak: --teacher plays the seed tasks; the base is still what is trained."""
     own = world.retrain()
-    taught = world.retrain(seed_teacher="teacher")
+    taught = world.retrain(seed=SeedPlan(min_rows=1, limit=N_SEED, teacher="teacher"))
     assert taught.directory != own.directory  # another seed, another retrain
     assert f"seeding {N_SEED} MBPP train tasks x 1 with teacher" in capsys.readouterr().err
     logs = [

@@ -26,7 +26,7 @@ from tests.agent.test_preferences_loop import COMPLIES, PREF, TASK, VIOLATES
 from tests.trainer import test_retrain
 from tests.trainer.test_data_pref_dpo import ALSO_COMPLIES, WRONG
 from tests.trainer.test_retrain import World, _backend_for
-from trainer.retrain import RetrainError
+from trainer.retrain import RetrainError, SeedPlan
 from trainer.retrain.state import STATE
 from trainer.train.config import TrainConfig
 
@@ -131,14 +131,12 @@ def round_world(world: World, tmp_path: Path) -> tuple[World, SampledModel]:
     return world, model
 
 
-def _run(world: World, **kwargs: Any) -> Any:
-    options = {
-        "backend_for": world.backend_for,  # type: ignore[attr-defined]
-        "pref_tasks": "sessions",
-        "seed_samples": 6,
-        **kwargs,
-    }
-    return world.retrain(**options)
+def _run(world: World, min_pairs: int = 8) -> Any:
+    """The round on the user's own tasks, 6 samples each."""
+    seed = SeedPlan(
+        min_rows=1, samples=6, limit=test_retrain.N_SEED, pref_tasks="sessions", min_pairs=min_pairs
+    )
+    return world.retrain(seed=seed, backend_for=world.backend_for)  # type: ignore[attr-defined]
 
 
 def test_the_round_samples_pairs_and_trains_dpo_on_them(
@@ -231,7 +229,7 @@ def test_no_active_preference_is_refused_before_anything_runs(world: World) -> N
     with pytest.raises(RetrainError, match="preferences are switched off"):
         world.retrain(cfg=cfg)
     with pytest.raises(RetrainError, match="drop --teacher"):
-        world.retrain(cfg=cfg, seed_teacher="big")
+        world.retrain(cfg=cfg, seed=SeedPlan(teacher="big"))
 
 
 def test_a_chosen_program_breaks_no_other_preference(tmp_path: Path) -> None:

@@ -111,27 +111,19 @@ def test_retrain_passes_its_seed_and_resume_options(
     args = ["retrain", "--method", "sft", "--data", str(tmp_path)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"]) == (
-        rt.DEFAULT_MIN_ROWS,
-        None,  # retrain's default: 1, or 4 for the --preferences round
-        None,
-    )
+    plan = seen["seed"]
+    assert plan == rt.SeedPlan()  # retrain's defaults: 1 sample (the round: 4), no teacher
+    assert (plan.min_rows, plan.samples, plan.limit) == (rt.DEFAULT_MIN_ROWS, None, None)  # type: ignore[attr-defined]
+    assert seen["gate"] == rt.GatePlan(workers=2)
     assert seen["fresh"] is False and f"state:  {tmp_path}" in result.output
-    assert seen["seed_teacher"] is None
-    assert (seen["pref_tasks"], seen["min_pairs"]) == ("mbpp", rt.DEFAULT_MIN_PAIRS)
     prefs = ["--method", "dpo", "--preferences", "--pref-tasks", "sessions", "--min-pairs", "3"]
     assert runner.invoke(app, [*args, *prefs]).exit_code == 0
     assert seen["cfg"].preferences and seen["cfg"].method == "dpo"  # type: ignore[attr-defined]
-    assert (seen["pref_tasks"], seen["min_pairs"]) == ("sessions", 3)
+    assert (seen["seed"].pref_tasks, seen["seed"].min_pairs) == ("sessions", 3)  # type: ignore[attr-defined]
     result = runner.invoke(app, [*args, "--preferences"])  # --method sft
     assert result.exit_code == 2 and "--preferences trains DPO" in result.output
     assert "--method dpo" in result.output
     more = ["--min-rows", "7", "--seed-samples", "2", "--seed-limit", "5", "--fresh"]
     assert runner.invoke(app, [*args, *more, "--teacher", "big"]).exit_code == 0
-    assert (seen["min_rows"], seen["seed_samples"], seen["seed_limit"], seen["fresh"]) == (
-        7,
-        2,
-        5,
-        True,
-    )
-    assert seen["seed_teacher"] == "big"
+    assert seen["seed"] == rt.SeedPlan(min_rows=7, samples=2, limit=5, teacher="big")
+    assert seen["fresh"] is True

@@ -11,9 +11,9 @@ left; the same call again skips them and continues at the first unfinished one
   per task, checked against the tests and the active preferences; after the build, the pairs
   stage counts the preference pairs (too few stop the retrain before training, naming the
   fix) and the report says how many came from how many prompts;
-- seed: when the sessions give fewer than `min_rows` train rows of the method, the model
-  being retrained (or `seed_teacher`, strong-to-weak as AutoIF does) plays MBPP train
-  tasks (`trainer.data.seed`) into `sessions/` there,
+- seed (`plans.SeedPlan`): when the sessions give fewer than `min_rows` train rows of the
+  method, the model being retrained (or the plan's `teacher`, strong-to-weak as AutoIF
+  does) plays MBPP train tasks (`trainer.data.seed`) into `sessions/` there,
   resumable by its progress file in `seed/`;
 - build: `fixloop data build` of the sessions and the seeded ones into `cfg.data_dir`
   (its manifest hash is recorded, and checked before training);
@@ -21,8 +21,8 @@ left; the same call again skips them and continues at the first unfinished one
   its last checkpoint;
 - export: GGUF, registered inactive (an export that registered before an interruption
   is kept);
-- gate: both models on held-out tasks in `gate-<key>/`, keyed by the gate's own settings
-  (other gate settings re-gate without retraining), then `retrain.md` and `retrain.png`
+- gate (`plans.GatePlan`): both models on held-out tasks in `gate-<key>/`, keyed by the
+  gate's own settings (others re-gate without retraining), then `retrain.md` and `retrain.png`
   (`report.py`).
 """
 
@@ -36,12 +36,8 @@ from typing import TYPE_CHECKING, Any
 from trainer.export.pipeline import ExportResult
 from trainer.gate import GateReport
 from trainer.retrain import preferences, stages
-from trainer.retrain.preferences import (
-    DEFAULT_MIN_PAIRS,
-    ROUND_SAMPLES,
-    active_preferences,
-    round_settings,
-)
+from trainer.retrain.plans import DEFAULT_MIN_PAIRS, DEFAULT_MIN_ROWS, GatePlan, SeedPlan
+from trainer.retrain.preferences import active_preferences, round_settings
 from trainer.retrain.stages import build_data
 from trainer.retrain.state import RetrainError, RetrainState, say, settings_key
 from trainer.train.config import TrainConfig
@@ -49,17 +45,16 @@ from trainer.train.loop import TrainResult
 
 if TYPE_CHECKING:
     from agent.config import Settings
-    from agent.events import Task
     from agent.preferences import Preference
     from trainer.gate import BackendFactory
-
-DEFAULT_MIN_ROWS = 100
 
 __all__ = [
     "DEFAULT_MIN_PAIRS",
     "DEFAULT_MIN_ROWS",
+    "GatePlan",
     "RetrainError",
     "RetrainResult",
+    "SeedPlan",
     "build_data",
     "retrain",
 ]
@@ -81,10 +76,7 @@ def retrain_settings(
     sessions: Sequence[Path],
     *,
     skip_build: bool,
-    min_rows: int,
-    seed_samples: int,
-    seed_limit: int | None,
-    seed_teacher: str | None = None,
+    seed: SeedPlan,
     quant: str,
     lora_only: bool,
     preference_round: dict[str, Any] | None = None,
@@ -100,9 +92,10 @@ def retrain_settings(
         if preference_round is not None:
             out["preference_round"] = preference_round
         elif cfg.method != "rlef":
-            out["seed"] = {"min_rows": min_rows, "samples": seed_samples, "limit": seed_limit}
-            if seed_teacher:
-                out["seed"]["teacher"] = seed_teacher
+            samples = seed.samples_for(preferences=False)
+            out["seed"] = {"min_rows": seed.min_rows, "samples": samples, "limit": seed.limit}
+            if seed.teacher:
+                out["seed"]["teacher"] = seed.teacher
     out["export"] = {"quant": quant, "lora_only": lora_only}
     return out
 
@@ -112,21 +105,11 @@ def retrain(
     cfg: TrainConfig,
     *,
     sessions: Sequence[Path],
+    seed: SeedPlan = SeedPlan(),
+    gate: GatePlan = GatePlan(),
     quant: str = "Q4_K_M",
     lora_only: bool = False,
-    gate_limit: int | None = None,
-    tasks: Sequence[Task] | None = None,
-    max_turns: int | None = None,
-    workers: int = 1,
-    promote: bool = True,
-    require_significant: bool = False,
     skip_build: bool = False,
-    min_rows: int = DEFAULT_MIN_ROWS,
-    seed_samples: int | None = None,
-    seed_limit: int | None = None,
-    seed_teacher: str | None = None,
-    pref_tasks: str = "mbpp",
-    min_pairs: int = DEFAULT_MIN_PAIRS,
     fresh: bool = False,
     backend_for: BackendFactory | None = None,
     progress: bool = True,
@@ -134,29 +117,24 @@ def retrain(
     """The whole loop in its directory, from the first unfinished stage (see the module doc).
 
     `sessions` that do not exist are left out (a fresh machine has none); `backend_for`
-    gives the seed's and the gate's models by name (tests script them). `seed_samples`
-    defaults to 1 (the preference round: 4); `pref_tasks` and `min_pairs` are the round's.
+    gives the seed's and the gate's models by name (tests script them).
     """
-    if seed_samples is None:
-        seed_samples = ROUND_SAMPLES if cfg.preferences else 1
+    samples = seed.samples_for(cfg.preferences)
     prefs: list[Preference] = []
     round_key = None
     if cfg.preferences and not skip_build:
-        if seed_teacher:
+        if seed.teacher:
             raise RetrainError(
                 "--teacher seeds with another model, but the --preferences round samples the "
                 "model being retrained (online DPO); drop --teacher"
             )
         prefs = active_preferences(settings)
-        round_key = round_settings(prefs, tasks=pref_tasks, samples=seed_samples, limit=seed_limit)
+        round_key = round_settings(prefs, tasks=seed.pref_tasks, samples=samples, limit=seed.limit)
     key_settings = retrain_settings(
         cfg,
         sessions,
         skip_build=skip_build,
-        min_rows=min_rows,
-        seed_samples=seed_samples,
-        seed_limit=seed_limit,
-        seed_teacher=seed_teacher,
+        seed=seed,
         quant=quant,
         lora_only=lora_only,
         preference_round=round_key,
@@ -170,9 +148,9 @@ def retrain(
             settings,
             cfg,
             prefs,
-            source=pref_tasks,
-            samples=seed_samples,
-            limit=seed_limit,
+            source=seed.pref_tasks,
+            samples=samples,
+            limit=seed.limit,
             backend_for=backend_for,
             progress=progress,
         )
@@ -182,17 +160,17 @@ def retrain(
             settings,
             cfg,
             sources,
-            min_rows=min_rows,
-            samples=seed_samples,
-            limit=seed_limit,
-            teacher=seed_teacher,
+            min_rows=seed.min_rows,
+            samples=samples,
+            limit=seed.limit,
+            teacher=seed.teacher,
             backend_for=backend_for,
             progress=progress,
         )
     stages.build(state, cfg, sources, skip=skip_build, progress=progress)
     notes: list[str] = []
     if cfg.preferences:
-        notes = preferences.pairs(state, cfg, prefs, min_pairs=min_pairs)
+        notes = preferences.pairs(state, cfg, prefs, min_pairs=seed.min_pairs)
     train = stages.train(state, settings, cfg, progress=progress)
     exported = stages.export(
         state, settings, train.run_dir, quant=quant, lora_only=lora_only, progress=progress
@@ -203,12 +181,7 @@ def retrain(
         cfg,
         train,
         exported,
-        tasks=tasks,
-        gate_limit=gate_limit,
-        max_turns=max_turns,
-        workers=workers,
-        promote=promote,
-        require_significant=require_significant,
+        gate,
         backend_for=backend_for,
         progress=progress,
         notes=notes,

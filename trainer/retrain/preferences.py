@@ -37,10 +37,8 @@ if TYPE_CHECKING:
     from agent.preferences import Preference
     from trainer.gate import BackendFactory
 
-ROUND_SAMPLES = 4  # K attempts per task
 ROUND_TEMPERATURE = 0.8  # AutoIF's online sampling temperature
 ROUND_TURNS = 1  # each sample is one attempt: no repair turn
-DEFAULT_MIN_PAIRS = 8
 TASK_SOURCES = ("mbpp", "sessions")
 STAGE = "sample"
 PAIRS = "pairs"

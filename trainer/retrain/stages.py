@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from agent.models import Registry
 from trainer.export.pipeline import ExportResult, export_run
 from trainer.gate import GateReport, gate_tasks, run_gate
+from trainer.retrain.plans import GatePlan
 from trainer.retrain.report import write_report
 from trainer.retrain.state import (
     SEED_SESSIONS,
@@ -291,26 +292,22 @@ def gate(
     cfg: TrainConfig,
     train: TrainResult,
     exported: ExportResult,
+    plan: GatePlan,
     *,
-    tasks: Sequence[Task] | None,
-    gate_limit: int | None,
-    max_turns: int | None,
-    workers: int,
-    promote: bool,
-    require_significant: bool,
     backend_for: BackendFactory | None,
     progress: bool,
     notes: Sequence[str] = (),
 ) -> tuple[GateReport, Path, Path]:
     """Gate the exported model (again if the gate's settings changed) and write the report."""
+    tasks = plan.tasks
     if tasks is None:
-        tasks = gate_tasks(sessions_dir=settings.sessions_dir, limit=gate_limit)
+        tasks = gate_tasks(sessions_dir=settings.sessions_dir, limit=plan.limit)
     gate_settings = {
         "candidate": exported.name,
         "tasks": [t.task_id for t in tasks],
-        "max_turns": max_turns or settings.max_turns,
-        "promote": promote,
-        "require_significant": require_significant,
+        "max_turns": plan.max_turns or settings.max_turns,
+        "promote": plan.promote,
+        "require_significant": plan.require_significant,
     }
     key = settings_key(gate_settings)
     record = state.get("gate")
@@ -327,11 +324,11 @@ def gate(
         settings=settings,
         tasks=tasks,
         current=record["current"] if record else None,  # the candidate may be current now
-        max_turns=max_turns,
+        max_turns=plan.max_turns,
         out_dir=out,
-        workers=workers,
-        promote=promote,
-        require_significant=require_significant,
+        workers=plan.workers,
+        promote=plan.promote,
+        require_significant=plan.require_significant,
         backend_for=backend_for,
         progress=progress,
     )
