@@ -143,7 +143,7 @@ def apply_edits(
         if edit.content is not None:
             files[path] = _whole_file(path, current, edit.content, splice, whole_seen)
         elif edit.search is not None:
-            files[path] = _search_replace(path, current, edit.search, edit.replace or "")
+            files[path] = _search_replace(path, current, edit.search, edit.replace or "", splice)
         else:
             raise FormatProblem(f"The edit for {path} has neither content nor SEARCH/REPLACE.")
     return files
@@ -205,8 +205,16 @@ def _whole_file(
     return spliced if spliced is not None else content
 
 
-def _search_replace(path: str, current: str | None, search: str, replace: str) -> str:
-    """A SEARCH/REPLACE block's new text for `path`: an empty SEARCH creates the file."""
+def _search_replace(
+    path: str, current: str | None, search: str, replace: str, splice: bool = True
+) -> str:
+    """A SEARCH/REPLACE block's new text for `path`: an empty SEARCH creates the file.
+
+    A SEARCH that does not match a Python file, whose REPLACE holds whole definitions of
+    that file, is read as those definitions sent alone (spliced by name): the 1.5B model
+    copies a function together with the outline's stubs after it into SEARCH, and the
+    fixed function with the same stubs into REPLACE.
+    """
     if not search.strip():
         if current not in (None, ""):
             raise FormatProblem(
@@ -225,7 +233,13 @@ def _search_replace(path: str, current: str | None, search: str, replace: str) -
             f"{path} does not exist, so a SEARCH block cannot match in it. To create "
             "it, send the whole file with its path on the line before the fence."
         )
-    return _replace_once(current, search, replace, path)
+    try:
+        return _replace_once(current, search, replace, path)
+    except FormatProblem:
+        spliced = splice_partial(current, replace) if splice and path.endswith(".py") else None
+        if spliced is None or spliced == current:
+            raise
+        return spliced
 
 
 def files_from_rendering(code: str, read: Reader) -> dict[str, str]:

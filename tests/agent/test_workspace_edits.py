@@ -296,3 +296,23 @@ def test_a_file_that_starts_with_an_rst_rule_is_still_a_whole_file() -> None:
     text = "=======\nTitle\n=======\n\nBody.\n"
     [edit] = parse_edits(f"README.rst\n```rst\n{text}```\n")
     assert edit.content == text
+
+
+def test_a_search_that_misses_but_replaces_whole_definitions_is_spliced() -> None:
+    """The 1.5B model's SEARCH: the shown function plus the outline stubs after it (which are
+    not the file's text); its REPLACE: the fixed function plus the same stubs."""
+    stubs = "def helper_10(x): ...\ndef helper_11(x): ...\n"
+    old_def = ORDINAL[ORDINAL.index("def ordinal") :]
+    new_def = ORDINAL_FIX[ORDINAL_FIX.index("def ordinal") :]
+    reply = (
+        f"inflection/__init__.py\n```python\n<<<<<<< HEAD\n{old_def}\n{stubs}=======\n"
+        f"{new_def}\n{stubs}>>>>>>> REPLACE\n```\n"
+    )
+    read = read_from({"inflection/__init__.py": ORDINAL})
+    assert apply_edits(parse_edits(reply), read, whole_seen=set()) == {
+        "inflection/__init__.py": ORDINAL_FIX
+    }
+    # A REPLACE that is only a fragment still fails with the message that says why.
+    fragment = reply.replace(f"{new_def}\n{stubs}", "    return 1\n")
+    with pytest.raises(FormatProblem, match="does not match the file"):
+        apply_edits(parse_edits(fragment), read, whole_seen=set())
