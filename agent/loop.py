@@ -13,6 +13,8 @@ public checks pass or the attempt budget is spent; it ends with one
   next generation is sampled at a higher temperature with a new seed (and,
   since greedy decoding has shown it repeats itself, so are the cycle's later
   turns). In a correction cycle the code stays and the model is told to change it;
+- a malformed reply equal to an earlier malformed one is free too: dropped, and the same
+  request sampled hotter;
 - the feedback shows expected versus actual values (the sandbox's renderer);
 - the best attempt so far (most tests passed) is kept and is the cycle's
   `final_code`, not merely the last one;
@@ -173,6 +175,7 @@ class Cycle:
         self.resample = 1 if resample_first else 0  # consecutive duplicates: how hot
         self.floor = 0  # once greedy decoding has repeated itself, later turns are sampled
         self.completion_tokens = 0
+        self.malformed: set[str] = set()  # replies of this cycle that were format errors
         self.started = time.perf_counter()
 
     @property
@@ -216,9 +219,13 @@ class Cycle:
         try:
             proposal = self.extract(reply)
         except FormatTurn as problem:
+            yield FormatError(turn=turn, message=problem.message)
+            if reply.text.strip() in self.malformed:
+                yield from self.after_repeated_format_error()
+                return
+            self.malformed.add(reply.text.strip())
             self.used += 1
             self.resample = 0
-            yield FormatError(turn=turn, message=problem.message)
             yield from self.after_format_error(turn, problem.message)
             return
         try:
@@ -314,6 +321,15 @@ class Cycle:
             feedback = prompts.format_error_prompt(message)
             yield RepairRequested(turn=turn, feedback=feedback, reason="format")
             self.messages.append(ChatMessage(role="user", content=feedback))
+
+    def after_repeated_format_error(self) -> Generator[Event, None, None]:
+        """A reply that repeats an earlier malformed one word for word (the 1.5B model, greedy,
+        on a real repository: the same refused reply three turns running) is treated as a
+        duplicate: free, dropped from the conversation, and the same request sampled hotter."""
+        self.resample += 1
+        self.floor = 1
+        self.messages.pop()
+        yield from ()
 
     def after_duplicate(
         self, turn: int, earlier: Attempt, proposal: Proposal

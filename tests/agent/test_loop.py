@@ -428,3 +428,19 @@ def test_after_a_duplicate_later_repairs_are_sampled_too(settings: Settings) -> 
     assert temps[:2] == [0.0, 0.0] and temps[2] >= 0.8 and temps[3] >= 0.8
     assert len({c.params.seed for c in backend.calls[2:]}) == 2
     assert finished(events).outcome == "passed"
+
+
+def test_a_repeated_malformed_reply_is_free_and_resampled_hot(settings: Settings) -> None:
+    """The 1.5B model, greedy, sent the same refused reply three turns running."""
+    bad = "Sure! Adding is easy."
+    settings = settings.model_copy(update={"max_turns": 2})
+    session, backend = session_for([bad, bad, bad, RIGHT], settings)
+    events = drain(session.start())
+    assert [e.turn for e in events if isinstance(e, FormatError)] == [1, 2, 3]
+    assert [e.turn for e in events if isinstance(e, RepairRequested)] == [1]
+    temps = [c.params.temperature for c in backend.calls]
+    assert temps[:2] == [0.0, 0.0] and temps[2] >= 0.8 and temps[3] > temps[2]
+    # The repeat is dropped: the hot requests are the second request again.
+    assert backend.calls[2].messages == backend.calls[1].messages == backend.calls[3].messages
+    done = finished(events)
+    assert done.outcome == "passed" and done.turns == 4  # repeats did not use the budget
