@@ -205,6 +205,10 @@ def _whole_file(
     return spliced if spliced is not None else content
 
 
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
 def _search_replace(
     path: str, current: str | None, search: str, replace: str, splice: bool = True
 ) -> str:
@@ -232,6 +236,11 @@ def _search_replace(
         raise FormatProblem(
             f"{path} does not exist, so a SEARCH block cannot match in it. To create "
             "it, send the whole file with its path on the line before the fence."
+        )
+    if _lines(search) == _lines(replace):
+        raise FormatProblem(
+            f"Your block for {path} replaces lines with the same lines: it changes nothing. "
+            "Below ======= write the lines as they should be, with the fix."
         )
     try:
         return _replace_once(current, search, replace, path)

@@ -316,3 +316,14 @@ def test_a_search_that_misses_but_replaces_whole_definitions_is_spliced() -> Non
     fragment = reply.replace(f"{new_def}\n{stubs}", "    return 1\n")
     with pytest.raises(FormatProblem, match="does not match the file"):
         apply_edits(parse_edits(fragment), read, whole_seen=set())
+
+
+def test_a_block_whose_replace_repeats_its_search_says_it_changes_nothing() -> None:
+    """The 1.5B model's first answer on inflection: the function copied into both halves."""
+    old_def = ORDINAL[ORDINAL.index("def ordinal") :]
+    block = f"<<<<<<< SEARCH\n{old_def}=======\n{old_def}>>>>>>> REPLACE\n"
+    reply = f"inflection/__init__.py\n```python\n{block}```\n"
+    with pytest.raises(FormatProblem, match="changes nothing"):
+        apply_edits(
+            parse_edits(reply), read_from({"inflection/__init__.py": ORDINAL}), whole_seen=set()
+        )
