@@ -8,7 +8,9 @@ runner (pass within 1..t turns), the trainer (rows from logs) and the git worksp
 
 Rules, stated once:
 - an attempt *counts* against the turn budget when it ran (code, not a duplicate) or was a
-  reply without usable code (a format error); duplicates are free;
+  reply without usable code (a format error); duplicates are free: a program equal to an
+  earlier one's, and a malformed reply equal word for word to an earlier malformed reply of
+  its cycle (`duplicate_of` names the earlier turn);
 - attempts are ranked by (public tests passed, a clean run over a crash); ties go to the
   later attempt; an attempt that never ran ranks below every run;
 - a cycle's best attempt is that ranking over its proposals (a cycle that ended on a
@@ -86,9 +88,9 @@ class Attempt:
     @property
     def counts(self) -> bool:
         """Whether it used up one attempt of the budget (duplicates do not)."""
-        return self.format_error is not None or (
-            self.code is not None and self.duplicate_of is None
-        )
+        if self.duplicate_of is not None:
+            return False
+        return self.format_error is not None or self.code is not None
 
     @property
     def executed(self) -> bool:
@@ -160,7 +162,9 @@ class Episode:
                 earlier = self._by_turn[event.duplicate_of]
                 attempt.result, attempt.result_feedback = earlier.result, earlier.result_feedback
         elif isinstance(event, FormatError):
-            self._attempt(event.turn).format_error = event.message
+            attempt = self._attempt(event.turn)
+            attempt.format_error = event.message
+            attempt.duplicate_of = self._malformed_before(attempt)
         elif isinstance(event, ExecFinished):
             attempt = self._attempt(event.turn)
             if event.hidden:
@@ -221,6 +225,17 @@ class Episode:
 
     def attempt_at(self, turn: int) -> Attempt | None:
         return self._by_turn.get(turn)
+
+    def _malformed_before(self, attempt: Attempt) -> int | None:
+        """The turn of an earlier malformed reply of the cycle that this one repeats."""
+        text = (attempt.reply or "").strip()
+        for earlier in self.attempts:
+            if earlier is attempt or earlier.cycle != attempt.cycle:
+                continue
+            same = (earlier.reply or "").strip() == text
+            if earlier.format_error is not None and earlier.duplicate_of is None and same:
+                return earlier.turn
+        return None
 
     def budget_attempts(self, cycle: int | None = None) -> list[Attempt]:
         """The attempts that count against the turn budget, in order."""

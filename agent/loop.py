@@ -175,7 +175,6 @@ class Cycle:
         self.resample = 1 if resample_first else 0  # consecutive duplicates: how hot
         self.floor = 0  # once greedy decoding has repeated itself, later turns are sampled
         self.completion_tokens = 0
-        self.malformed: set[str] = set()  # replies of this cycle that were format errors
         self.started = time.perf_counter()
 
     @property
@@ -220,10 +219,10 @@ class Cycle:
             proposal = self.extract(reply)
         except FormatTurn as problem:
             yield FormatError(turn=turn, message=problem.message)
-            if reply.text.strip() in self.malformed:
+            attempt = self.ctx.state.episode.attempt_at(turn)
+            if attempt is not None and attempt.duplicate_of is not None:  # the fold's verdict
                 yield from self.after_repeated_format_error()
                 return
-            self.malformed.add(reply.text.strip())
             self.used += 1
             self.resample = 0
             yield from self.after_format_error(turn, problem.message)

@@ -444,3 +444,10 @@ def test_a_repeated_malformed_reply_is_free_and_resampled_hot(settings: Settings
     assert backend.calls[2].messages == backend.calls[1].messages == backend.calls[3].messages
     done = finished(events)
     assert done.outcome == "passed" and done.turns == 4  # repeats did not use the budget
+    # The fold says so (evals count pass-within-t from it): the repeats are free.
+    from agent.episode import fold
+
+    episode = fold(events)
+    assert [a.duplicate_of for a in episode.attempts] == [None, 1, 1, None]
+    assert [a.counts for a in episode.attempts] == [True, False, False, True]
+    assert episode.first_pass_within() == 2
