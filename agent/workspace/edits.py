@@ -71,18 +71,42 @@ SEND_INSTEAD = (
 )
 
 
-def strip_notes(edits: list[FileEdit]) -> list[FileEdit]:
-    """The edits without fixloop's ``# fixloop: lines a-b`` notes copied from the context."""
+_CUT_DOC_NOTE = re.compile(
+    r"^[ \t]*# fixloop: lines \d+-\d+ \(lines (\d+)-(\d+), the rest of the docstring, "
+    r"not shown\)\n?",
+    re.M,
+)
+
+
+def strip_notes(edits: list[FileEdit], read: Reader | None = None) -> list[FileEdit]:
+    """The edits without fixloop's ``# fixloop: lines a-b`` notes copied from the context.
+
+    With `read`, a note that stands for a cut docstring's lines, copied into a SEARCH or
+    REPLACE, becomes those lines of the file again, so the SEARCH matches the file (the
+    1.5B model copies the view, note and all). A whole definition keeps the note's meaning
+    another way: it is spliced, keeping the original's docstring.
+    """
 
     def clean(text: str | None) -> str | None:
         return NOTE_LINE.sub("", text) if text else text
+
+    def restore(text: str | None, path: str) -> str | None:
+        if not text or read is None or not _CUT_DOC_NOTE.search(text):
+            return clean(text)
+        lines = (read(path) or "").splitlines(keepends=True)
+
+        def hidden(m: re.Match[str]) -> str:
+            first, last = int(m.group(1)), int(m.group(2))
+            return "".join(lines[first - 1 : last]) if 1 <= first <= last <= len(lines) else ""
+
+        return clean(_CUT_DOC_NOTE.sub(hidden, text))
 
     return [
         e.model_copy(
             update={
                 "content": clean(e.content),
-                "search": clean(e.search),
-                "replace": clean(e.replace),
+                "search": restore(e.search, e.path),
+                "replace": restore(e.replace, e.path),
             }
         )
         for e in edits

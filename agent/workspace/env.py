@@ -299,7 +299,7 @@ class WorkspaceEnv(Environment):
         return bool(edits) and all(e.path == self.default_path for e in edits)
 
     def parse(self, reply: str) -> Proposal:
-        edits = strip_notes(parse_edits(reply, default_path=self.default_path))
+        edits = strip_notes(parse_edits(reply, default_path=self.default_path), self._read)
         self._check_tests_untouched(edits)
         try:
             for edit in edits:

@@ -499,3 +499,34 @@ def test_a_docstring_is_shown_whole_while_room_is_left() -> None:
         )
         views.append(view_of(tight, "ords.py").text if "ords.py" in tight.shown else "")
     assert any("the rest of the docstring, not shown" in v and 'return "th"' in v for v in views)
+
+
+def test_a_search_copied_from_a_cut_docstring_matches_the_file() -> None:
+    """The 1.5B model copies the view into SEARCH, the cut docstring's note and all."""
+    files = {
+        "slugs.py": DOCUMENTED,
+        "test_slugs.py": "from slugs import slug\n\n\ndef test_slug():\n"
+        "    assert slug('a b') == 'a_b'\n",
+    }
+    ctx = build_context(
+        files.get,
+        sorted(files),
+        failure=Failure(tests=[("test_slugs.py", "test_slug")]),
+        named=[],
+        task_text="",
+        budget_tokens=600,
+        count=words,
+    )
+    text = view_of(ctx, "slugs.py").text
+    assert "the rest of the docstring, not shown" in text
+    shown = text[text.index('    """Make a slug.') :].split("```")[0]  # not the def line
+    fixed = shown.replace('"-", text).strip("-")', '"_", text).strip("_")')
+    reply = f"slugs.py\n```python\n<<<<<<< SEARCH\n{shown}=======\n{fixed}>>>>>>> REPLACE\n```"
+    from agent.workspace.edits import strip_notes
+
+    edits = strip_notes(parse_edits(reply), files.get)
+    [new] = apply_edits(edits, files.get, whole_seen=set()).values()
+    assert new == DOCUMENTED.replace('"-", text).strip("-")', '"_", text).strip("_")')
+    # Without the file to restore it from, the note is only stripped: no match.
+    with pytest.raises(FormatProblem, match="does not match"):
+        apply_edits(strip_notes(parse_edits(reply)), files.get, whole_seen=set())
