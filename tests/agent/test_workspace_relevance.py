@@ -398,21 +398,29 @@ DOCUMENTED = (
 )
 
 
-def test_a_long_docstring_is_cut_in_the_view_and_kept_by_a_whole_definition() -> None:
-    files = {
-        "slugs.py": DOCUMENTED,
-        "test_slugs.py": "from slugs import slug\n\n\ndef test_slug():\n"
-        "    assert slug('a b') == 'a_b'\n",
-    }
-    ctx = build_context(
+SLUG_FILES = {
+    "slugs.py": DOCUMENTED,
+    "test_slugs.py": "from slugs import slug\n\n\ndef test_slug():\n"
+    "    assert slug('a b') == 'a_b'\n",
+}
+
+
+def one_test_context(files: dict[str, str], test: tuple[str, str], budget: int):
+    """The context for one failing test, counted in words."""
+    return build_context(
         files.get,
         sorted(files),
-        failure=Failure(tests=[("test_slugs.py", "test_slug")]),
+        failure=Failure(tests=[test]),
         named=[],
         task_text="",
-        budget_tokens=600,
+        budget_tokens=budget,
         count=words,
     )
+
+
+def test_a_long_docstring_is_cut_in_the_view_and_kept_by_a_whole_definition() -> None:
+    files = SLUG_FILES
+    ctx = one_test_context(files, ("test_slugs.py", "test_slug"), 600)
     text = view_of(ctx, "slugs.py").text
     assert 'def slug(text):\n    """Make a slug.\n    # fixloop: lines' in text
     assert "the rest of the docstring, not shown" in text and "Detail line 3" not in text
@@ -474,49 +482,21 @@ def test_a_docstring_is_shown_whole_while_room_is_left() -> None:
         "test_ords.py": "from ords import ordinal\n\n\ndef test_ordinal():\n"
         "    assert ordinal(1) == 'st'\n",
     }
-    ctx = build_context(
-        files.get,
-        sorted(files),
-        failure=Failure(tests=[("test_ords.py", "test_ordinal")]),
-        named=[],
-        task_text="",
-        budget_tokens=600,
-        count=words,
-    )
+    ctx = one_test_context(files, ("test_ords.py", "test_ordinal"), 600)
     text = view_of(ctx, "ords.py").text
     assert doc in text and "the rest of the docstring" not in text
     # Short of room, the docstring is cut before the code is left out.
     views = []
     for budget in range(ctx.tokens, 60, -1):
-        tight = build_context(
-            files.get,
-            sorted(files),
-            failure=Failure(tests=[("test_ords.py", "test_ordinal")]),
-            named=[],
-            task_text="",
-            budget_tokens=budget,
-            count=words,
-        )
+        tight = one_test_context(files, ("test_ords.py", "test_ordinal"), budget)
         views.append(view_of(tight, "ords.py").text if "ords.py" in tight.shown else "")
     assert any("the rest of the docstring, not shown" in v and 'return "th"' in v for v in views)
 
 
 def test_a_search_copied_from_a_cut_docstring_matches_the_file() -> None:
     """The 1.5B model copies the view into SEARCH, the cut docstring's note and all."""
-    files = {
-        "slugs.py": DOCUMENTED,
-        "test_slugs.py": "from slugs import slug\n\n\ndef test_slug():\n"
-        "    assert slug('a b') == 'a_b'\n",
-    }
-    ctx = build_context(
-        files.get,
-        sorted(files),
-        failure=Failure(tests=[("test_slugs.py", "test_slug")]),
-        named=[],
-        task_text="",
-        budget_tokens=600,
-        count=words,
-    )
+    files = SLUG_FILES
+    ctx = one_test_context(files, ("test_slugs.py", "test_slug"), 600)
     text = view_of(ctx, "slugs.py").text
     assert "the rest of the docstring, not shown" in text
     shown = text[text.index('    """Make a slug.') :].split("```")[0]  # not the def line
