@@ -3,7 +3,7 @@ the scripted model, the verifiers really sandboxed, then approve / edit / discar
 
 from __future__ import annotations
 
-from textual.widgets import Static
+from textual.widgets import Button, Static
 
 from agent.preferences import PreferenceStore
 from tests.agent.test_preferences_synth import AST_CHECK, BREAKS, FOLLOWS, SUBSTRING, TEXT, reply
@@ -104,7 +104,10 @@ async def test_discard_stores_nothing(settings) -> None:
     app, _ = scripted_app(settings, replies())
     async with app.run_test(size=(100, 40)) as pilot:
         chat = app.screen
-        await _synthesize(pilot, chat)
+        review = await _synthesize(pilot, chat)
+        # Under load the click can come before the button is laid out, and then misses.
+        button = review.query_one("#discard", Button)
+        await wait_until(pilot, lambda: button.region.area > 0, what="the button's layout")
         await pilot.click("#discard")
         await wait_until(pilot, lambda: chat.status.state == "discarded")
         assert app.screen is chat
