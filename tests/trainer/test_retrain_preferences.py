@@ -18,7 +18,7 @@ import pytest
 from agent.backends.base import StreamChunk
 from agent.backends.scripted import ScriptedBackend
 from agent.config import Settings
-from agent.events import ChatMessage, ModelIdentity, SamplingParams, Task
+from agent.events import ChatMessage, SamplingParams, Task
 from agent.preferences import PreferenceStore
 from agent.preferences.reference import reference
 from agent.session import AgentSession
@@ -26,6 +26,7 @@ from tests.agent.test_preferences_loop import COMPLIES, PREF, TASK, VIOLATES
 from tests.trainer import test_retrain
 from tests.trainer.test_data_pref_dpo import ALSO_COMPLIES, WRONG
 from tests.trainer.test_retrain import World, _backend_for
+from tests.trainer.tiny import OracleBackend
 from trainer.retrain import RetrainError, SeedPlan
 from trainer.retrain.state import STATE
 from trainer.train.config import TrainConfig
@@ -72,22 +73,15 @@ SAMPLES = {
 }
 
 
-class SampledModel:
+class SampledModel(OracleBackend):
     """The current model: the round's tasks get their scripted samples in turn; any other
     task (the gate's) goes to test_retrain's oracle."""
 
     def __init__(self, samples: dict[str, list[str]], other: Any) -> None:
-        self.identity = ModelIdentity(name="current", backend="scripted")
-        self.n_ctx = 4096
+        super().__init__("current", {}, set())  # its identity and token counts
         self.samples = {text: list(replies) for text, replies in samples.items()}
         self.other = other
         self.prompts: list[str] = []
-
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(len(m.content.split()) + 4 for m in messages)
-
-    def count_text_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def stream_chat(
         self,
