@@ -97,6 +97,7 @@ def train(
             cache_dir=cfg.cache_dir,
             registry_dir=cfg.data_dir,
             resume=resume,
+            max_steps=train_cfg.max_steps if resume is not None else None,
             progress=True,
         )
     except (DataError, BaseModelError, RunDirError, ValueError) as exc:

@@ -77,6 +77,28 @@ def test_feedback_turns_are_masked_and_in_the_template(tiny: tuple) -> None:
     assert all(lp <= 0.0 for lp in rollout.logprobs)
 
 
+def test_a_padded_batch_samples_each_episode_as_it_would_alone(tiny: tuple) -> None:
+    """Episodes of different lengths share one left-padded generation batch; the log-prob
+    recorded for every sampled token is the one the model gives that episode unpadded."""
+    from trainer.rlef.rollout import EpisodePlayer
+
+    _base, model, tok = tiny
+    torch.manual_seed(1)
+    player = EpisodePlayer(ToyEnv(), tok, max_turns=2, max_new_tokens=6, workers=1)
+    tasks = [Task(text="Hi."), Task(text="Say one long sentence about the sea and the sky.")]
+    rollouts = player.play(model, tasks)
+    assert len({len(r.prompt_ids) for r in rollouts}) == 2  # the batch was padded
+    for r in rollouts:
+        ids = torch.tensor([r.prompt_ids + r.completion_ids])
+        with torch.no_grad():
+            logps = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+        start = len(r.prompt_ids)
+        for k, (token, mask) in enumerate(zip(r.completion_ids, r.env_mask, strict=True)):
+            if mask:
+                alone = logps[start + k - 1, token].item()
+                assert abs(alone - r.logprobs[k]) < 1e-3, (k, alone, r.logprobs[k])
+
+
 @pytest.mark.slow
 def test_grpo_raises_the_mean_reward_on_a_learnable_toy_task(tiny: tuple, tmp_path: Path) -> None:
     """Two-turn episodes (so every failed first reply is followed by masked feedback tokens)
@@ -159,3 +181,43 @@ def test_fixloop_train_method_rlef_end_to_end(tiny: tuple, tmp_path: Path) -> No
     assert (run / "reward.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert len(data["tasks_sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_resume_with_max_steps_moves_an_rlef_runs_end(tiny: tuple, tmp_path: Path) -> None:
+    """A run of 1 step, resumed with `--max-steps 2`, trains one more step from its checkpoint
+    and records the new end; an offline run refuses the same flag (its schedule is fixed)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fixloop.cli import app
+
+    base, _model, _tok = tiny
+    suite = tmp_path / "toy.jsonl"
+    rows = [{"task_id": 1, "text": "Write f(x) returning x.", "test_list": ["assert f(1) == 1"]}]
+    suite.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
+    common = ["--base", str(base), "--data", str(tmp_path), "--suite", str(suite)]
+    first = CliRunner().invoke(
+        app,
+        ["train", "--method", "rlef", *common, "--group", "2", "--turns", "1",
+         "--max-new-tokens", "4", "--max-steps", "1", "--save-every", "1",
+         "--out", str(tmp_path / "runs")],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    (run,) = list((tmp_path / "runs").iterdir())
+    again = CliRunner().invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 2
+    history = (run / "history.jsonl").read_text().splitlines()
+    assert [json.loads(h)["step"] for h in history] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["config"]["max_steps"] == 2
+
+    sft = tmp_path / "sft-run"
+    sft.mkdir()
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["config"]["method"] = "sft"
+    (sft / "config.json").write_text(json.dumps(cfg))
+    refused = CliRunner().invoke(app, ["train", "--resume", str(sft), "--max-steps", "3"])
+    assert refused.exit_code != 0
+    assert "RLEF runs only" in refused.output and "start a new run" in refused.output

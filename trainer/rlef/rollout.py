@@ -3,8 +3,8 @@
 An episode is what `fixloop solve` does, with the same pieces: the environment's system
 prompt and task prompt, its code extraction (`parse`), the sandbox (`execute`), its feedback
 rendering and the repair prompt, up to `max_turns` attempts. Episodes of a batch move turn by
-turn together: batched generation for every episode still running (batched by length, never
-padded), then their programs run in parallel sandbox workers.
+turn together: one generation batch for every episode still running (left-padded and masked),
+then their programs run in parallel sandbox workers.
 
 What GRPO gets back per episode: the prompt's token ids; the completion as the model's turns
 with the feedback turns between them (the chat template's own tokens); per token the
@@ -112,36 +112,23 @@ class EpisodePlayer:
     # ------------------------------------------------------------ one turn
 
     def _generate(self, model: Any, running: list[_Episode]) -> list[tuple[list[int], str, bool]]:
-        """Generate the next reply of every running episode: one batch per sequence length,
-        so that no sequence is padded (a padded batch shifts positions in some models)."""
-        buckets: dict[int, list[int]] = {}
-        for i, episode in enumerate(running):
-            length = len(episode.rollout.prompt_ids) + len(episode.rollout.completion_ids)
-            buckets.setdefault(length, []).append(i)
-        replies: list[tuple[list[int], str, bool] | None] = [None] * len(running)
-        for members in buckets.values():
-            for i, reply in zip(
-                members, self._generate_batch(model, [running[i] for i in members]), strict=True
-            ):
-                replies[i] = reply
-        return [r for r in replies if r is not None]
-
-    def _generate_batch(
-        self, model: Any, episodes: list[_Episode]
-    ) -> list[tuple[list[int], str, bool]]:
+        """The next reply of every running episode, in one batch: sequences of different
+        lengths are padded on the left and masked, and each row's positions start at its first
+        real token, so a padded row sees exactly what it would alone (on a CPU, one batch of
+        four costs about what one sequence does; a batch per length cost a turn per episode)."""
         import torch
 
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        input_ids = torch.tensor(
-            [e.rollout.prompt_ids + e.rollout.completion_ids for e in episodes]
-        )
-        width = input_ids.shape[1]
+        rows = [e.rollout.prompt_ids + e.rollout.completion_ids for e in running]
+        width = max(len(r) for r in rows)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         device = next(model.parameters()).device
         with torch.no_grad():
             out = model.generate(
                 input_ids=input_ids.to(device),
-                attention_mask=torch.ones_like(input_ids).to(device),
+                attention_mask=attention.to(device),
                 do_sample=True,
                 temperature=self.temperature,
                 top_k=self.top_k,
@@ -155,7 +142,7 @@ class EpisodePlayer:
         logps = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [batch, steps, vocab]
         chosen = logps.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         replies: list[tuple[list[int], str, bool]] = []
-        for i, episode in enumerate(episodes):
+        for i, episode in enumerate(running):
             ids = new[i].tolist()
             eos = tok.eos_token_id in ids
             if eos:

@@ -64,7 +64,12 @@ class TrainConfig(BaseModel):
     lora_dropout: float = _opt(0.05, "--lora-dropout", "Dropout on the LoRA input.", ge=0.0, lt=1.0)
     target_modules: list[str] | str = "all-linear"
     epochs: float = _opt(1.0, "--epochs", "Passes over the data.", gt=0)
-    max_steps: int | None = _opt(None, "--max-steps", "Stop after N optimizer steps.", ge=1)
+    max_steps: int | None = _opt(
+        None,
+        "--max-steps",
+        "Stop after N optimizer steps (with --resume: an RLEF run's new end).",
+        ge=1,
+    )
     lr: float = _opt(2e-4, "--lr", "Peak learning rate (cosine schedule).", gt=0)
     batch_size: int = _opt(4, "--batch-size", "Sequences (or pairs) per device per step.", ge=1)
     grad_accum: int = _opt(1, "--grad-accum", "Micro-batches per optimizer step.", ge=1)

@@ -58,6 +58,21 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return supported if cfg.bf16 is None else cfg.bf16
 
 
+def _retarget(run_dir: Path, cfg: TrainConfig, max_steps: int) -> TrainConfig:
+    """The resumed run's config with a new step target, recorded in its config.json."""
+    if cfg.method != "rlef":
+        raise ValueError(
+            f"--max-steps with --resume changes the length of RLEF runs only; {run_dir.name} "
+            f"is a {cfg.method} run, whose learning-rate schedule was fixed by its length at "
+            "the start: start a new run with the --max-steps you want"
+        )
+    cfg = cfg.model_copy(update={"max_steps": max_steps})
+    stored = rundir.read_json(run_dir / rundir.CONFIG)
+    stored["config"] = cfg.model_dump(mode="json")
+    rundir.write_json(run_dir / rundir.CONFIG, stored)
+    return cfg
+
+
 def _validation_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The validation split's rows; [] when training on all rows or none exist."""
     if cfg.split != "train":
@@ -86,11 +101,18 @@ def run_training(
     cache_dir: Path,
     registry_dir: Path,
     resume: Path | None = None,
+    max_steps: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or resume the run in `resume`) and return the run directory and its metrics."""
+    """Train (or resume the run in `resume`) and return the run directory and its metrics.
+
+    `max_steps` with `resume` moves an RLEF run's end (its learning rate is constant, so the
+    length is free): later to go on, or at its last checkpoint to finish it there.
+    """
     if resume is not None:
         cfg = TrainConfig.model_validate(rundir.read_json(resume / rundir.CONFIG)["config"])
+        if max_steps is not None:
+            cfg = _retarget(resume, cfg, max_steps)
     if cfg is None:
         raise ValueError("give a TrainConfig, or a run directory to resume")
     if cfg.method == "rlef":
