@@ -20,15 +20,22 @@ def comparisons(results: Sequence[SuiteResult]) -> list[dict[str, Any]]:
     for other in results[1:]:
         first = paired_comparison(base.task_passed(True), other.task_passed(True))
         final = paired_comparison(base.task_passed(), other.task_passed())
-        out.append(
-            {
-                "a": base.model,
-                "b": other.model,
-                "first_attempt": first.as_dict(),
-                f"within_{min(base.max_turns, other.max_turns)}_turns": final.as_dict(),
-            }
-        )
+        item: dict[str, Any] = {
+            "a": base.model,
+            "b": other.model,
+            "first_attempt": first.as_dict(),
+            f"within_{min(base.max_turns, other.max_turns)}_turns": final.as_dict(),
+        }
+        for pref in preferences(results):
+            follows = paired_comparison(base.task_followed(pref), other.task_followed(pref))
+            item[f"follows: {pref}"] = follows.as_dict()
+        out.append(item)
     return out
+
+
+def preferences(results: Sequence[SuiteResult]) -> list[str]:
+    """The preferences any of the runs measured compliance with."""
+    return sorted({p for r in results for p in r.compliance})
 
 
 def results_json(results: Sequence[SuiteResult]) -> dict[str, Any]:
@@ -73,6 +80,8 @@ def table(results: Sequence[SuiteResult]) -> str:
         rows.append((f"pass@{k} ({k} samples, 1 turn)", cells))
     if max_k > 1:
         rows.append(("samples per task", [str(r.samples) for r in results]))
+    for pref in preferences(results):
+        rows.append((f"follows: {pref}", [_cell(r.compliance.get(pref)) for r in results]))
     rows.append(("episodes (errors)", [f"{r.episodes} ({r.errors})" for r in results]))
     rows.append(("tokens generated", [f"{r.completion_tokens:,}" for r in results]))
     rows.append(("prompt tokens sent", [f"{r.prompt_tokens:,}" for r in results]))
@@ -101,6 +110,12 @@ def table(results: Sequence[SuiteResult]) -> str:
         ]
         rows.append((f"vs {head.model}: first attempt", cmp_first))
         rows.append((f"vs {head.model}: final", cmp_final))
+        for pref in preferences(results):
+            cells = [""] + [
+                _flips(paired_comparison(head.task_followed(pref), r.task_followed(pref)))
+                for r in results[1:]
+            ]
+            rows.append((f"vs {head.model}: follows {pref}", cells))
     names = [r.model for r in results]
     label_w = max(len(label) for label, _ in rows)
     widths = [

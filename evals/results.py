@@ -42,6 +42,9 @@ class EpisodeRecord(BaseModel):
     session_id: str = ""
     log_path: str = ""
     error: str | None = None
+    # the first program's preference checks (`fixloop eval --preferences`): text -> passed,
+    # failed or skipped (the verifier could not decide)
+    preferences: dict[str, str] = Field(default_factory=dict)
 
     def passed_within(self, turns: int) -> bool:
         """Passed with a budget of `turns` turns (turns beyond the run's budget: the last)."""
@@ -80,6 +83,8 @@ class TaskSummary(BaseModel):
     pass_turns: list[int | None]  # per sample
     passed: int  # samples that passed within the turn budget
     errors: int = 0
+    followed: dict[str, int] = Field(default_factory=dict)  # preference -> first programs following
+    checked: dict[str, int] = Field(default_factory=dict)  # preference -> first programs decided
 
     @property
     def solved(self) -> bool:
@@ -89,6 +94,14 @@ class TaskSummary(BaseModel):
     @property
     def first_solved(self) -> bool:
         return self.first_passed * 2 >= self.samples and self.first_passed > 0
+
+    def follows(self, preference: str) -> bool | None:
+        """Most of the first programs follow `preference` (None: none was checked)."""
+        checked = self.checked.get(preference, 0)
+        if not checked:
+            return None
+        followed = self.followed.get(preference, 0)
+        return followed * 2 >= checked and followed > 0
 
 
 class SuiteResult(BaseModel):
@@ -119,10 +132,18 @@ class SuiteResult(BaseModel):
     overhead_s: float  # wall time not spent in the model or the sandbox
     elapsed_s: float = 0.0  # this invocation's wall clock (a resumed run counts only its part)
     results_file: str = ""
+    # `--preferences`: per preference, the share of first programs that follow it, among those
+    # its verifier decided (a task's samples averaged, as for pass@1)
+    compliance: dict[str, RateOut] = Field(default_factory=dict)
     tasks: list[TaskSummary]
 
     def task_passed(self, first_attempt: bool = False) -> dict[str, bool]:
         return {t.task_id: (t.first_solved if first_attempt else t.solved) for t in self.tasks}
+
+    def task_followed(self, preference: str) -> dict[str, bool]:
+        """task -> its first programs follow `preference` (tasks where it was checked)."""
+        out = {t.task_id: t.follows(preference) for t in self.tasks}
+        return {task: ok for task, ok in out.items() if ok is not None}
 
 
 def ks_for(samples: int) -> list[int]:
@@ -154,6 +175,7 @@ def summarize(
         raise ValueError(f"{len(missing)} episode(s) have no result, e.g. {missing[0]}")
     chosen = [by_key[(t, s)] for t in task_ids for s in range(samples)]
     tasks: list[TaskSummary] = []
+    preferences = sorted({p for r in chosen for p in r.preferences})
     for tid in task_ids:
         recs = [by_key[(tid, s)] for s in range(samples)]
         tasks.append(
@@ -164,8 +186,20 @@ def summarize(
                 pass_turns=[r.pass_turn for r in recs],
                 passed=sum(r.passed_within(max_turns) for r in recs),
                 errors=sum(r.outcome == "error" for r in recs),
+                followed={
+                    p: sum(r.preferences.get(p) == "passed" for r in recs) for p in preferences
+                },
+                checked={
+                    p: sum(r.preferences.get(p) in ("passed", "failed") for r in recs)
+                    for p in preferences
+                },
             )
         )
+    compliance = {
+        p: RateOut.of(averaged_rate([t.followed[p] / t.checked[p] for t in tasks if t.checked[p]]))
+        for p in preferences
+        if any(t.checked[p] for t in tasks)
+    }
     first = averaged_rate([t.first_passed / samples for t in tasks])
     within = {
         turn: RateOut.of(
@@ -217,5 +251,6 @@ def summarize(
         overhead_s=round(max(0.0, wall_s - gen_s - exec_s), 3),
         elapsed_s=round(elapsed_s, 3),
         results_file=results_file,
+        compliance=compliance,
         tasks=tasks,
     )

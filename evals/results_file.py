@@ -29,6 +29,7 @@ class RunHeader(BaseModel):
     seed: int
     purpose: str
     policy: str = "greedy"  # the repair policy (agent/policies.py); older files: greedy
+    preferences: list[str] = []  # `--preferences`: "ID vN" of each preference applied
 
 
 def model_label(settings: Settings) -> str:

@@ -39,6 +39,7 @@ from evals.shared_backend import SerializedBackend, in_process
 if TYPE_CHECKING:
     from agent.backends.base import Backend
     from agent.config import Settings
+    from agent.preferences import Preference
 
 
 FAIL_FAST_ERRORS = 3  # this many errors before any clean episode: the backend is broken
@@ -86,15 +87,22 @@ def run_suite(
     backend: Backend | None = None,
     suite_name: str | None = None,
     label: str | None = None,
+    preferences: Sequence[Preference] = (),
 ) -> SuiteResult:
     """Evaluate `settings`' model (or `backend`) on `tasks`; resumable through `out_dir`.
 
     Every episode is an `AgentSession` logged under `settings.sessions_dir`
     with `purpose` and the task's suite/split/task_id. `label` names the model
-    in tables and the results file (default: --model, or the base URL).
+    in tables and the results file (default: --model, or the base URL). `preferences`:
+    listed in the first prompt as in the user's sessions and checked on every attempt, but
+    a violation does not fail the attempt: pass rates stay the tests' own, and each
+    preference's compliance of the first program is reported beside them (evaluations apply
+    no preference by default, so that their numbers stay comparable).
     """
     from agent.environment import FunctionEnv
-    from agent.session import AgentSession
+    from agent.preferences.env import PreferenceEnv
+    from agent.preferences.verify import VerifierRunner
+    from agent.session import AgentSession, default_env
 
     _check_args(tasks, samples, temperature, workers)
     label = label or model_label(settings)
@@ -113,6 +121,7 @@ def run_suite(
         seed=seed,
         purpose=purpose,
         policy=settings.policy,
+        preferences=[f"{p.id} v{p.current.version}" for p in preferences],
     )
     path = results_path(out_dir, label)
     results = ResultsFile(path, header)
@@ -147,7 +156,12 @@ def run_suite(
         if stop.is_set():
             return None
         cfg = run_settings.model_copy(update={"seed": job.seed})
-        session = AgentSession(job.task, shared, cfg, purpose=purpose)  # type: ignore[arg-type]
+        env = None
+        if preferences:
+            runner = VerifierRunner(timeout_s=settings.preference_timeout)
+            inner = default_env(job.task, cfg, shared)
+            env = PreferenceEnv(inner, preferences, runner, enforce=False)
+        session = AgentSession(job.task, shared, cfg, purpose=purpose, env=env)  # type: ignore[arg-type]
         with active_lock:
             active.add(session)
         started = time.perf_counter()

@@ -20,6 +20,7 @@ from agent.events import (
     ModelReplied,
     Task,
 )
+from agent.preferences.env import summary as preference_summary
 from evals.errors import EvalError
 from evals.results import EpisodeRecord
 
@@ -101,6 +102,7 @@ def episode_record(
         session_id=session_id,
         log_path=log_path,
         error="; ".join(errors) or None,
+        preferences=preference_summary(public[min(public)]) if public else {},
     )
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from agent.backends.base import Backend
     from agent.config import Settings
     from agent.events import Task
+    from agent.preferences import Preference
     from evals.results import SuiteResult
 
 BOOTSTRAP_SAMPLES = 4000
@@ -48,7 +49,7 @@ class GateError(FixloopError, ValueError):
 
 
 class MetricComparison(BaseModel):
-    metric: str  # "pass@1" or "pass within N turns"
+    metric: str  # "pass@1", "pass within N turns", or "follows: PREFERENCE"
     current: str  # e.g. "12/30 40.0% [24.6-57.7]"
     candidate: str
     current_rate: float
@@ -130,10 +131,15 @@ def paired_bootstrap_ci(
 def compare_metric(
     name: str, current: SuiteResult, candidate: SuiteResult, *, first_attempt: bool
 ) -> MetricComparison:
+    """Pass rates (first attempt, or within the turn budget), task by task."""
+    cur = current.task_passed(first_attempt=first_attempt)
+    return compare_tasks(name, cur, candidate.task_passed(first_attempt=first_attempt))
+
+
+def compare_tasks(name: str, cur: dict[str, bool], cand: dict[str, bool]) -> MetricComparison:
+    """Any per-task yes/no metric of the current model and the candidate, paired."""
     from evals.metrics import binomial_rate, paired_comparison
 
-    cur = current.task_passed(first_attempt=first_attempt)
-    cand = candidate.task_passed(first_attempt=first_attempt)
     pc = paired_comparison(cand, cur)
     shared = [t for t in cand if t in cur]
     diffs = [int(cand[t]) - int(cur[t]) for t in shared]
@@ -226,8 +232,13 @@ def run_gate(
     require_significant: bool = False,
     backend_for: BackendFactory | None = None,
     progress: bool = True,
+    preferences: Sequence[Preference] = (),
 ) -> GateResult:
-    """Evaluate current and candidate on `tasks`, decide, promote or not, write the report."""
+    """Evaluate current and candidate on `tasks`, decide, promote or not, write the report.
+
+    `preferences` (a preference round's candidate): both models are told them and each one's
+    compliance of the first program is a metric beside the pass rates (the rule weighs it
+    like them)."""
     from evals.runner import run_suite
 
     registry = Registry(settings.data_dir)
@@ -258,6 +269,7 @@ def run_gate(
             progress=progress,
             backend=backend_for(name) if backend_for else None,
             suite_name="gate",
+            preferences=preferences,
         )
     cur, cand = results[current], results[candidate]
     metrics = [
@@ -266,6 +278,10 @@ def run_gate(
             f"pass within {turns} turn{'s' if turns != 1 else ''}", cur, cand, first_attempt=False
         ),
     ]
+    for pref in sorted({*cur.compliance, *cand.compliance}):
+        metrics.append(
+            compare_tasks(f"follows: {pref}", cur.task_followed(pref), cand.task_followed(pref))
+        )
     ok, reasons = decide(metrics, require_significant=require_significant)
     if len(tasks) < FEW_TASKS:
         reasons.append(

@@ -64,11 +64,15 @@ class PreferenceEnv(Environment):
         *,
         mention_in_prompt: bool = True,
         problem: str | None = None,
+        enforce: bool = True,
     ) -> None:
         self.inner = inner
         self.preferences = [p for p in preferences if p.versions]
         self.runner = runner or VerifierRunner()
         self.mention_in_prompt = mention_in_prompt
+        # False: the checks are reported but a violation does not fail the attempt (an
+        # evaluation measures compliance beside pass rates it keeps comparable)
+        self.enforce = enforce
         self.problem = problem  # why the preferences could not be loaded, for the notice
         self.system_prompt = inner.system_prompt
         self.reply_instruction = inner.reply_instruction
@@ -111,7 +115,8 @@ class PreferenceEnv(Environment):
             return result
         checks = [self.check(pref, code) for pref in self.preferences]
         status = result.status
-        if status == ExecStatus.PASSED and any(c.status == TestStatus.FAILED for c in checks):
+        violated = any(c.status == TestStatus.FAILED for c in checks)
+        if self.enforce and status == ExecStatus.PASSED and violated:
             status = ExecStatus.FAILED
         return result.model_copy(
             update={

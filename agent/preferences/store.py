@@ -126,6 +126,21 @@ class PreferenceStore:
         """The preferences every attempt is checked against (those with a verifier)."""
         return [p for p in self.all() if p.active and p.versions]
 
+    def require_active(self, why: str) -> list[Preference]:
+        """The active preferences; a PreferenceError naming the fix when there are none
+        (`why`: what needs them, e.g. "the --preferences round trains the model to follow
+        them")."""
+        active = self.active()
+        if not active:
+            stored = self.all()
+            have = f"{len(stored)} stored, none active" if stored else "none stored"
+            raise PreferenceError(
+                f"no active preferences in {self.root} ({have}): {why}. Add one with `fixloop "
+                'prefs add "use pathlib, not os.path"` (or `--reference ID`; `fixloop prefs '
+                "reference` lists them), or switch one on with `fixloop prefs enable ID`"
+            )
+        return active
+
     def get(self, key: str) -> Preference:
         """A preference by id, or by a prefix of exactly one id."""
         path = self._path(key)

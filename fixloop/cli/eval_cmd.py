@@ -38,9 +38,11 @@ def default_out_dir(
     temperature: float,
     seed: int,
     policy: str = "greedy",
+    preferences: bool = False,
 ) -> Path:
     """A directory named by the arguments, so that rerunning a command resumes it (a policy
-    other than greedy is part of the name: greedy runs keep the names they always had)."""
+    other than greedy, and --preferences, are part of the name: greedy runs keep the names
+    they always had)."""
     parts = [Path(suite).stem if suite not in ("mbpp", "humaneval", "sessions") else suite]
     if split:
         parts.append(split)
@@ -51,6 +53,8 @@ def default_out_dir(
     parts += [f"t{max_turns}", f"k{samples}", f"T{temperature:g}", f"s{seed}"]
     if policy != "greedy":
         parts.append(policy)
+    if preferences:
+        parts.append("prefs")
     name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", "-".join(parts))
     return data_dir / "eval" / name
 
@@ -96,6 +100,14 @@ def eval_command(
         ),
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (sample i uses seed+i).")] = 0,
+    with_preferences: Annotated[
+        bool,
+        typer.Option(
+            "--preferences",
+            help="Apply the active preferences as a session does (listed in the prompt, every "
+            "attempt checked) and report how many first programs follow each.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results JSON instead of the table.")
     ] = False,
@@ -116,16 +128,37 @@ def eval_command(
     models = model or [base.model]
     if len(set(models)) != len(models):
         fail(f"--model given twice: {', '.join(models)}")
+    prefs = []
+    if with_preferences:
+        from agent.preferences import PreferenceError, PreferenceStore
+
+        try:
+            prefs = PreferenceStore.for_data_dir(base.data_dir).require_active(
+                "--preferences measures how well the models follow them"
+            )
+        except PreferenceError as exc:
+            fail(str(exc))
     out_dir = out or default_out_dir(
-        base.data_dir, suite, split, ids, limit, max_turns, samples, temperature, seed, base.policy
+        base.data_dir,
+        suite,
+        split,
+        ids,
+        limit,
+        max_turns,
+        samples,
+        temperature,
+        seed,
+        base.policy,
+        preferences=bool(prefs),
     )
     progress = not no_progress
     typer.echo(
         f"evaluating {', '.join(models)} on {suite}"
         + (f" ({split})" if split else "")
         + f": {len(tasks)} tasks x {samples} sample(s), up to {max_turns} turns, policy "
-        f"{base.policy}; results in "
-        f"{out_dir}",
+        f"{base.policy}"
+        + (f"; preferences {', '.join(p.id for p in prefs)}" if prefs else "")
+        + f"; results in {out_dir}",
         err=True,
     )
     results = []
@@ -146,6 +179,7 @@ def eval_command(
                     out_dir=out_dir,
                     progress=progress,
                     suite_name=suite if split is None else f"{suite}/{split}",
+                    preferences=prefs,
                 )
             )
     except KeyboardInterrupt:

@@ -56,6 +56,8 @@ def test_bad_input_is_refused_with_the_fix(env: Path) -> None:
     assert code == 2 and "give --temperature > 0" in out
     code, out = invoke("--suite", "mbpp", "--split", "test")
     assert code == 2 and "split 'test' is not in" in out
+    code, out = invoke("--suite", str(env), "--preferences", "--no-progress")
+    assert code == 2 and "no active preferences" in out and "fixloop prefs add" in out
 
 
 def test_default_out_dir_is_named_by_the_arguments(tmp_path: Path) -> None:

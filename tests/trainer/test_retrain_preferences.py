@@ -184,6 +184,9 @@ def test_the_round_samples_pairs_and_trains_dpo_on_them(
     assert list(state["stages"]) == ["sample", "build", "pairs", "train", "export", "gate"]
     assert state["settings"]["preference_round"]["samples"] == 6
     assert result.gate.promoted
+    # the gate measured what the round is for: compliance, beside the pass rates
+    follows = [m for m in result.gate.metrics if m.metric == f"follows: {PREF.text}"]
+    assert len(follows) == 1 and f"| follows: {PREF.text} |" in report
 
     again = _run(world, min_pairs=6)  # finished: nothing is sampled or trained again
     assert len(model.prompts) == 18 and len(world.trained_rows) == 1

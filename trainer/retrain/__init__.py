@@ -171,6 +171,8 @@ def retrain(
     notes: list[str] = []
     if cfg.preferences:
         notes = preferences.pairs(state, cfg, prefs, min_pairs=seed.min_pairs)
+    if cfg.preferences and not prefs:  # --skip-build: the gate still measures compliance
+        prefs = active_preferences(settings)
     train = stages.train(state, settings, cfg, progress=progress)
     exported = stages.export(
         state, settings, train.run_dir, quant=quant, lora_only=lora_only, progress=progress
@@ -185,6 +187,7 @@ def retrain(
         backend_for=backend_for,
         progress=progress,
         notes=notes,
+        preferences=prefs,
     )
     if not state.ran:
         say(f"every stage had finished in {directory}; --fresh starts it over")

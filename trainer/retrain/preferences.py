@@ -56,19 +56,9 @@ def active_preferences(settings: Settings) -> list[Preference]:
         )
     store = PreferenceStore.for_data_dir(settings.data_dir)
     try:
-        active = store.active()
+        return store.require_active("the --preferences round trains the model to follow them")
     except PreferenceError as exc:
-        raise RetrainError(f"the --preferences round cannot read the preferences: {exc}") from None
-    if not active:
-        stored = store.all()
-        have = f"{len(stored)} stored, none active" if stored else "none stored"
-        raise RetrainError(
-            f"no active preferences in {store.root} ({have}): the --preferences round trains "
-            "the model to follow your standing preferences. Add one with `fixloop prefs add "
-            '"use pathlib, not os.path"` (or `--reference ID`; `fixloop prefs reference` lists '
-            "them), or switch one on with `fixloop prefs enable ID`"
-        )
-    return active
+        raise RetrainError(f"the --preferences round cannot run: {exc}") from None
 
 
 def round_settings(

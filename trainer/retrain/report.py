@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evals.results import RateOut
 from trainer.export.pipeline import ExportResult
 from trainer.gate import GateResult
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
 from trainer.train.loop import TrainResult
+
+EMPTY = RateOut(count=0, n=0, rate=0.0, ci95=(0.0, 0.0), ci_method="none")
 
 
 def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> Path:
@@ -25,8 +28,12 @@ def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> P
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     width = 0.38
     names = [m.metric for m in report.metrics]
+    prefs = [n.removeprefix("follows: ") for n in names if n.startswith("follows: ")]
     cur_rates = [gate.current.pass_at_1, gate.current.passed]
     cand_rates = [gate.candidate.pass_at_1, gate.candidate.passed]
+    for pref in prefs:  # a rate a model has no check for: an empty bar
+        cur_rates.append(gate.current.compliance.get(pref, EMPTY))
+        cand_rates.append(gate.candidate.compliance.get(pref, EMPTY))
     for offset, label, rates in (
         (-width / 2, f"current: {report.current}", cur_rates),
         (width / 2, f"candidate: {report.candidate}", cand_rates),
@@ -38,7 +45,7 @@ def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> P
             [100 * (r.ci95[1] - r.rate) for r in rates],
         ]
         ax.bar(xs, values, width, yerr=errs, capsize=4, label=label)
-    ax.set_xticks(range(len(names)), names)
+    ax.set_xticks(range(len(names)), [n if len(n) < 28 else n[:26] + "…" for n in names])
     ax.set_ylabel(f"% of {report.tasks} held-out tasks (95% CI)")
     ax.set_ylim(0, 100)
     ax.set_title("promoted" if report.promoted else "not promoted")

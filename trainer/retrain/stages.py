@@ -32,6 +32,7 @@ from trainer.train.loop import TrainResult, run_training
 if TYPE_CHECKING:
     from agent.config import Settings
     from agent.events import Task
+    from agent.preferences import Preference
     from trainer.gate import BackendFactory
 
 
@@ -297,8 +298,10 @@ def gate(
     backend_for: BackendFactory | None,
     progress: bool,
     notes: Sequence[str] = (),
+    preferences: Sequence[Preference] = (),
 ) -> tuple[GateReport, Path, Path]:
-    """Gate the exported model (again if the gate's settings changed) and write the report."""
+    """Gate the exported model (again if the gate's settings changed) and write the report
+    (`preferences`: a preference round's, whose compliance the gate measures too)."""
     tasks = plan.tasks
     if tasks is None:
         tasks = gate_tasks(sessions_dir=settings.sessions_dir, limit=plan.limit)
@@ -309,6 +312,8 @@ def gate(
         "promote": plan.promote,
         "require_significant": plan.require_significant,
     }
+    if preferences:
+        gate_settings["preferences"] = [f"{p.id} v{p.current.version}" for p in preferences]
     key = settings_key(gate_settings)
     record = state.get("gate")
     if record is not None and record["key"] == key:
@@ -331,6 +336,7 @@ def gate(
         require_significant=plan.require_significant,
         backend_for=backend_for,
         progress=progress,
+        preferences=preferences,
     )
     md, png = write_report(state.directory, cfg, train, exported, gate, notes)
     verdict = "promoted" if gate.report.promoted else "not promoted"
