@@ -127,7 +127,11 @@ def grpo_trainer(
     )
     config = GRPOConfig(
         output_dir=output_dir,
-        per_device_train_batch_size=settings.num_generations * settings.tasks_per_step,
+        # one episode per forward/backward, a group per optimizer step: the logits of a
+        # 3-turn episode over Qwen's 152k vocabulary are GBs, and four at once in fp32 took
+        # the 0.5B past 24 GB (OOM-killed at its first step on this machine)
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=settings.num_generations * settings.tasks_per_step,
         num_generations=settings.num_generations,
         max_completion_length=settings.max_turns * (settings.max_new_tokens + 512),
         temperature=settings.temperature,
