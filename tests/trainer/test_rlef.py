@@ -179,6 +179,9 @@ def test_fixloop_train_method_rlef_end_to_end(tiny: tuple, tmp_path: Path) -> No
     assert metrics["rewarded_on_public_tests"] == data["tasks"]  # no hidden tests here
     assert metrics["first_reward"] is not None and metrics["first_reward"] <= 1.0
     assert (run / "reward.png").read_bytes()[:4] == b"\x89PNG"
+    rollouts = [json.loads(x) for x in (run / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rollouts] == [1, 1, 2, 2]  # a group of 2 per step
+    assert all(len(r["replies"]) == r["turns"] >= 1 and r["task"] for r in rollouts)
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert len(data["tasks_sha256"]) == 64
 
@@ -206,11 +209,15 @@ def test_resume_with_max_steps_moves_an_rlef_runs_end(tiny: tuple, tmp_path: Pat
     )  # fmt: skip
     assert first.exit_code == 0, first.output
     (run,) = list((tmp_path / "runs").iterdir())
+    with open(run / "rollouts.jsonl", "a") as fh:  # played after the checkpoint, then killed
+        fh.write(json.dumps({"step": 2, "task": "lost", "reward": 1.0}) + "\n")
     again = CliRunner().invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
     assert again.exit_code == 0, again.output
     assert json.loads((run / "metrics.json").read_text())["steps"] == 2
     history = (run / "history.jsonl").read_text().splitlines()
     assert [json.loads(h)["step"] for h in history] == [1, 2]
+    rollouts = [json.loads(r) for r in (run / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rollouts] == [1, 1, 2, 2] and "lost" not in str(rollouts)
     assert json.loads((run / "config.json").read_text())["config"]["max_steps"] == 2
 
     sft = tmp_path / "sft-run"

@@ -14,9 +14,11 @@ repeated `num_generations` times, so it returns exactly one episode per prompt i
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.events import Task
@@ -25,13 +27,26 @@ from trainer.rlef.rollout import EpisodePlayer, Rollout
 
 @dataclass
 class RewardLog:
-    """Every rollout's reward, in order: the run's reward curve."""
+    """Every rollout's reward, in order: the run's reward curve. With `path`, every episode
+    is also appended there as a JSON line (task, reward, turns, verdicts, the model's
+    replies), so a run's rollouts can be read, not only its mean reward."""
 
     steps: list[list[float]] = field(default_factory=list)
     public_only: set[str] = field(default_factory=set)  # tasks rewarded on public tests
+    path: Path | None = None
 
     def mean_by_step(self) -> list[float]:
         return [sum(r) / len(r) for r in self.steps if r]
+
+    def add(self, step: int, prompts: list[Any], played: list[Rollout]) -> None:
+        self.steps.append([r.reward for r in played])
+        pairs = list(zip(prompts, played, strict=True))
+        self.public_only |= {str(p) for p, r in pairs if r.rewarded_on == "public"}
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                for prompt, rollout in pairs:
+                    row = {"step": step, "task": str(prompt), **rollout.summary()}
+                    fh.write(json.dumps(row) + "\n")
 
 
 def task_dataset(tasks: Sequence[Task]) -> tuple[Any, dict[str, Task]]:
@@ -61,9 +76,7 @@ def make_rollout_func(
         finally:
             model.train(was_training)
         if log is not None:
-            log.steps.append([r.reward for r in played])
-            public = zip(prompts, played, strict=True)
-            log.public_only |= {str(p) for p, r in public if r.rewarded_on == "public"}
+            log.add(trainer.state.global_step + 1, prompts, played)
         return {
             "prompt_ids": [r.prompt_ids for r in played],
             "completion_ids": [r.completion_ids for r in played],

@@ -39,6 +39,19 @@ class Rollout:
     passed_public: bool = False
     passed_hidden: bool | None = None
     rewarded_on: str = "hidden"  # or "public": the task had no hidden tests
+    replies: list[str] = field(default_factory=list)  # the model's turns, decoded
+
+    def summary(self) -> dict[str, Any]:
+        """What `rollouts.jsonl` keeps of the episode (the token ids aside)."""
+        return {
+            "reward": self.reward,
+            "turns": self.turns,
+            "format_errors": self.format_errors,
+            "passed_public": self.passed_public,
+            "passed_hidden": self.passed_hidden,
+            "rewarded_on": self.rewarded_on,
+            "replies": self.replies,
+        }
 
 
 @dataclass
@@ -151,6 +164,7 @@ class EpisodePlayer:
             episode.rollout.completion_ids += ids
             episode.rollout.logprobs += chosen[i, : len(ids)].tolist()
             episode.rollout.env_mask += [1] * len(ids)
+            episode.rollout.replies.append(text)
             replies.append((ids, text, eos))
         return replies
 

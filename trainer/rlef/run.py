@@ -5,8 +5,9 @@ tasks come from `--suite` (MBPP train by default, with the hidden tests `fixloop
 hidden-tests` derived; a task without them is rewarded on its public tests and the run
 counts those); episodes are played in the same FunctionEnv and sandbox as `fixloop solve`.
 The run directory holds config.json, data.json (the suite and its tasks' hash),
-history.jsonl (loss, reward, KL per step), the adapter, the tokenizer, metrics.json, and
-reward.png (the mean episode reward per step: the run's learning curve).
+history.jsonl (loss, reward, KL per step), rollouts.jsonl (every episode: task, reward,
+verdicts, the model's replies), the adapter, the tokenizer, metrics.json, and reward.png
+(the mean episode reward per step: the run's learning curve).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from agent.events import Task
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
+
+ROLLOUTS = "rollouts.jsonl"  # every episode played: task, reward, verdicts, replies
 
 
 def load_tasks(cfg: TrainConfig) -> tuple[list[Task], int]:
@@ -70,6 +73,7 @@ def run_rlef(
         run_dir = resume
         base = BaseSource.from_dict(rundir.read_json(resume / rundir.CONFIG)["base"])
         checkpoint = rundir.latest_checkpoint(resume)
+        _keep_rollouts_until(resume / ROLLOUTS, _step_of(checkpoint))
     else:
         base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
         run_dir = rundir.new_run_dir(cfg.out_dir, cfg.method)
@@ -98,7 +102,7 @@ def run_rlef(
         max_steps=cfg.max_steps or max(1, int(cfg.epochs * len(tasks))),
         seed=cfg.seed,
     )
-    log = RewardLog()
+    log = RewardLog(path=run_dir / ROLLOUTS)
     env = FunctionEnv()
     trainer = grpo_trainer(
         model,
@@ -133,6 +137,20 @@ def run_rlef(
     if rewards:
         _plot_reward(rewards, run_dir / "reward.png", f"RLEF on {base.name}")
     return run_dir, metrics
+
+
+def _step_of(checkpoint: Path | None) -> int:
+    """The optimizer step a Trainer checkpoint was saved at ("checkpoint-N"; none: 0)."""
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else 0
+
+
+def _keep_rollouts_until(path: Path, step: int) -> None:
+    """Drop the episodes of steps after the checkpoint a run resumes from (played again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
+    path.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
 
 
 def _plot_reward(rewards: list[float], path: Path, title: str) -> None:
