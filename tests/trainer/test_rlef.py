@@ -219,6 +219,12 @@ def test_resume_with_max_steps_moves_an_rlef_runs_end(tiny: tuple, tmp_path: Pat
     rollouts = [json.loads(r) for r in (run / "rollouts.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rollouts] == [1, 1, 2, 2] and "lost" not in str(rollouts)
     assert json.loads((run / "config.json").read_text())["config"]["max_steps"] == 2
+    # ended at its checkpoint: no step is trained, the adapter and metrics are written
+    (run / "adapter" / "adapter_config.json").unlink()
+    done = CliRunner().invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 2
+    assert (run / "adapter" / "adapter_config.json").is_file()
 
     sft = tmp_path / "sft-run"
     sft.mkdir()
