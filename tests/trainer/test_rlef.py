@@ -198,8 +198,12 @@ def test_resume_with_max_steps_moves_an_rlef_runs_end(tiny: tuple, tmp_path: Pat
 
     base, _model, _tok = tiny
     suite = tmp_path / "toy.jsonl"
-    rows = [{"task_id": 1, "text": "Write f(x) returning x.", "test_list": ["assert f(1) == 1"]}]
-    suite.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
+    rows = [  # three tasks: the resumes below fall in the middle of an epoch
+        {"task_id": i, "text": f"Write f(x) returning x + {i}.",
+         "test_list": [f"assert f(1) == {1 + i}"]}
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    suite.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     common = ["--base", str(base), "--data", str(tmp_path), "--suite", str(suite)]
     first = CliRunner().invoke(
         app,
@@ -224,6 +228,7 @@ def test_resume_with_max_steps_moves_an_rlef_runs_end(tiny: tuple, tmp_path: Pat
     done = CliRunner().invoke(app, ["train", "--resume", str(run), "--max-steps", "2"])
     assert done.exit_code == 0, done.output
     assert json.loads((run / "metrics.json").read_text())["steps"] == 2
+    assert len((run / "history.jsonl").read_text().splitlines()) == 2
     assert (run / "adapter" / "adapter_config.json").is_file()
 
     sft = tmp_path / "sft-run"

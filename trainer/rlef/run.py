@@ -78,9 +78,20 @@ def run_rlef(
         base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
         run_dir = rundir.new_run_dir(cfg.out_dir, cfg.method)
         checkpoint = None
+    public_only = sum(not t.hidden_tests for t in tasks)
+    max_steps = cfg.max_steps or max(1, int(cfg.epochs * len(tasks)))
+    if checkpoint is not None and _step_of(checkpoint) >= max_steps:
+        # the run ends at its checkpoint: its weights are the checkpoint's (the Trainer,
+        # resumed in the middle of an epoch, would train one more step before it stopped)
+        _weights_from_checkpoint(
+            checkpoint, run_dir / (rundir.ADAPTER if cfg.lora else rundir.FULL_MODEL)
+        )
+        load_tokenizer(base).save_pretrained(run_dir / rundir.TOKENIZER)
+        kept = [h for h in rundir.read_history(run_dir) if h["step"] <= _step_of(checkpoint)]
+        rundir.write_history(run_dir, kept)
+        return run_dir, _finish(run_dir, base.name, len(tasks), public_only)
     tokenizer = load_tokenizer(base)
     model = load_model(base, torch.float32)
-    public_only = sum(not t.hidden_tests for t in tasks)
     if checkpoint is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(
@@ -99,7 +110,7 @@ def run_rlef(
         max_new_tokens=cfg.max_new_tokens,
         beta=cfg.kl,
         learning_rate=cfg.lr,
-        max_steps=cfg.max_steps or max(1, int(cfg.epochs * len(tasks))),
+        max_steps=max_steps,
         seed=cfg.seed,
     )
     log = RewardLog(path=run_dir / ROLLOUTS)
@@ -119,24 +130,48 @@ def run_rlef(
     trainer.args.save_steps = cfg.save_every
     trainer.args.save_total_limit = cfg.keep_checkpoints
     with trl_quirks():
-        train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.model.save_pretrained(run_dir / (rundir.ADAPTER if cfg.lora else rundir.FULL_MODEL))
     tokenizer.save_pretrained(run_dir / rundir.TOKENIZER)
+    return run_dir, _finish(run_dir, base.name, len(tasks), public_only)
+
+
+def _finish(run_dir: Path, base_name: str, tasks: int, public_only: int) -> dict[str, Any]:
+    """metrics.json and reward.png, from history.jsonl (a resumed run's parts counted)."""
     history = rundir.read_history(run_dir)
     rewards = [h["reward"] for h in history if "reward" in h]
     metrics: dict[str, Any] = {
         "method": "rlef",
         "steps": len(history),
-        "tasks": len(tasks),
+        "tasks": tasks,
         "rewarded_on_public_tests": public_only,
         "first_reward": rewards[0] if rewards else None,
         "final_reward": sum(rewards[-5:]) / len(rewards[-5:]) if rewards else None,
-        "train_seconds": round(float(train_out.metrics.get("train_runtime", 0.0)), 3),
+        "train_seconds": round(sum(float(h.get("seconds") or 0.0) for h in history), 3),
     }
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     if rewards:
-        _plot_reward(rewards, run_dir / "reward.png", f"RLEF on {base.name}")
-    return run_dir, metrics
+        _plot_reward(rewards, run_dir / "reward.png", f"RLEF on {base_name}")
+    return metrics
+
+
+TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
+                       "training_args.bin")  # fmt: skip
+
+
+def _weights_from_checkpoint(checkpoint: Path, out: Path) -> None:
+    """The model files of a Trainer checkpoint (the adapter, or the full model), without the
+    optimizer, scheduler and RNG state."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in checkpoint.iterdir():
+        if (
+            path.is_file()
+            and path.name not in TRAINER_STATE_FILES
+            and not path.name.startswith("rng_state")
+        ):
+            shutil.copy2(path, out / path.name)
 
 
 def _step_of(checkpoint: Path | None) -> int:
