@@ -184,6 +184,9 @@ def test_fixloop_train_method_rlef_end_to_end(tiny: tuple, tmp_path: Path) -> No
     assert all(len(r["replies"]) == r["turns"] >= 1 and r["task"] for r in rollouts)
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert len(data["tasks_sha256"]) == 64
+    # what the GGUF LoRA converter reads to find the architecture (it failed without)
+    base_config = json.loads((run / "base-config" / "config.json").read_text())
+    assert base_config["architectures"] == ["LlamaForCausalLM"]
 
 
 @pytest.mark.slow

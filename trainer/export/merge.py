@@ -8,6 +8,7 @@ all `convert_lora_to_gguf.py` needs to convert an adapter on its own.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ def base_config_dir(run_dir: Path, out: Path) -> Path:
     if (saved / "config.json").is_file():
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(saved, out)
+        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        if not config.get("architectures"):  # RLEF runs before 2026-11-30 saved none
+            config["architectures"] = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config["model_type"]]]
+            (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
     base = BaseSource.from_dict(meta["base"])
     if base.kind == "gguf":

@@ -61,6 +61,7 @@ def run_rlef(
     from trainer.rlef.grpo import RewardLog, RlefSettings, grpo_trainer, trl_quirks
     from trainer.train.modeling import (
         BaseSource,
+        base_config,
         load_model,
         load_tokenizer,
         lora_config,
@@ -103,7 +104,7 @@ def run_rlef(
             {"suite": cfg.suite, "tasks": len(tasks), "tasks_sha256": tasks_sha256(tasks),
              "refused_eval_tasks": refused, "rewarded_on_public_tests": public_only},
         )  # fmt: skip
-        model.config.save_pretrained(run_dir / rundir.BASE_CONFIG)
+        base_config(model).save_pretrained(run_dir / rundir.BASE_CONFIG)
     settings = RlefSettings(
         num_generations=cfg.group,
         max_turns=cfg.turns,

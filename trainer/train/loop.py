@@ -12,7 +12,6 @@ metrics.json and loss.png. The same code runs on CPU, one GPU, or under `acceler
 from __future__ import annotations
 
 import contextlib
-import copy
 import platform
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from trainer.train.data import DataError, files_sha256, load_examples, manifest_
 from trainer.train.modeling import (
     BaseSource,
     add_leti_tokens,
+    base_config,
     load_model,
     load_tokenizer,
     peft_compat,
@@ -166,8 +166,7 @@ def run_training(
 
     tokenizer = load_tokenizer(base)
     model = load_model(base, torch.bfloat16 if (bf16 and cfg.lora) else torch.float32)
-    base_config = copy.deepcopy(model.config)  # before any resize: what a GGUF LoRA applies to
-    base_config.architectures = base_config.architectures or [type(model).__name__]
+    base_cfg = base_config(model)  # before any resize: what a GGUF LoRA applies to
     new_ids = add_leti_tokens(tokenizer, model) if cfg.needs_leti_tokens else []
     n_total = sum(p.numel() for p in model.parameters())
     with peft_compat():
@@ -215,7 +214,7 @@ def run_training(
                 "left_out": len(rows) - kept,
             },
         )
-        base_config.save_pretrained(run_dir / rundir.BASE_CONFIG)
+        base_cfg.save_pretrained(run_dir / rundir.BASE_CONFIG)
     state.wait_for_everyone()
 
     with peft_compat():

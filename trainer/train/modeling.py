@@ -94,6 +94,16 @@ def load_model(src: BaseSource, dtype: Any) -> Any:
     return model
 
 
+def base_config(model: Any) -> Any:
+    """The loaded base's config as the GGUF LoRA converter needs it (a copy, before any
+    vocabulary resize, with `architectures`, which a config read from a GGUF lacks)."""
+    import copy
+
+    config = copy.deepcopy(model.config)
+    config.architectures = config.architectures or [type(model).__name__]
+    return config
+
+
 def add_leti_tokens(tokenizer: Any, model: Any | None) -> list[int]:
     """Add LeTI's reward/feedback tokens (idempotent) and resize the embeddings; their ids."""
     missing = [t for t in LETI_TOKENS if t not in tokenizer.get_vocab()]
