@@ -187,6 +187,11 @@ def test_fixloop_train_method_rlef_end_to_end(tiny: tuple, tmp_path: Path) -> No
     # what the GGUF LoRA converter reads to find the architecture (it failed without)
     base_config = json.loads((run / "base-config" / "config.json").read_text())
     assert base_config["architectures"] == ["LlamaForCausalLM"]
+    # what export registers about the run (it read a built dataset's manifest and failed)
+    from trainer.export.pipeline import lineage, run_meta
+
+    info = lineage(run, run_meta(run), quant="Q4_K_M", mode="lora")
+    assert info["method"] == "rlef" and info["tasks_sha256"] == data["tasks_sha256"]
 
 
 @pytest.mark.slow

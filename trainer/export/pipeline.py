@@ -58,7 +58,9 @@ def version_name(run_dir: Path, meta: dict[str, Any]) -> str:
 
 def lineage(run_dir: Path, meta: dict[str, Any], *, quant: str, mode: str) -> dict[str, Any]:
     data = rundir.read_json(run_dir / rundir.DATA)
-    _manifest, manifest_sha = manifest_info(Path(data["data_dir"]))
+    manifest_sha = None
+    if "data_dir" in data:  # an RLEF run trains on tasks (`suite`), not a built dataset
+        _manifest, manifest_sha = manifest_info(Path(data["data_dir"]))
     return {
         "base": meta["base"]["name"],
         "base_path": meta["base"]["path"],
@@ -72,6 +74,8 @@ def lineage(run_dir: Path, meta: dict[str, Any], *, quant: str, mode: str) -> di
         ),
         "dataset_file": data.get("dataset_file"),
         "dataset_sha256": data.get("dataset_sha256"),
+        "tasks_suite": data.get("suite"),  # RLEF
+        "tasks_sha256": data.get("tasks_sha256"),
         "metrics": rundir.read_json(run_dir / rundir.METRICS),
         "run_dir": str(run_dir.resolve()),
         "export": mode,
