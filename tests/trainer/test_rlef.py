@@ -247,3 +247,20 @@ def test_resume_with_max_steps_moves_an_rlef_runs_end(tiny: tuple, tmp_path: Pat
     refused = CliRunner().invoke(app, ["train", "--resume", str(sft), "--max-steps", "3"])
     assert refused.exit_code != 0
     assert "RLEF runs only" in refused.output and "start a new run" in refused.output
+
+
+def test_export_fills_in_the_architecture_a_saved_base_config_lacks(tmp_path: Path) -> None:
+    """RLEF runs saved their GGUF base's config without `architectures`, which the GGUF LoRA
+    converter needs to find the model ('Failed to detect model architecture')."""
+    import json
+
+    from trainer.export.merge import base_config_dir
+
+    run = tmp_path / "run"
+    (run / "base-config").mkdir(parents=True)
+    (run / "base-config" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (run / "config.json").write_text(json.dumps({"config": {}, "base": {}}))
+    (run / "metrics.json").write_text("{}")
+    out = base_config_dir(run, tmp_path / "out")
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForCausalLM"] and config["model_type"] == "qwen2"
