@@ -2,7 +2,8 @@
 
 usage: python bench/rlef_compare.py --run RUN_DIR --base MODEL --trained MODEL
                                     [--turns 3] [--temperature 0.8] [--limit N]
-                                    [--workers 2] [--out DIR] [--report-only]
+                                    [--workers 2] [--max-tokens N] [--out DIR]
+                                    [--report-only]
 
 MODEL: registered names (the trained one from `fixloop export RUN_DIR --lora-only`). It runs
 two `fixloop eval`s on MBPP validation, each resumable with the same command (`--out`):
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -91,7 +93,8 @@ def report(args: argparse.Namespace) -> str:
     lines = [f"# RLEF: repair against resampling, {args.base} before and after", ""]
     if args.run:
         lines += [f"Run `{args.run}`: {reward_summary(args.run)}.", ""]
-    lines += [f"`{shlex.join(eval_command(args, p)[2:])}`" for p in ("repair", "samples")]
+    env = f"FIXLOOP_MAX_TOKENS={args.max_tokens} " if args.max_tokens else ""
+    lines += [f"`{env}{shlex.join(eval_command(args, p)[2:])}`" for p in ("repair", "samples")]
     lines += [
         "",
         "| model | attempts | repair: pass within k | samples: pass@k |",
@@ -174,6 +177,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--max-tokens", type=int, help="tokens per reply (the run's --max-new-tokens, e.g. 256)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/rlef-compare"))
     parser.add_argument("--report-only", action="store_true", help="use the evals already run")
     args = parser.parse_args()
@@ -181,7 +187,10 @@ def main() -> None:
         for policy in ("repair", "samples"):
             cmd = eval_command(args, policy)
             print("$", shlex.join(cmd[2:]), flush=True)
-            subprocess.run(cmd, cwd=REPO, check=True)
+            env = dict(os.environ)
+            if args.max_tokens:
+                env["FIXLOOP_MAX_TOKENS"] = str(args.max_tokens)
+            subprocess.run(cmd, cwd=REPO, check=True, env=env)
     text = report(args)
     (args.out / "report.md").write_text(text, encoding="utf-8")
     print(text)

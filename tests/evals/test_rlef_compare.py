@@ -63,7 +63,7 @@ def test_the_table_and_flips_come_from_the_eval_results(tmp_path: Path) -> None:
     write(tmp_path / "samples", samples, 3)
     args = argparse.Namespace(
         run=None, base="base", trained="rlef", turns=3, temperature=0.8, limit=None,
-        workers=2, out=tmp_path,
+        workers=2, out=tmp_path, max_tokens=256,
     )  # fmt: skip
     text = bench.report(args)
     assert "| base | 3 | 2/3 66.7%" in text and "| rlef | 2 | 2/3 66.7%" in text
@@ -73,4 +73,5 @@ def test_the_table_and_flips_come_from_the_eval_results(tmp_path: Path) -> None:
     assert "| rlef | 3 | 2/3 66.7% [20.8-93.9] | 2/3 66.7%" in text
     assert "repair within 3: +1 / -1" in text and "gained mbpp/3; lost mbpp/2" in text
     assert "any of 3 samples: +1 / -0" in text
+    assert "`FIXLOOP_MAX_TOKENS=256 fixloop eval --suite mbpp" in text
     assert (tmp_path / "budget.png").read_bytes()[:4] == b"\x89PNG"
