@@ -74,22 +74,21 @@ def run_rlef(
         run_dir = resume
         base = BaseSource.from_dict(rundir.read_json(resume / rundir.CONFIG)["base"])
         checkpoint = rundir.latest_checkpoint(resume)
-        _keep_rollouts_until(resume / ROLLOUTS, _step_of(checkpoint))
+        rundir.keep_steps_until(resume / ROLLOUTS, rundir.checkpoint_step(checkpoint))
     else:
         base = resolve_base(cfg.base, cache_dir=cache_dir, data_dir=registry_dir)
         run_dir = rundir.new_run_dir(cfg.out_dir, cfg.method)
         checkpoint = None
     public_only = sum(not t.hidden_tests for t in tasks)
     max_steps = cfg.max_steps or max(1, int(cfg.epochs * len(tasks)))
-    if checkpoint is not None and _step_of(checkpoint) >= max_steps:
+    if checkpoint is not None and rundir.checkpoint_step(checkpoint) >= max_steps:
         # the run ends at its checkpoint: its weights are the checkpoint's (the Trainer,
         # resumed in the middle of an epoch, would train one more step before it stopped)
         _weights_from_checkpoint(
             checkpoint, run_dir / (rundir.ADAPTER if cfg.lora else rundir.FULL_MODEL)
         )
         load_tokenizer(base).save_pretrained(run_dir / rundir.TOKENIZER)
-        kept = [h for h in rundir.read_history(run_dir) if h["step"] <= _step_of(checkpoint)]
-        rundir.write_history(run_dir, kept)
+        rundir.keep_steps_until(run_dir / rundir.HISTORY, rundir.checkpoint_step(checkpoint))
         return run_dir, _finish(run_dir, base.name, len(tasks), public_only)
     tokenizer = load_tokenizer(base)
     model = load_model(base, torch.float32)
@@ -173,20 +172,6 @@ def _weights_from_checkpoint(checkpoint: Path, out: Path) -> None:
             and not path.name.startswith("rng_state")
         ):
             shutil.copy2(path, out / path.name)
-
-
-def _step_of(checkpoint: Path | None) -> int:
-    """The optimizer step a Trainer checkpoint was saved at ("checkpoint-N"; none: 0)."""
-    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else 0
-
-
-def _keep_rollouts_until(path: Path, step: int) -> None:
-    """Drop the episodes of steps after the checkpoint a run resumes from (played again)."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [x for x in lines if x.strip() and json.loads(x)["step"] <= step]
-    path.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
 
 
 def _plot_reward(rewards: list[float], path: Path, title: str) -> None:

@@ -70,6 +70,11 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def checkpoint_step(checkpoint: Path | None) -> int:
+    """The optimizer step a Trainer checkpoint was saved at ("checkpoint-N"; none: 0)."""
+    return int(checkpoint.name.split("-")[1]) if checkpoint is not None else 0
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete Trainer checkpoint (one with its trainer_state.json)."""
     ckpts = sorted(
@@ -78,9 +83,19 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
             for p in (run_dir / CHECKPOINTS).glob("checkpoint-*")
             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
         ),
-        key=lambda p: int(p.name.split("-")[1]),
+        key=checkpoint_step,
     )
     return ckpts[-1] if ckpts else None
+
+
+def keep_steps_until(path: Path, step: int) -> None:
+    """Drop the JSON lines of steps after `step` from `path` (history.jsonl, an RLEF run's
+    rollouts.jsonl): a run resumed from that step's checkpoint plays them again."""
+    if not path.is_file():
+        return
+    lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    kept = [x for x in lines if json.loads(x)["step"] <= step]
+    path.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
 
 
 def append_history(run_dir: Path, row: dict[str, Any]) -> None:

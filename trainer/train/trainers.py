@@ -163,8 +163,7 @@ class RunDirCallback(TrainerCallback):
         self.tokens_seen = 0  # TRL counts tokens from the start of this process's training
         self.last = time.perf_counter()
         if state.is_world_process_zero:  # a resumed run's history goes up to its checkpoint
-            kept = [h for h in rundir.read_history(self.run_dir) if h["step"] <= state.global_step]
-            rundir.write_history(self.run_dir, kept)
+            rundir.keep_steps_until(self.run_dir / rundir.HISTORY, state.global_step)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
