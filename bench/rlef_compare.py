@@ -9,7 +9,8 @@ MODEL: registered names (the trained one from `fixloop export RUN_DIR --lora-onl
 two `fixloop eval`s on MBPP validation, each resumable with the same command (`--out`):
 `repair/`, greedy repair within `--turns` attempts, and `samples/`, `--turns` independent
 one-attempt samples at `--temperature` (the same attempt budget). Then it writes
-`report.md` and `budget.png` in `--out`: the run's reward curve summary, pass within
+`report.md` and `budget.png` in `--out` (default RUN_DIR/compare), and rewrites the run's
+own report.md with the table in it: the run's reward curve summary, pass within
 1..turns attempts for both policies and both models with 95% intervals, and the paired flips
 of the trained model against its base (exact McNemar p). RLEF's claim is that training makes
 repair beat resampling at equal budget; this is the table that shows whether it did.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.metrics import mean_pass_at_k, paired_comparison, wilson_interval
+from trainer.rlef.report import COMPARE_DIR, reward_summary, write_run_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,27 +74,16 @@ def rate(count: float, n: int) -> str:
     return f"{count:g}/{n} {100 * count / n:.1f}% [{100 * lo:.1f}-{100 * hi:.1f}]"
 
 
-def reward_summary(run_dir: Path) -> str:
-    rows = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines() if x]
-    rewards = [r["reward"] for r in rows if "reward" in r]
-    if not rewards:
-        return "no steps logged yet"
-    q = max(1, len(rewards) // 4)
-    first, last = sum(rewards[:q]) / q, sum(rewards[-q:]) / q
-    seconds = sum(r.get("seconds", 0.0) for r in rows)
-    return (
-        f"{len(rewards)} steps in {seconds / 60:.0f} min; mean episode reward {first:+.2f} "
-        f"over the first {q} steps, {last:+.2f} over the last {q} (curve: {run_dir}/reward.png)"
-    )
-
-
 def report(args: argparse.Namespace) -> str:
     repair = runs_by_model(args.out / "repair" / "results.json")
     samples = runs_by_model(args.out / "samples" / "results.json")
     models = [args.base, args.trained]
     lines = [f"# RLEF: repair against resampling, {args.base} before and after", ""]
     if args.run:
-        lines += [f"Run `{args.run}`: {reward_summary(args.run)}.", ""]
+        lines += [
+            f"Run `{args.run}`: {reward_summary(args.run)} (curve: {args.run}/reward.png).",
+            "",
+        ]
     env = f"FIXLOOP_MAX_TOKENS={args.max_tokens} " if args.max_tokens else ""
     lines += [f"`{env}{shlex.join(eval_command(args, p)[2:])}`" for p in ("repair", "samples")]
     lines += [
@@ -180,9 +171,11 @@ def main() -> None:
     parser.add_argument(
         "--max-tokens", type=int, help="tokens per reply (the run's --max-new-tokens, e.g. 256)"
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/rlef-compare"))
+    parser.add_argument("--out", type=Path, help="default: RUN_DIR/compare, or runs/rlef-compare")
     parser.add_argument("--report-only", action="store_true", help="use the evals already run")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = args.run / COMPARE_DIR if args.run else Path("runs/rlef-compare")
     if not args.report_only:
         for policy in ("repair", "samples"):
             cmd = eval_command(args, policy)
@@ -194,6 +187,8 @@ def main() -> None:
     text = report(args)
     (args.out / "report.md").write_text(text, encoding="utf-8")
     print(text)
+    if args.run and args.out.resolve() == (args.run / COMPARE_DIR).resolve():
+        print(f"run report: {write_run_report(args.run)}")
 
 
 if __name__ == "__main__":

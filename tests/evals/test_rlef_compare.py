@@ -75,3 +75,23 @@ def test_the_table_and_flips_come_from_the_eval_results(tmp_path: Path) -> None:
     assert "any of 3 samples: +1 / -0" in text
     assert "`FIXLOOP_MAX_TOKENS=256 fixloop eval --suite mbpp" in text
     assert (tmp_path / "budget.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_with_a_run_the_table_lands_in_the_runs_own_report(tmp_path: Path, monkeypatch) -> None:
+    from tests.trainer.test_rlef_report import make_run
+
+    bench = load_bench()
+    run = make_run(tmp_path)
+    assert "Not measured yet" in (bench.write_run_report(run).read_text())
+    one = {"mbpp/1": [1], "mbpp/2": [None], "mbpp/3": [None]}
+    write(run / "compare" / "repair", {"base": one, "rlef": one}, 1)
+    three = {t: p * 3 for t, p in one.items()}
+    write(run / "compare" / "samples", {"base": three, "rlef": three}, 3)
+    argv = ["rlef_compare.py", "--run", str(run), "--base", "base", "--trained", "rlef",
+            "--report-only"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    text = (run / "report.md").read_text()
+    assert "Not measured yet" not in text
+    assert "| rlef | 3 | 1/3 33.3%" in text and "repair within 3: +0 / -0" in text
+    assert (run / "compare" / "budget.png").is_file()

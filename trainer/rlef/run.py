@@ -6,8 +6,9 @@ hidden-tests` derived; a task without them is rewarded on its public tests and t
 counts those); episodes are played in the same FunctionEnv and sandbox as `fixloop solve`.
 The run directory holds config.json, data.json (the suite and its tasks' hash),
 history.jsonl (loss, reward, KL per step), rollouts.jsonl (every episode: task, reward,
-verdicts, the model's replies), the adapter, the tokenizer, metrics.json, and reward.png
-(the mean episode reward per step: the run's learning curve).
+verdicts, the model's replies), the adapter, the tokenizer, metrics.json, reward.png
+(the mean episode reward per step: the run's learning curve) and report.md
+(trainer/rlef/report.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.events import Task
+from trainer.rlef.report import ROLLOUTS, write_run_report
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
-
-ROLLOUTS = "rollouts.jsonl"  # every episode played: task, reward, verdicts, replies
 
 
 def load_tasks(cfg: TrainConfig) -> tuple[list[Task], int]:
@@ -137,7 +137,8 @@ def run_rlef(
 
 
 def _finish(run_dir: Path, base_name: str, tasks: int, public_only: int) -> dict[str, Any]:
-    """metrics.json and reward.png, from history.jsonl (a resumed run's parts counted)."""
+    """metrics.json, reward.png and report.md, from history.jsonl and rollouts.jsonl (a
+    resumed run's parts counted)."""
     history = rundir.read_history(run_dir)
     rewards = [h["reward"] for h in history if "reward" in h]
     metrics: dict[str, Any] = {
@@ -152,6 +153,7 @@ def _finish(run_dir: Path, base_name: str, tasks: int, public_only: int) -> dict
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     if rewards:
         _plot_reward(rewards, run_dir / "reward.png", f"RLEF on {base_name}")
+    write_run_report(run_dir)
     return metrics
 
 
