@@ -24,6 +24,7 @@ kept examples and the yield; nothing is stored until the user approves.
 
 from __future__ import annotations
 
+import ast
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -194,23 +195,57 @@ class SynthesisResult:
 
 
 def parse_reply(reply: str) -> tuple[list[str], list[Case]]:
-    """The `evaluate` functions and the labelled examples in one model reply."""
+    """The `evaluate` functions and the labelled examples in one model reply.
+
+    Each marker line (`# follows: yes|no`) starts an example that runs to the next marker or
+    the block's end, whether the examples have blocks of their own (as asked) or follow the
+    function in its block (as the 1.5B model often writes them); what comes before a
+    block's first marker is a function when it defines `evaluate`."""
     functions: list[str] = []
     cases: list[Case] = []
     for lang, body in fenced_blocks(reply):
         if lang not in ("python", "py", "python3", "py3", "") or not body.strip():
             continue
         lines = body.splitlines()
-        first = next((i for i, line in enumerate(lines) if line.strip()), None)
-        marker = _MARKER.match(lines[first]) if first is not None else None
-        if marker is not None:
+        starts = [i for i, line in enumerate(lines) if _MARKER.match(line)]
+        head = "\n".join(lines[: starts[0]] if starts else lines).strip("\n")
+        if _DEFINES_EVALUATE.search(head):
+            functions.append(with_stdlib_imports(head + "\n"))
+        for start, end in zip(starts, [*starts[1:], len(lines)][: len(starts)], strict=True):
+            marker = _MARKER.match(lines[start])
+            assert marker is not None
             label = (marker.group("label") or marker.group("word")).lower()
-            code = "\n".join(lines[first + 1 :]).strip("\n")  # type: ignore[operator]
+            code = "\n".join(lines[start + 1 : end]).strip("\n")
             if code.strip():
                 cases.append(Case(code=code + "\n", follows=label in ("yes", "true", "good")))
-        elif _DEFINES_EVALUATE.search(body):
-            functions.append(body)
     return functions, cases
+
+
+AUTO_IMPORTS = ("ast", "re", "tokenize", "io", "keyword")  # what checkers use unimported
+
+
+def with_stdlib_imports(source: str) -> str:
+    """The function with `import ast` (and the like) added when it uses the module without
+    importing it: small models often forget the line, and the function cannot run without
+    it. Only the standard-library modules a code checker needs; the verifier stays
+    self-contained, as it is stored."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    bound = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    used = {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    }
+    missing = [m for m in AUTO_IMPORTS if m in used and m not in bound]
+    return "".join(f"import {m}\n" for m in missing) + source
 
 
 def distinct_cases(cases: Sequence[Case]) -> tuple[list[Case], int]:

@@ -13,6 +13,7 @@ from agent.preferences.synth import (
     distinct_cases,
     parse_reply,
     synthesize,
+    with_stdlib_imports,
 )
 from agent.preferences.verify import VerifierRunner
 
@@ -86,6 +87,50 @@ def author_replies() -> list[str]:
 @pytest.fixture(scope="module")
 def runner() -> VerifierRunner:
     return VerifierRunner(timeout_s=2)
+
+
+ONE_BLOCK_REPLY = """Here's the code for the `evaluate` function and the examples:
+
+```python
+def evaluate(code: str) -> bool:
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and not node.returns:
+            return False
+    return True
+
+# Examples
+# follows: yes
+def add(a: int, b: int) -> int:
+    return a + b
+
+# follows: no
+def multiply(a, b):
+    return a * b
+```
+
+In this code: ...
+"""
+
+
+def test_examples_in_the_functions_block_are_read_and_its_missing_import_added(
+    runner: VerifierRunner,
+) -> None:
+    """The 1.5B model's usual reply (recorded): one block, the function then the examples,
+    `ast` used and never imported. Before, the whole block was one function that raised
+    NameError, and no example was read."""
+    functions, cases = parse_reply(ONE_BLOCK_REPLY)
+    assert len(functions) == 1 and functions[0].startswith("import ast\ndef evaluate(")
+    assert "def add" not in functions[0]
+    assert [(c.code.splitlines()[0], c.follows) for c in cases] == [
+        ("def add(a: int, b: int) -> int:", True),
+        ("def multiply(a, b):", False),
+    ]
+    assert runner.run_cases(functions[0], cases).answers == [True, False]
+    assert (
+        with_stdlib_imports("import re as r\ndef evaluate(code):\n    return r.M\n")[:6] == "import"
+    )
+    assert with_stdlib_imports("import re\nx = re.M\n") == "import re\nx = re.M\n"
 
 
 def test_parse_reply_reads_the_function_and_labelled_examples() -> None:
