@@ -14,6 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+FOLLOWS = "follows: "  # a compliance metric's name: "follows: " + the preference's text
+
+
+def compliance_metric(preference: str) -> str:
+    """The name of the metric "share of tasks whose final program follows `preference`"."""
+    return FOLLOWS + preference
+
+
+def metric_preference(metric: str) -> str | None:
+    """The preference a compliance metric is about (None: not a compliance metric)."""
+    return metric.removeprefix(FOLLOWS) if metric.startswith(FOLLOWS) else None
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import PairedComparison, paired_comparison
+from evals.metrics import PairedComparison, compliance_metric, paired_comparison
 from evals.results import RateOut, SuiteResult
 
 
@@ -28,7 +28,7 @@ def comparisons(results: Sequence[SuiteResult]) -> list[dict[str, Any]]:
         }
         for pref in preferences(results):
             follows = paired_comparison(base.task_followed(pref), other.task_followed(pref))
-            item[f"follows: {pref}"] = follows.as_dict()
+            item[compliance_metric(pref)] = follows.as_dict()
         out.append(item)
     return out
 
@@ -81,7 +81,7 @@ def table(results: Sequence[SuiteResult]) -> str:
     if max_k > 1:
         rows.append(("samples per task", [str(r.samples) for r in results]))
     for pref in preferences(results):
-        rows.append((f"follows: {pref}", [_cell(r.compliance.get(pref)) for r in results]))
+        rows.append((compliance_metric(pref), [_cell(r.compliance.get(pref)) for r in results]))
     rows.append(("episodes (errors)", [f"{r.episodes} ({r.errors})" for r in results]))
     rows.append(("tokens generated", [f"{r.completion_tokens:,}" for r in results]))
     rows.append(("prompt tokens sent", [f"{r.prompt_tokens:,}" for r in results]))
@@ -115,7 +115,7 @@ def table(results: Sequence[SuiteResult]) -> str:
                 _flips(paired_comparison(head.task_followed(pref), r.task_followed(pref)))
                 for r in results[1:]
             ]
-            rows.append((f"vs {head.model}: follows {pref}", cells))
+            rows.append((f"vs {head.model}: {compliance_metric(pref)}", cells))
     names = [r.model for r in results]
     label_w = max(len(label) for label, _ in rows)
     widths = [

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from agent.errors import FixloopError
 from agent.models import Registry
+from evals.metrics import compliance_metric
 
 if TYPE_CHECKING:
     from agent.backends.base import Backend
@@ -280,7 +281,9 @@ def run_gate(
     ]
     for pref in sorted({*cur.compliance, *cand.compliance}):
         metrics.append(
-            compare_tasks(f"follows: {pref}", cur.task_followed(pref), cand.task_followed(pref))
+            compare_tasks(
+                compliance_metric(pref), cur.task_followed(pref), cand.task_followed(pref)
+            )
         )
     ok, reasons = decide(metrics, require_significant=require_significant)
     if len(tasks) < FEW_TASKS:

@@ -78,7 +78,7 @@ def test_compliance_of_first_programs_and_its_flips(cfg: Settings, tmp_path: Pat
 
     table = report.table([before, after])
     assert f"follows: {PREF.text}" in table and "1/2 50.0%" in table
-    assert f"vs before: follows {PREF.text}" in table and "+1 / -0" in table
+    assert f"vs before: follows: {PREF.text}" in table and "+1 / -0" in table
     (item,) = report.comparisons([before, after])
     assert item[f"follows: {PREF.text}"]["only_b"] == ["toy/1"]
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evals.metrics import metric_preference
 from evals.results import RateOut
 from trainer.export.pipeline import ExportResult
 from trainer.gate import GateResult
@@ -28,7 +29,7 @@ def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> P
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     width = 0.38
     names = [m.metric for m in report.metrics]
-    prefs = [n.removeprefix("follows: ") for n in names if n.startswith("follows: ")]
+    prefs = [p for p in map(metric_preference, names) if p is not None]
     cur_rates = [gate.current.pass_at_1, gate.current.passed]
     cand_rates = [gate.candidate.pass_at_1, gate.candidate.passed]
     for pref in prefs:  # a rate a model has no check for: an empty bar
