@@ -78,6 +78,9 @@ def main() -> None:
             f"{row.duration_s:.0f}s{'  ' + row.failure if row.failure else ''}",
             flush=True,
         )
+        for c in row.candidates:
+            if c["problem"]:
+                print(f"    dropped at {c['stage']}: {c['problem'][:160]}", flush=True)
 
     rows = measure(backend, config, prefs, on_result=show)
     total = totals(rows)

@@ -6,11 +6,11 @@ hand-written ones on the labelled snippet corpus (`bench/bench_preferences.py` r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from agent.backends.base import Backend
 from agent.preferences.reference import ReferencePreference, reference_set
-from agent.preferences.synth import SynthesisConfig, synthesize
+from agent.preferences.synth import Candidate, SynthesisConfig, synthesize
 from agent.preferences.verify import VerifierRunner
 
 
@@ -26,10 +26,18 @@ class PreferenceMeasure:
     kept_agreement: float | None  # the mean over every kept function
     failure: str | None
     duration_s: float
+    # every function written: {"stage", "problem", "accuracy", "source"} (why each went)
+    candidates: list[dict] = field(default_factory=list)
 
     @property
     def function_yield(self) -> float:
         return self.kept / self.functions if self.functions else 0.0
+
+
+def fate(candidate: Candidate) -> dict:
+    """What became of one function the model wrote, and its source."""
+    c = candidate
+    return {"stage": c.stage, "problem": c.problem, "accuracy": c.accuracy, "source": c.source}
 
 
 def agreement(runner: VerifierRunner, source: str, ref: ReferencePreference) -> float:
@@ -65,6 +73,7 @@ def measure(
             kept_agreement=sum(kept) / len(kept) if kept else None,
             failure=result.failure,
             duration_s=round(result.duration_s, 2),
+            candidates=[fate(c) for c in result.candidates],
         )
         out.append(row)
         if on_result is not None:
