@@ -69,8 +69,7 @@ JUDGE_PROMPT = """\
 Rule A: {text}
 Rule B: {back}
 
-Does rule B contradict rule A, so that code following one of them would break the other? \
-Answer with one word: yes or no."""
+Is rule B the same requirement as rule A, or a part of it? Answer with one word: yes or no."""
 
 _DEFINES_EVALUATE = re.compile(r"^\s*def\s+evaluate\s*\(", re.M)
 _MARKER = re.compile(
@@ -291,12 +290,18 @@ def back_translate(backend: Backend, source: str, max_tokens: int = 128) -> str:
 
 
 def contradicts(backend: Backend, text: str, back: str) -> tuple[bool, str]:
-    """The local model as the NLI judge: does `back` contradict `text`? (True, reply) on yes.
-    A reply with neither word counts as no contradiction."""
+    """The local model as the NLI judge: does `back` contradict `text`? (True, reply) when the
+    model says `back` is not the preference or a part of it; a reply with neither yes nor no
+    counts as no contradiction.
+
+    Asked "does B contradict A?", the 1.5B model answered yes to all 6 test pairs, the 4
+    consistent ones too, and dropped every verifier; asked whether B is A or a part of it, it
+    answered 4 of 6 right and wrongly passed 2 contradicting rules (which the accuracy step
+    catches when the examples are right). Measured 2026-12-01, greedy."""
     params = SamplingParams(temperature=0.0, max_tokens=8, seed=0)
     reply = _ask(backend, JUDGE_PROMPT.format(text=text, back=back), params)
     found = _YES_NO.search(reply)
-    return (found is not None and found.group(1).lower() == "yes"), reply.strip()
+    return (found is not None and found.group(1).lower() == "no"), reply.strip()
 
 
 # ---------------------------------------------------------------- the pipeline

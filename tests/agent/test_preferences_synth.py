@@ -158,9 +158,9 @@ def test_synthesis_keeps_the_accurate_verifier_and_says_why_others_went(
 ) -> None:
     back_and_judge = [
         "The code must not use os.path.",
-        "no",
+        "yes",
         "The code must not contain the text 'os.path'.",
-        "Yes, it does.",
+        "No, it is not.",
     ]
     backend = ScriptedBackend([*author_replies(), *back_and_judge])
     seen: list[tuple[str, int, int]] = []
@@ -213,7 +213,7 @@ def test_too_few_functions_or_examples_stops_before_running_anything(
     with pytest.raises(ValueError, match="too little"):
         result.version()
     # the thresholds are configurable: with 2 functions allowed, the same replies yield one
-    backend = ScriptedBackend([*author_replies()[:2], "Not os.path.", "no", "Text.", "no"])
+    backend = ScriptedBackend([*author_replies()[:2], "Not os.path.", "yes", "Text.", "Yes."])
     relaxed = SynthesisConfig(samples=2, min_functions=2, min_cases=10)
     result = synthesize(TEXT, backend, relaxed, runner=runner)
     assert result.best is not None and result.best.source == AST_CHECK
@@ -254,7 +254,7 @@ def test_measure_reports_yield_and_agreement_with_the_hand_written_verifier(
 ) -> None:
     from agent.preferences.measure import measure, totals
 
-    replies = [*author_replies(), "Not os.path.", "no", "Text 'os.path'.", "yes", *["none"] * 3]
+    replies = [*author_replies(), "Not os.path.", "yes", "Text 'os.path'.", "no", *["none"] * 3]
     prefs = [reference("pathlib_not_os_path"), reference("no_print")]
     config = SynthesisConfig(samples=7)
     rows = measure(ScriptedBackend(replies[:11]), config, prefs[:1], runner=runner)
