@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -57,7 +58,11 @@ def main() -> None:
     parser.add_argument("--machine", default="cpu-2c")
     parser.add_argument("--json", type=Path, help="write every row as JSON here")
     parser.add_argument("--record", action="store_true", help="add a row to docs/BENCHMARKS.md")
+    parser.add_argument("--record-json", type=Path, help="record this --json file, run nothing")
     args = parser.parse_args()
+    if args.record_json:
+        record_json(args.record_json, args.machine)
+        return
 
     settings = load_settings({"model": args.model} if args.model else {})[0]
     backend = make_backend(settings)
@@ -86,21 +91,41 @@ def main() -> None:
     total = totals(rows)
     print(json.dumps(total, indent=2))
     if args.json:
-        args.json.write_text(json.dumps({"totals": total, "rows": as_dicts(rows)}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": backend.identity.key,
+                    "config": asdict(config),
+                    "totals": total,
+                    "rows": as_dicts(rows),
+                },
+                indent=2,
+            )
+        )
     if args.record:
-        thresholds = (
-            f"{config.min_functions}/{config.min_cases}/{config.min_accuracy}"
-            f"{'' if config.back_translate else ', no back-translation'}"
-        )
-        record(
-            [
-                f"| {date.today()} | {args.machine} | {backend.identity.key} | {config.samples} "
-                f"| {thresholds} | {total['with_verifier']}/{total['preferences']} "
-                f"| {total['function_yield']:.0%} ({total['kept']}/{total['functions']}) "
-                f"| {total['mean_agreement']:.0%} / {total['agreement_all']:.0%} |"
-            ]
-        )
+        record([table_row(args.machine, backend.identity.key, config, total)])
         print("recorded in docs/BENCHMARKS.md")
+
+
+def table_row(machine: str, model: str, config: SynthesisConfig, total: dict) -> str:
+    thresholds = (
+        f"{config.min_functions}/{config.min_cases}/{config.min_accuracy}"
+        f"{'' if config.back_translate else ', no back-translation'}"
+    )
+    return (
+        f"| {date.today()} | {machine} | {model} | {config.samples} "
+        f"| {thresholds} | {total['with_verifier']}/{total['preferences']} "
+        f"| {total['function_yield']:.0%} ({total['kept']}/{total['functions']}) "
+        f"| {total['mean_agreement']:.0%} / {total['agreement_all']:.0%} |"
+    )
+
+
+def record_json(path: Path, machine: str) -> None:
+    """Record a --json file's measurement (a run that was not started with --record)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    config = SynthesisConfig(**data["config"])
+    record([table_row(machine, data["model"], config, data["totals"])])
+    print("recorded in docs/BENCHMARKS.md")
 
 
 if __name__ == "__main__":
