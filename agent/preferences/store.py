@@ -67,11 +67,6 @@ class Preference(BaseModel):
             raise PreferenceError(f"preference {self.id} has no verifier")
         return self.versions[-1]
 
-    @property
-    def label(self) -> str:
-        """How a check of this preference is named in results and feedback."""
-        return f"preference: {self.text}"
-
 
 def slug(text: str) -> str:
     """A readable id from the text: 'Use pathlib, not os.path' -> 'use-pathlib-not-os-path'."""

@@ -37,7 +37,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedBackend]:
     made: list[ScriptedBackend] = []
 
     def make(_settings: object) -> ScriptedBackend:
-        backend = ScriptedBackend([*author_replies(), "Not os.path.", "no", "Text.", "yes"])
+        backend = ScriptedBackend([*author_replies(), "Not os.path.", "yes", "Text.", "no"])
         made.append(backend)
         return backend
 

@@ -28,7 +28,7 @@ def replies() -> list[str]:
         reply(ALWAYS, []),
         *[reply(AST_CHECK, []) for _ in range(5)],  # the same function again: not rerun
     ]
-    judged = ["The code must not use os.path.", "no", "The code has no 'os.path' text.", "no"]
+    judged = ["The code must not use os.path.", "yes", "The code has no 'os.path' text.", "yes"]
     return [*authors, *judged]
 
 
