@@ -43,8 +43,9 @@ MAX_EXAMPLE_LINES = 12  # a longer example would crowd the feedback
 
 def following_example(pref: Preference) -> str | None:
     """The shortest snippet the preference's verifier was accepted on as following it: shown
-    with a violation, since a small model fixes by example far better than by the rule's
-    text (the 0.5B model left a type-hint violation unfixed for 4 turns on the text alone)."""
+    with a violation, framed as unrelated. On the rule's text alone the 0.5B model left a
+    type-hint violation unfixed for 4 turns; shown a bare example, it answered with the
+    example itself (2026-12-01, `fixloop solve`)."""
     follows = [c.code.strip() for c in pref.current.cases if c.follows and c.code.strip()]
     short = [c for c in follows if len(c.splitlines()) <= MAX_EXAMPLE_LINES]
     return min(short, key=len) if short else None
@@ -54,7 +55,11 @@ def violation_message(pref: Preference, tag: str) -> str:
     example = following_example(pref)
     if example is None:
         return f"{VIOLATION} [{tag}]"
-    return f"{VIOLATION}. Code that follows it looks like this:\n```python\n{example}\n```\n[{tag}]"
+    return (
+        f"{VIOLATION}. An unrelated example of code that follows it (keep your own program "
+        f"and its names; change only what the preference asks):\n```python\n{example}\n```\n"
+        f"[{tag}]"
+    )
 
 
 def preference_name(text: str) -> str:

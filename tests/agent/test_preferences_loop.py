@@ -70,7 +70,8 @@ def test_the_loop_repairs_a_preference_violation(settings: Settings) -> None:
     assert repair.reason == "exec" and NAME in repair.feedback
     # with an example of code that follows it: the shortest following case of the verifier
     example = min((c.code.strip() for c in PREF.cases if c.follows), key=len)
-    assert f"looks like this:\n```python\n{example}\n```" in check.message
+    assert f"asks):\n```python\n{example}\n```" in check.message
+    assert "keep your own program and its names" in check.message
     assert example in repair.feedback
     assert execs[1].result.passed and summary(execs[1].result) == {PREF.text: "passed"}
 
