@@ -189,3 +189,41 @@ def plot(results: Sequence[SuiteResult], path: Path, title: str | None = None) -
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_compliance(results: Sequence[SuiteResult], path: Path) -> Path | None:
+    """PNG: per preference, the share of tasks whose final program follows it, one bar per
+    model with its 95% interval (None: no result measured a preference)."""
+    prefs = preferences(results)
+    if not prefs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * len(prefs) * max(1, len(results)) / 2), dpi=120)
+    height = 0.8 / len(results)
+    for i, r in enumerate(results):
+        ys = [p + (i - (len(results) - 1) / 2) * height for p in range(len(prefs))]
+        rates = [r.compliance.get(pref) for pref in prefs]
+        values = [100 * x.rate if x else 0.0 for x in rates]
+        errors = [
+            [100 * (x.rate - x.ci95[0]) if x else 0.0 for x in rates],
+            [100 * (x.ci95[1] - x.rate) if x else 0.0 for x in rates],
+        ]
+        ax.barh(ys, values, height=height, xerr=errors, capsize=3, label=r.model)
+    ax.set_yticks(range(len(prefs)))
+    ax.set_yticklabels([p if len(p) <= 40 else p[:38] + "..." for p in prefs], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("tasks whose final program follows the preference (%)")
+    n = results[0].n_tasks
+    ax.set_title(f"{results[0].suite}: compliance ({n} tasks, 95% intervals)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

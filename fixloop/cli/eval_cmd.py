@@ -192,6 +192,7 @@ def eval_command(
         raise typer.Exit(130) from None
     json_path = report.write_json(results, out_dir / "results.json")
     png_path = report.plot(results, out_dir / "pass_by_turn.png")
+    compliance_png = report.plot_compliance(results, out_dir / "compliance.png")
     if as_json:
         sys.stdout.write(json.dumps(report.results_json(results), indent=2) + "\n")
         return
@@ -200,3 +201,5 @@ def eval_command(
     if flips:
         typer.echo("\n" + flips)
     typer.echo(f"\nresults: {json_path}\nplot:    {png_path}")
+    if compliance_png is not None:
+        typer.echo(f"compliance: {compliance_png}")
