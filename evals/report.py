@@ -202,7 +202,7 @@ def plot_compliance(results: Sequence[SuiteResult], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * len(prefs) * max(1, len(results)) / 2), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 1.8 + 0.9 * len(prefs) * max(1, len(results)) / 2), dpi=120)
     height = 0.8 / len(results)
     for i, r in enumerate(results):
         ys = [p + (i - (len(results) - 1) / 2) * height for p in range(len(prefs))]
@@ -221,7 +221,7 @@ def plot_compliance(results: Sequence[SuiteResult], path: Path) -> Path | None:
     n = results[0].n_tasks
     ax.set_title(f"{results[0].suite}: compliance ({n} tasks, 95% intervals)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
