@@ -4,8 +4,8 @@
 before, then each active preference's verifier on the proposed code (in the sandbox, with a
 timeout), and appends one `TestResult` per preference, named "preference: TEXT". A
 violation is a failing test: the result is not passed, the feedback the model sees names the
-preference and shows the shortest snippet its verifier accepted as following it, the repair
-loop fixes it like any failing test, and the session log, the TUI's result panel and replays
+preference and tells it to rewrite the program to follow it, the repair loop fixes it like
+any failing test, and the session log, the TUI's result panel and replays
 carry it, with no new loop code. A verifier that cannot decide (it
 raised or hung on this code) gives a skipped result, never a failure. The first prompt lists
 the preferences, so the model knows them before it is corrected.
@@ -38,27 +38,16 @@ VIOLATION = (
     "the code does not follow this standing preference of the user; change it so that it "
     "does, and keep the tests passing"
 )
-MAX_EXAMPLE_LINES = 12  # a longer example would crowd the feedback
-
-
-def following_example(pref: Preference) -> str | None:
-    """The shortest snippet the preference's verifier was accepted on as following it: shown
-    with a violation, framed as unrelated. On the rule's text alone the 0.5B model left a
-    type-hint violation unfixed for 4 turns; shown a bare example, it answered with the
-    example itself (2026-12-01, `fixloop solve`)."""
-    follows = [c.code.strip() for c in pref.current.cases if c.follows and c.code.strip()]
-    short = [c for c in follows if len(c.splitlines()) <= MAX_EXAMPLE_LINES]
-    return min(short, key=len) if short else None
 
 
 def violation_message(pref: Preference, tag: str) -> str:
-    example = following_example(pref)
-    if example is None:
-        return f"{VIOLATION} [{tag}]"
+    """What the model is told when its program breaks `pref`: the rule again, as an
+    instruction, and what to keep. (An example snippet of code that follows the preference
+    was tried here: shown one, the 0.5B and the 1.5B models both replied with the example
+    itself in place of their program, 2026-12-01, `fixloop solve`.)"""
     return (
-        f"{VIOLATION}. An unrelated example of code that follows it (keep your own program "
-        f"and its names; change only what the preference asks):\n```python\n{example}\n```\n"
-        f"[{tag}]"
+        f"{VIOLATION}. Rewrite your program so that it follows it: {pref.text} Keep its "
+        f"function names and what it returns. [{tag}]"
     )
 
 
