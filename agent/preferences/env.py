@@ -17,8 +17,10 @@ them off everywhere. Workspace tasks (file edits in a repository) are not checke
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.environment import Environment, FunctionEnv, Proposal
@@ -40,14 +42,47 @@ VIOLATION = (
 )
 
 
-def violation_message(pref: Preference, tag: str) -> str:
-    """What the model is told when its program breaks `pref`: the rule again, as an
-    instruction, and what to keep. (An example snippet of code that follows the preference
-    was tried here: shown one, the 0.5B and the 1.5B models both replied with the example
-    itself in place of their program, 2026-12-01, `fixloop solve`.)"""
+MAX_CULPRITS = 3  # definitions named in a violation's message
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A top-level function or class of a program, and its source alone."""
+
+    name: str
+    line: int
+    source: str
+
+
+def definitions(code: str) -> list[Definition] | None:
+    """The program's top-level functions and classes (None: it does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return [
+        Definition(node.name, node.lineno, ast.get_source_segment(code, node) or "")
+        for node in tree.body
+        if isinstance(node, kinds)
+    ]
+
+
+def violation_message(pref: Preference, tag: str, culprits: Sequence[Definition] = ()) -> str:
+    """What the model is told when its program breaks `pref`: where (the top-level
+    definitions the verifier rejects on their own), the rule again as an instruction, and
+    what to keep. Without the where, the 0.5B model rewrote the function that already
+    followed the rule and left the helper that did not. (An example snippet of code that
+    follows the preference was tried too: the 0.5B and the 1.5B models replied with the
+    example itself in place of their program, 2026-12-01, `fixloop solve`.)"""
+    where = ""
+    if culprits:
+        named = ", ".join(f"`{d.name}` (line {d.line})" for d in culprits[:MAX_CULPRITS])
+        more = len(culprits) - MAX_CULPRITS
+        where = f" It is broken in {named}{f' and {more} more' if more > 0 else ''}."
     return (
-        f"{VIOLATION}. Rewrite your program so that it follows it: {pref.text} Keep its "
-        f"function names and what it returns. [{tag}]"
+        f"{VIOLATION}.{where} Rewrite your program so that it follows it: {pref.text} Keep "
+        f"its function names and what it returns. [{tag}]"
     )
 
 
@@ -94,28 +129,36 @@ class PreferenceEnv(Environment):
 
     # ------------------------------------------------------------ the checks
     def check(self, pref: Preference, code: str) -> TestResult:
-        """One preference on one program, in the sandbox."""
+        """One preference on one program, in the sandbox. The verifier also runs on each
+        top-level definition alone (the same job), so a violation names where it is."""
         version = pref.current
         tag = f"{pref.id} v{version.version}"
-        run = self.runner.run(version.verifier, [code])
+        name = preference_name(pref.text)
+        defs = definitions(code)
+        if defs is None:
+            return TestResult(
+                name=name,
+                status=TestStatus.SKIPPED,
+                message=f"not checked: the program does not parse [{tag}]",
+            )
+        run = self.runner.run(version.verifier, [code, *(d.source for d in defs)])
         answer = run.answers[0] if run.usable and run.answers else None
         if answer is True:
             return TestResult(
-                name=preference_name(pref.text),
-                status=TestStatus.PASSED,
-                message=f"follows [{tag}]",
+                name=name, status=TestStatus.PASSED, message=f"follows [{tag}]",
                 duration_s=run.duration_s,
-            )
+            )  # fmt: skip
         if answer is False:
+            culprits = [d for d, a in zip(defs, run.answers[1:], strict=False) if a is False]
             return TestResult(
-                name=preference_name(pref.text),
+                name=name,
                 status=TestStatus.FAILED,
-                message=violation_message(pref, tag),
+                message=violation_message(pref, tag, culprits),
                 duration_s=run.duration_s,
             )
         why = run.problem or run.first_error or "it did not return True or False"
         return TestResult(
-            name=preference_name(pref.text),
+            name=name,
             status=TestStatus.SKIPPED,
             message=f"not checked: the verifier could not decide ({why}) [{tag}]",
             duration_s=run.duration_s,

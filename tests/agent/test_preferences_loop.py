@@ -19,6 +19,7 @@ from agent.events import EpisodeFinished, ExecFinished, PromptSent, RepairReques
 from agent.preferences import PreferenceStore
 from agent.preferences.env import PreferenceEnv, summary, with_preferences
 from agent.preferences.reference import reference
+from agent.preferences.verify import VerifierRunner
 from agent.sandbox.result import TestStatus
 from agent.session import AgentSession
 from agent.session_log import read_session
@@ -153,3 +154,24 @@ def _stored_pref():
     from agent.preferences import Preference
 
     return Preference(id="use-pathlib-not-os-path", text=PREF.text, versions=[PREF.version()])
+
+
+def test_a_violation_names_the_definitions_that_break_it(tmp_path: Path) -> None:
+    """Recorded with the 0.5B model (mbpp/518): its function had a docstring, its test
+    helper did not, and told only the rule it kept rewriting the function."""
+    docstrings = reference("docstrings")
+    store = PreferenceStore.for_data_dir(tmp_path)
+    store.add(docstrings.text, docstrings.version())
+    env = PreferenceEnv(FunctionEnv(), store.active(), VerifierRunner(timeout_s=5))
+    code = (
+        'def sqrt_root(n):\n    """The square root of n."""\n    return int(n ** 0.5)\n\n\n'
+        "def check_sqrt_root():\n    assert sqrt_root(4) == 2\n"
+    )
+    check = env.check(store.active()[0], code)
+    assert check.status == TestStatus.FAILED
+    assert "It is broken in `check_sqrt_root` (line 6)." in check.message
+    assert "sqrt_root` (line 1)" not in check.message
+    assert f"Rewrite your program so that it follows it: {docstrings.text}" in check.message
+    # a program that does not parse is not judged against a preference
+    broken = env.check(store.active()[0], "def f(:\n")
+    assert broken.status == TestStatus.SKIPPED and "does not parse" in broken.message
