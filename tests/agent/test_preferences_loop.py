@@ -175,3 +175,25 @@ def test_a_violation_names_the_definitions_that_break_it(tmp_path: Path) -> None
     # a program that does not parse is not judged against a preference
     broken = env.check(store.active()[0], "def f(:\n")
     assert broken.status == TestStatus.SKIPPED and "does not parse" in broken.message
+
+
+def test_a_recorded_real_model_session_repairs_a_violation() -> None:
+    """The 0.5B model on mbpp/518 with the docstrings preference active (`fixloop solve`,
+    2026-12-01): its first program broke the preference in a helper; the loop named it, and
+    the program it ended with passes the tests and follows the preference. Replayed from
+    the log, through the agent's schema."""
+    path = Path(__file__).parents[1] / "fixtures" / "recorded" / "preference-repair-0.5b.jsonl"
+    record = read_session(path)
+    assert record.header.model.key.startswith("qwen2.5-coder-0.5b:")
+    execs = [e for e in record.events if isinstance(e, ExecFinished)]
+    text = reference("docstrings").text
+    assert summary(execs[0].result) == {text: "failed"}
+    assert all(
+        t.status == TestStatus.PASSED
+        for t in execs[0].result.tests
+        if t.name != f"preference: {text}"
+    )
+    assert execs[-1].result.passed and summary(execs[-1].result) == {text: "passed"}
+    finished = record.events[-1]
+    assert isinstance(finished, EpisodeFinished) and finished.outcome == "passed"
+    assert finished.best_turn == execs[-1].turn > 1
