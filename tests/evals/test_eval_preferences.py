@@ -83,13 +83,14 @@ def test_compliance_of_first_programs_and_its_flips(cfg: Settings, tmp_path: Pat
     assert item[f"follows: {PREF.text}"]["only_b"] == ["toy/1"]
     png = report.plot_compliance([before, after], tmp_path / "compliance.png")
     assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
-    unchecked = evaluate(cfg, "none", [OS_JOIN, OS_BASE], tmp_path / "none", False)
-    assert report.plot_compliance([unchecked], tmp_path / "none.png") is None
 
     # the model was told the preference, as in the user's own sessions
     log = read_session(session_files(cfg.sessions_dir)[0])
     prompt = next(e for e in log.events if isinstance(e, PromptSent)).messages[1].content
     assert f"standing preferences of the user:\n- {PREF.text}" in prompt
+    # last: its sessions join the log directory, and the prompt check above reads the first
+    unchecked = evaluate(cfg, "none", [OS_JOIN, OS_BASE], tmp_path / "none", False)
+    assert report.plot_compliance([unchecked], tmp_path / "none.png") is None
 
 
 def test_a_run_without_preferences_reports_none_and_cannot_be_mixed(
