@@ -145,9 +145,11 @@ class PreferenceEnv(Environment):
         answer = run.answers[0] if run.usable and run.answers else None
         if answer is True:
             return TestResult(
-                name=name, status=TestStatus.PASSED, message=f"follows [{tag}]",
+                name=name,
+                status=TestStatus.PASSED,
+                message=f"follows [{tag}]",
                 duration_s=run.duration_s,
-            )  # fmt: skip
+            )
         if answer is False:
             culprits = [d for d, a in zip(defs, run.answers[1:], strict=False) if a is False]
             return TestResult(

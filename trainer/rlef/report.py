@@ -8,7 +8,6 @@ Until then the report gives the commands that produce it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,7 @@ class EpisodeCounts:
 
 
 def read_rollouts(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / ROLLOUTS
-    if not path.is_file():
-        return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return rundir.read_jsonl(run_dir / ROLLOUTS)
 
 
 def episode_counts(rollouts: list[dict[str, Any]]) -> EpisodeCounts:

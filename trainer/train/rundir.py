@@ -59,15 +59,16 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / HISTORY
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a per-step log (history, rollouts); none when it does not exist yet."""
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(run_dir / HISTORY)
 
 
 def checkpoint_step(checkpoint: Path | None) -> int:
