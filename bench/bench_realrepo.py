@@ -231,6 +231,7 @@ def solve_bug(
     max_turns: int,
     timeout: float,
     fixloop_cmd: list[str] | None = None,
+    policy: str | None = None,
 ) -> dict[str, Any]:
     slug = re.sub(r"[^\w.-]+", "_", model)
     prepared = prepare(bug, work / "repos" / f"{bug.id}--{slug}", cache)
@@ -240,6 +241,8 @@ def solve_bug(
     fixloop = fixloop_cmd or [str(Path(sys.executable).parent / "fixloop")]
     cmd = [*fixloop, "solve", TASK, "--repo", str(repo), "--test-cmd", bug.test_cmd()]
     cmd += ["--model", model, "--max-turns", str(max_turns), "--accept", "--json"]
+    if policy:
+        cmd += ["--policy", policy]
     start = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -371,6 +374,9 @@ def main() -> None:
         help="the fixloop command to benchmark (default: this environment's), e.g. "
         "'env PYTHONPATH=/tmp/fixloop-before python -m fixloop' for the figures before a change",
     )
+    parser.add_argument(
+        "--policy", help="the repair policy passed to solve (default: solve's default)"
+    )
     parser.add_argument("--label", help="recorded with each result instead of the model name alone")
     args = parser.parse_args()
 
@@ -434,7 +440,10 @@ def main() -> None:
     for i, (bug, model) in enumerate(plan, 1):
         log(f"[{i}/{len(plan)}] {bug.id} with {model} ...")
         fixloop_cmd = shlex.split(args.fixloop) if args.fixloop else None
-        result = solve_bug(bug, model, work, cache, args.max_turns, args.timeout, fixloop_cmd)
+        result = solve_bug(
+            bug, model, work, cache, args.max_turns, args.timeout, fixloop_cmd, args.policy
+        )
+        result["policy"] = args.policy or "default"
         if args.label:
             result["label"] = args.label
         with open(results_path, "a", encoding="utf-8") as fh:

@@ -11,6 +11,7 @@ from pathlib import Path
 from agent.sandbox.result import TestResult, TestStatus
 
 MESSAGE_LIMIT = 2000
+TRACEBACK_LIMIT = 6000  # a deep traceback with each frame's locals (see _without_context_lines)
 _EXC_LINE = re.compile(r"^E\s+(\w+(?:Error|Exception|Exit|Interrupt)\b)?", re.MULTILINE)
 _LOCATION = re.compile(r"^([^\s:]+\.py):(\d+):(?: (.*))?$", re.MULTILINE)
 
@@ -35,6 +36,14 @@ def _is_test_file(path: str) -> bool:
     return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path
 
 
+def _without_context_lines(details: str) -> str:
+    """A long traceback without the source lines around each frame's current line (what
+    ``--tb=long`` adds): the ``>`` lines, ``E`` lines, locals and locations are kept, so that a
+    deep traceback's frames survive the length cap."""
+    kept = [ln for ln in details.splitlines() if not (ln.startswith("    ") or not ln.strip())]
+    return "\n".join(kept)
+
+
 def _failure(case: ET.Element, elem: ET.Element, status: TestStatus) -> TestResult:
     message = elem.get("message", "") or ""
     details = (elem.text or "").strip()
@@ -52,8 +61,10 @@ def _failure(case: ET.Element, elem: ET.Element, status: TestStatus) -> TestResu
         exc_type = exc_type.rsplit(".", 1)[-1]
     if status == TestStatus.FAILED and exc_type not in (None, "AssertionError", "Failed"):
         status = TestStatus.ERROR  # an exception other than a failed assertion
-    if len(details) > MESSAGE_LIMIT:
-        details = details[: MESSAGE_LIMIT // 2] + "\n...\n" + details[-MESSAGE_LIMIT // 2 :]
+    if len(details) > TRACEBACK_LIMIT:
+        details = _without_context_lines(details)
+    if len(details) > TRACEBACK_LIMIT:
+        details = details[: TRACEBACK_LIMIT // 2] + "\n...\n" + details[-TRACEBACK_LIMIT // 2 :]
     return TestResult(
         name=_node_id(case),
         status=status,

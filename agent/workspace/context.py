@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.workspace.failure import Failure, is_test_path
 from agent.workspace.fileview import DOC_LINES, FileView, Piece
@@ -52,6 +52,7 @@ class Context:
     listing: str = ""
     tokens: int = 0
     budget: int = 0
+    focus: list[str] = field(default_factory=list)  # see `failure_focus`
 
     @property
     def whole(self) -> list[str]:
@@ -98,7 +99,19 @@ def build_context(
         spent += count(listing)
     else:
         listing = ""
-    return Context(result, listing, spent, budget_tokens)
+    return Context(result, listing, spent, budget_tokens, failure_focus(sel, result))
+
+
+def failure_focus(sel: Selector, views: list[FileView]) -> list[str]:
+    """The shown definitions outside the tests that the failing tests call or the traceback
+    passes through (priority 1), in the order shown; a class shown for its methods is not one."""
+    names: list[str] = []
+    for v in views:
+        if is_test_path(v.path):
+            continue
+        pieces = [p for p in sel.pieces if p.path == v.path] if v.whole else v.pieces
+        names += [p.name for p in pieces if p.priority == 1 and p.name and p.name not in names]
+    return [n for n in names if not any(m.startswith(n + ".") for m in names)]
 
 
 def _safe_reader(read: Callable[[str], str | None]) -> Callable[[str], str | None]:

@@ -27,7 +27,7 @@ from agent.events import Committed, FileEdit, Task
 from agent.sandbox.result import CapturedText, ExecResult, ExecStatus
 from agent.workspace.commit import accept_files, commit_message
 from agent.workspace.context import Context, build_context, estimate_tokens
-from agent.workspace.edit_format import format_help, parse_edits, render_files
+from agent.workspace.edit_format import focus_help, format_help, parse_edits, render_files
 from agent.workspace.edits import apply_edits, files_from_rendering, strip_notes
 from agent.workspace.failure import (
     Failure,
@@ -55,6 +55,14 @@ REPLY_INSTRUCTION = (
     "SEARCH/REPLACE blocks for the lines to change (or the complete new definition of the "
     "function you change)."
 )
+FOCUS_REPLY_INSTRUCTION = (
+    "Find the bug from the values above, then reply with the file's path on a line of its own "
+    "and a ```python code block with the complete corrected definition of the function you fix."
+)
+MAX_FOCUS = 5  # functions named as where the failure points
+# pytest prints every frame whole with its local variables (the feedback shows them per frame:
+# what a small model needs to see where a value went wrong). Options in the test command win.
+PYTEST_ADDOPTS = "--showlocals --tb=long"
 # The first user message's budget without a model to count with: what fits the default
 # 4,096-token window with a 1,024-token reply (see `prompt_budget`).
 DEFAULT_PROMPT_TOKENS = 2_250
@@ -129,6 +137,7 @@ class WorkspaceEnv(Environment):
         self.shown: list[str] = []  # the files the first prompt showed the model
         self.whole_seen: set[str] = set()  # ... of which these whole
         self.context: Context | None = None  # what the first prompt showed
+        self.focus: list[str] = []  # the functions the failure points at, named to the model
         self._task: Task | None = None
         self._last_files: dict[str, str] = {}
         self._results: dict[str, ExecResult] = {}
@@ -165,7 +174,9 @@ class WorkspaceEnv(Environment):
         return self.scratch.dir / self.path.relative_to(self.root)
 
     def _run(self) -> ExecResult:
-        return self.sandbox.run_command(self.run_dir, self.test_cmd)
+        return self.sandbox.run_command(
+            self.run_dir, self.test_cmd, extra_env={"PYTEST_ADDOPTS": PYTEST_ADDOPTS}
+        )
 
     def _read(self, path: str) -> str | None:
         """A file of the snapshot with LF line ends: what the model sees and edits apply to."""
@@ -207,6 +218,8 @@ class WorkspaceEnv(Environment):
         context = self.build_context(task)
         editable = [p for p in context.shown if not is_test_path(p)]
         self.default_path = editable[0] if len(editable) == 1 else None
+        self.focus = context.focus[:MAX_FOCUS] if not self.baseline.passed else []
+        self.reply_instruction = FOCUS_REPLY_INSTRUCTION if self.focus else REPLY_INSTRUCTION
         return self._first_message(task, context, self._status(3000))
 
     def _status(self, max_chars: int) -> str:
@@ -241,7 +254,14 @@ class WorkspaceEnv(Environment):
             if context is not None
             else ""
         )
-        answer = format_help(self.default_path, partial)
+        if context is None:  # room for the longest answer format
+            answer = max(
+                format_help(self.default_path, partial),
+                focus_help(self.default_path, ["a_function_name_of_some_length"] * 3),
+                key=len,
+            )
+        else:
+            answer = format_help(self.default_path, partial, self.focus)
         parts = [f"Task: {task.text.strip()}", status, code, answer]
         return "\n\n".join(p for p in parts if p)
 

@@ -25,6 +25,10 @@ _FRAME = re.compile(
     re.M,
 )
 _E_LINE = re.compile(r"^E\s+(.*)$", re.M)
+_LOCAL = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s+= (?P<value>.*)$")  # pytest --showlocals
+LOCAL_CHARS = 80  # of one value
+LOCALS_CHARS = 320  # of a frame's line of locals
+_OPAQUE = ("<function ", "<class ", "<module ", "<built-in ", "<bound method ")
 
 
 def is_test_path(path: str) -> bool:
@@ -131,6 +135,47 @@ def parse_failure(
     return failure
 
 
+def frame_locals(text: str) -> list[tuple[str, int, list[str]]]:
+    """Each traceback frame's local variables in a pytest report run with ``--showlocals``:
+    (path as printed, line, ``name = value`` strings), outer frame first. A frame's locals are
+    printed after its current (``>``) line and before its ``path:line:`` location line; the
+    arguments line above the ``>`` line repeats some of them. Functions, classes and modules
+    are left out (their reprs say nothing a model can use)."""
+    out: list[tuple[str, int, list[str]]] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(">"):
+            pending = []  # what came before was the arguments line
+            continue
+        local = _LOCAL.match(line)
+        if local:
+            value = local["value"]
+            if value.startswith(_OPAQUE):
+                continue
+            if len(value) > LOCAL_CHARS:
+                value = value[: LOCAL_CHARS - 3] + "..."
+            pending.append(f"{local['name']} = {value}")
+            continue
+        frame = _FRAME.match(line)
+        if frame and frame["path"]:
+            out.append((frame["path"], int(frame["line"]), pending))
+            pending = []
+    return out
+
+
+def _locals_line(names: list[str]) -> str:
+    """One line of a frame's locals, cut to LOCALS_CHARS at a variable's end."""
+    shown: list[str] = []
+    used = 0
+    for item in names:
+        if used + len(item) > LOCALS_CHARS:
+            shown.append("...")
+            break
+        shown.append(item)
+        used += len(item) + 2
+    return ", ".join(shown)
+
+
 def describe_failure(
     result: ExecResult,
     read: Callable[[str], str | None],
@@ -139,8 +184,9 @@ def describe_failure(
     max_tests: int = 3,
 ) -> str | None:
     """A failing pytest run in a few lines per test: its node id, pytest's ``E`` lines, and the
-    traceback as ``path:line in function: source line``, innermost last (the code itself is in
-    the context). None when the run has no per-test results to describe."""
+    traceback as ``path:line in function: source line``, innermost last, each frame with its
+    local variables where pytest printed them (the code itself is in the context). None when
+    the run has no per-test results to describe."""
     failing = [t for t in result.tests if t.status.value in ("failed", "error", "timeout")]
     if not failing:
         return None
@@ -157,6 +203,12 @@ def describe_failure(
         if len(errors) > 12:
             errors = [*errors[:6], "E   [...]", *errors[-5:]]
         frames = parse_failure([], [details], listed, prefix).frames
+        listed_set = set(listed)
+        local_vars = {
+            (path, line): names
+            for raw, line, names in frame_locals(details)
+            if names and (path := _listed_path(raw, listed, listed_set, prefix)) is not None
+        }
         if frames:
             lines.append("  traceback, innermost last:")
         for path, line in frames[-8:]:
@@ -165,6 +217,8 @@ def describe_failure(
             source = mod.lines[line - 1].strip() if mod and 0 < line <= len(mod.lines) else ""
             name = f" in {where.name}" if where is not None else ""
             lines.append(f"    {path}:{line}{name}: {source[:160]}")
+            if (path, line) in local_vars:
+                lines.append(f"      locals: {_locals_line(local_vars[(path, line)])}")
         if errors:
             lines += ["  " + e for e in errors]
         elif test.message:

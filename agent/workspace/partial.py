@@ -130,6 +130,15 @@ def _drop_stubs(tree: ast.Module, old_tree: ast.Module) -> None:
     tree.body = kept
 
 
+def _takes_self(node: ast.stmt) -> bool:
+    """A def whose first parameter is `self` or `cls`: a method, wherever it was written."""
+    return (
+        isinstance(node, _FUNC)
+        and bool(node.args.args)
+        and node.args.args[0].arg in ("self", "cls")
+    )
+
+
 def _lone_method(
     old_tree: ast.Module, node: ast.stmt
 ) -> tuple[ast.ClassDef, ast.FunctionDef | ast.AsyncFunctionDef] | None:
@@ -167,9 +176,10 @@ def splice_partial(original: str, reply: str) -> str | None:
     methods = {
         name: found
         for name, node in new_defs.items()
-        if name not in old_defs and (found := _lone_method(old_tree, node))
+        if (name not in old_defs or (_takes_self(node) and not _takes_self(old_defs[name])))
+        and (found := _lone_method(old_tree, node))
     }
-    if methods and not set(new_defs) & set(old_defs):
+    if methods and not (set(new_defs) - set(methods)) & set(old_defs):
         return _splice_methods(old_lines, reply, new_defs, methods)
     partial_classes = {
         name

@@ -286,6 +286,22 @@ def test_a_lone_method_replaces_its_namesake_in_the_class(indent: str) -> None:
     )
 
 
+def test_a_lone_method_is_not_taken_for_a_module_function_of_the_same_name() -> None:
+    """semver has both `match(version, match_expr)` and `VersionInfo.match(self, ...)`: the
+    1.5B model's corrected method, sent alone, replaced the module function."""
+    original = (
+        "class Version:\n"
+        "    def match(self, expr):\n"
+        "        return expr[2:]\n"
+        "\n"
+        "\n"
+        "def match(version, expr):\n"
+        "    return Version().match(expr)\n"
+    )
+    new = splice_partial(original, "def match(self, expr):\n    return expr[1:]\n")
+    assert new == original.replace("return expr[2:]", "return expr[1:]")
+
+
 # ---------------------------------------------------------------- end to end (sandbox)
 TEST_CMD = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(
     f"-p no:{name}" for name in ("textual-snapshot", "syrupy", "asyncio", "anyio")

@@ -1,0 +1,157 @@
+"""The failure a model is shown names each frame's local variables.
+
+Found on the real-bug benchmark (issue 20): semver's `match` sliced `'<2.4.0'` from the
+wrong place, and the ValueError three frames below it said only `.4.0 is not valid`. The
+1.5B model, shown the frames without their values, rewrote the wrong line. With
+`--showlocals` the frame of the bug shows `prefix = '<', match_version = '.4.0'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.events import Task, TaskKind
+from agent.sandbox.junit import TRACEBACK_LIMIT, _without_context_lines
+from agent.workspace import WorkspaceEnv
+from agent.workspace.failure import frame_locals
+
+VERSIONS = '''\
+"""Version matching, three calls deep like semver's."""
+
+
+def parse(text):
+    parts = text.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{text} is not a version")
+    return tuple(int(p) for p in parts)
+
+
+def compare(left, right):
+    a, b = parse(left), parse(right)
+    return (a > b) - (a < b)
+
+
+def match(version, expr):
+    prefix = expr[:2]
+    if prefix in (">=", "<=", "=="):
+        wanted = expr[2:]
+    else:
+        prefix = prefix[0]
+        wanted = expr[2:]
+    return compare(version, wanted) in {">": (1,), "<": (-1,)}.get(prefix, (0,))
+''' + "".join(f"\n\ndef helper_{i}(x):\n    return x + {i}\n" for i in range(30))
+
+TEST = """\
+from versions import match
+
+
+def test_less_than():
+    assert match("2.3.7", "<2.4.0")
+"""
+
+
+def test_the_feedback_shows_the_locals_of_the_frame_with_the_bug(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "versions.py").write_text(VERSIONS)
+    (repo / "test_versions.py").write_text(TEST)
+    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    try:
+        prompt = env.prompt(Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE))
+    finally:
+        env.scratch.close(force=True)
+    lines = prompt.splitlines()
+    frame = next(i for i, ln in enumerate(lines) if "versions.py:" in ln and " in match:" in ln)
+    assert lines[frame + 1].strip().startswith("locals:")
+    assert "expr = '<2.4.0'" in lines[frame + 1]
+    assert "prefix = '<'" in lines[frame + 1]
+    assert "wanted = '.4.0'" in lines[frame + 1]
+    # The test's frame too (its arguments line is not repeated), and no function reprs.
+    test_frame = next(i for i, ln in enumerate(lines) if " in test_less_than:" in ln)
+    assert "locals:" not in lines[test_frame + 1] or "<function" not in lines[test_frame + 1]
+
+
+def test_frame_locals_are_read_per_frame_without_the_arguments_line() -> None:
+    report = (
+        "left = '2.3.7', right = '<2.4.0'\n\n"
+        "    def test_x(left, right):\n"
+        ">       assert match(left, right)\n\n"
+        "left       = '2.3.7'\n"
+        "match      = <function match at 0x7f>\n"
+        "right      = '<2.4.0'\n\n"
+        "test_x.py:5: \n"
+        "_ _ _ _\n"
+        "version = '2.3.7', expr = '<2.4.0'\n\n"
+        ">       wanted = expr[2:]\n"
+        "E       ValueError: .4.0\n\n"
+        "expr       = '<2.4.0'\n"
+        f"long       = '{'x' * 200}'\n\n"
+        "versions.py:20: ValueError"
+    )
+    (test_path, test_line, test_locals), (path, line, names) = frame_locals(report)
+    assert (test_path, test_line, test_locals) == (
+        "test_x.py",
+        5,
+        ["left = '2.3.7'", "right = '<2.4.0'"],
+    )
+    assert (path, line) == ("versions.py", 20)
+    assert names[0] == "expr = '<2.4.0'"
+    assert names[1].endswith("...") and len(names[1]) < 100
+
+
+def test_a_long_traceback_keeps_every_frame_under_the_cap() -> None:
+    """`--tb=long` prints each frame's whole function; cut in the middle, the frames between
+    were lost. The context lines go first."""
+    frames = []
+    for i in range(12):
+        body = "".join(f"    line_{j} = {j}\n" for j in range(40))
+        frames.append(
+            f"    def f{i}():\n{body}>       f{i + 1}()\n\nx          = {i}\n\nmod.py:{i + 1}: "
+        )
+    details = "\n_ _ _\n".join(frames)
+    assert len(details) > TRACEBACK_LIMIT
+    kept = _without_context_lines(details)
+    assert len(kept) < TRACEBACK_LIMIT
+    assert [line for _, line, _ in frame_locals(kept)] == list(range(1, 13))
+
+
+def test_a_failure_in_functions_asks_for_the_corrected_function_whole(tmp_path: Path) -> None:
+    """Asked for SEARCH/REPLACE blocks, the 1.5B model copied the shown code into both halves
+    unchanged; the answer format names the functions the failure passes through and asks for
+    the bug first, then the corrected definition (which is spliced in by name)."""
+    from agent.workspace.env import FOCUS_REPLY_INSTRUCTION, REPLY_INSTRUCTION
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "versions.py").write_text(VERSIONS)
+    (repo / "test_versions.py").write_text(TEST)
+    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    try:
+        task = Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE)
+        prompt = env.prompt(task)
+        assert set(env.focus) == {"match", "parse", "compare"}
+        assert "The failure passes through `" in prompt
+        assert "complete corrected definition of the function you fix" in prompt
+        assert "helper_3" not in prompt.split("The failure passes through")[1]
+        assert env.reply_instruction == FOCUS_REPLY_INSTRUCTION
+        fixed = VERSIONS.split("def match")[1].replace(
+            "        prefix = prefix[0]\n        wanted = expr[2:]",
+            "        prefix = prefix[0]\n        wanted = expr[1:]",
+        )
+        proposal = env.parse("It slices two characters.\n\n```python\ndef match" + fixed + "```")
+        result = env.execute(proposal, task)
+        assert result.passed, result
+    finally:
+        env.scratch.close(force=True)
+    # A task on a passing repository has no failure to point at: the plain format.
+    fixed_module = VERSIONS.replace(
+        "wanted = expr[2:]\n    return", "wanted = expr[1:]\n    return"
+    )
+    (repo / "versions.py").write_text(fixed_module)
+    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    try:
+        prompt = env.prompt(Task(text="Add a docstring to match.", kind=TaskKind.WORKSPACE))
+        assert env.focus == [] and env.reply_instruction == REPLY_INSTRUCTION
+        assert "The failure passes through" not in prompt
+    finally:
+        env.scratch.close(force=True)
