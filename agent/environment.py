@@ -51,7 +51,7 @@ class Environment(ABC):
     """A task environment the repair loop drives: three required methods, the rest optional
     with the defaults below."""
 
-    #: The system message of every conversation.
+    #: The system message of every conversation (read after `prompt`, which may set it).
     system_prompt: str = prompts.SYSTEM
     #: How repair and correction turns ask for the answer (a workspace asks for file edits).
     reply_instruction: str = prompts.PROGRAM_REPLY

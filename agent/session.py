@@ -144,7 +144,8 @@ class AgentSession:
             )
 
     def _task_messages(self) -> list[ChatMessage]:
-        return prompts.first_messages(self.env.system_prompt, self.env.prompt(self.task))
+        task_text = self.env.prompt(self.task)  # first: it may set the system prompt
+        return prompts.first_messages(self.env.system_prompt, task_text)
 
     def _cycle(
         self,

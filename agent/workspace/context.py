@@ -52,7 +52,11 @@ class Context:
     listing: str = ""
     tokens: int = 0
     budget: int = 0
-    focus: list[str] = field(default_factory=list)  # see `failure_focus`
+    focus: list[Piece] = field(default_factory=list)  # see `failure_focus`
+
+    @property
+    def focus_names(self) -> list[str]:
+        return [p.name or "" for p in self.focus]
 
     @property
     def whole(self) -> list[str]:
@@ -83,15 +87,18 @@ def build_context(
     budget_tokens: int,
     count: Counter = estimate_tokens,
     max_listing: int = 40,
+    outlines: bool = True,
 ) -> Context:
-    """The views to show the model, by relevance, within `budget_tokens` (counted by `count`)."""
+    """The views to show the model, by relevance, within `budget_tokens` (counted by `count`);
+    `outlines=False`: the chosen code alone, without the rest of its files as signatures."""
     safe_read = _safe_reader(read)
     sel = _select(safe_read, listed, count, failure, named, task_text)
     packer = _Packer(sel, safe_read, count, budget_tokens)
     packer.add_pieces()
     packer.add_whole_files()
     packer.add_whole_docstrings()
-    packer.add_outlines()
+    if outlines:
+        packer.add_outlines()
     result = packer.final_views()
     spent = packer.cost(result)
     listing = _listing([p for p in listed if p not in {v.path for v in result}], max_listing)
@@ -102,16 +109,25 @@ def build_context(
     return Context(result, listing, spent, budget_tokens, failure_focus(sel, result))
 
 
-def failure_focus(sel: Selector, views: list[FileView]) -> list[str]:
-    """The shown definitions outside the tests that the failing tests call or the traceback
-    passes through (priority 1), in the order shown; a class shown for its methods is not one."""
-    names: list[str] = []
+def failure_focus(sel: Selector, views: list[FileView]) -> list[Piece]:
+    """The functions and methods outside the tests, shown whole, that the failing tests call or
+    the traceback passes through (priority 1), in the order shown."""
+    found: dict[tuple[str, str], Piece] = {}
     for v in views:
         if is_test_path(v.path):
             continue
+        mod = sel.index.module(v.path)
         pieces = [p for p in sel.pieces if p.path == v.path] if v.whole else v.pieces
-        names += [p.name for p in pieces if p.priority == 1 and p.name and p.name not in names]
-    return [n for n in names if not any(m.startswith(n + ".") for m in names)]
+        for p in pieces:
+            d = mod.defs.get(p.name) if mod is not None and p.name else None
+            whole_function = (
+                d is not None
+                and d.kind in ("function", "method")
+                and (d.start, d.end) == (p.start, p.end)
+            )
+            if p.priority == 1 and whole_function and (p.path, d.name) not in found:
+                found[(p.path, d.name)] = p
+    return list(found.values())
 
 
 def _safe_reader(read: Callable[[str], str | None]) -> Callable[[str], str | None]:

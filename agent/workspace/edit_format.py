@@ -97,14 +97,11 @@ _BARE_NAMES = frozenset({"Makefile", "Dockerfile", "Containerfile", "LICENSE", "
 EXAMPLE_PATHS = frozenset({"path/to/file.py", "pkg/module.py", "path/to/file"})
 
 
-def format_help(path: str | None = None, partial: bool = False, focus: Sequence[str] = ()) -> str:
+def format_help(path: str | None = None, partial: bool = False) -> str:
     """How to write edits, in words: a template with placeholders gets copied by small models.
 
-    `partial`: some file was shown only in part, so whole files are not offered. `focus`: the
-    functions the failure points at (see :func:`focus_help`).
+    `partial`: some file was shown only in part, so whole files are not offered.
     """
-    if focus:
-        return focus_help(path, focus, partial)
     name = f"`{path}`" if path else "the file's path (relative to the repository root)"
     blocks = (
         f"Answer format: a line with {name}, then a ```python code block with SEARCH/REPLACE "
@@ -119,30 +116,20 @@ def format_help(path: str | None = None, partial: bool = False, focus: Sequence[
     return blocks + " A file shown whole may also be sent complete, every line of it."
 
 
-def focus_help(path: str | None, focus: Sequence[str], partial: bool = True) -> str:
-    """The answer format for a failure that points at functions: find the bug from the values
-    first, then send the corrected function whole.
+def focus_help(path: str | None, focus: Sequence[str]) -> str:
+    """The answer format for a failure that points at functions (shown alone): find the bug
+    from the values first, then send the corrected function whole.
 
     Measured on the real-bug benchmark (docs/BENCHMARKS.md, issue 20): asked for SEARCH/REPLACE
-    blocks, the 1.5B model copied the shown code into both halves unchanged; asked for the
-    corrected function after comparing expected and actual values, its samples fixed bugs.
+    blocks beside the files' outlines, the 1.5B model copied the shown code back unchanged;
+    shown the function alone and asked this, its samples fixed bugs.
     """
-    where = f"a line with `{path}`" if path else "a line with the file's path"
-    names = ", ".join(f"`{n}`" for n in focus)
-    points = (
-        f"The failure points at {names}."
-        if len(focus) == 1
-        else f"The failure passes through {names}."
-    )
-    whole = "" if partial else " A file shown whole may also be sent complete."
+    where = f"a line with `{path}`" if path else "a line with the function's file path"
+    which = f"`{focus[0]}`" if len(focus) == 1 else "the function you fix"
     return (
-        f"{points} Find the bug first: in a sentence or two, compare what the test expects "
-        "with what the code does, using the values above. Then answer with "
-        f"{where} and a ```python code block holding the complete corrected definition of the "
-        "function you fix, from its def line to its last line (a method without its class). "
-        "For a change outside any function, use SEARCH/REPLACE blocks: a line <<<<<<< SEARCH, "
-        "the current lines copied exactly, a line =======, the new lines, a line >>>>>>> "
-        f"REPLACE.{whole}"
+        "Find the bug: compare what the test expects with what the code does, using the "
+        f"values above, in a sentence or two. Then reply with {where} and a ```python code "
+        f"block holding the corrected {which}, complete, from its def line to its last line."
     )
 
 

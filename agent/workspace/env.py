@@ -17,6 +17,7 @@ which is kept after accept; nothing is committed, and `notice` says so.
 
 from __future__ import annotations
 
+import textwrap
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from agent.workspace.failure import (
     named_files,
     parse_failure,
 )
+from agent.workspace.fileview import Piece
 from agent.workspace.line_endings import keep_line_endings, to_lf
 from agent.workspace.repo import GitRepo, WorkspaceError, inside
 from agent.workspace.scratch import ScratchCopy
@@ -54,6 +56,12 @@ REPLY_INSTRUCTION = (
     "Reply with the file's path on a line of its own, then a fenced code block with "
     "SEARCH/REPLACE blocks for the lines to change (or the complete new definition of the "
     "function you change)."
+)
+# For a failure that points at functions (see `_focused_message`): no answer format in the
+# system prompt, so that the model reasons before it writes code.
+FOCUS_SYSTEM = (
+    "You are fixloop, a careful programmer working in a repository. You fix bugs with the "
+    "smallest change. Do not edit the tests unless the task asks for it."
 )
 FOCUS_REPLY_INSTRUCTION = (
     "Find the bug from the values above, then reply with the file's path on a line of its own "
@@ -137,7 +145,7 @@ class WorkspaceEnv(Environment):
         self.shown: list[str] = []  # the files the first prompt showed the model
         self.whole_seen: set[str] = set()  # ... of which these whole
         self.context: Context | None = None  # what the first prompt showed
-        self.focus: list[str] = []  # the functions the failure points at, named to the model
+        self.focus: list[Piece] = []  # the functions the failure points at, shown alone
         self._task: Task | None = None
         self._last_files: dict[str, str] = {}
         self._results: dict[str, ExecResult] = {}
@@ -220,6 +228,7 @@ class WorkspaceEnv(Environment):
         self.default_path = editable[0] if len(editable) == 1 else None
         self.focus = context.focus[:MAX_FOCUS] if not self.baseline.passed else []
         self.reply_instruction = FOCUS_REPLY_INSTRUCTION if self.focus else REPLY_INSTRUCTION
+        self.system_prompt = FOCUS_SYSTEM if self.focus else SYSTEM
         return self._first_message(task, context, self._status(3000))
 
     def _status(self, max_chars: int) -> str:
@@ -247,6 +256,8 @@ class WorkspaceEnv(Environment):
         return short
 
     def _first_message(self, task: Task, context: Context | None, status: str) -> str:
+        if context is not None and self.focus:
+            return self._focused_message(task, status)
         partial = context is None or any(not is_test_path(p) for p in context.partial)
         code = (
             "The relevant code (chosen from the failure; `# fixloop:` lines are fixloop's "
@@ -261,9 +272,32 @@ class WorkspaceEnv(Environment):
                 key=len,
             )
         else:
-            answer = format_help(self.default_path, partial, self.focus)
+            answer = format_help(self.default_path, partial)
         parts = [f"Task: {task.text.strip()}", status, code, answer]
         return "\n\n".join(p for p in parts if p)
+
+    def _focused_message(self, task: Task, status: str) -> str:
+        """The first message for a failure that points at functions: the failure, those
+        functions alone (each whole, with its path and first line), and the answer format."""
+        blocks = []
+        for piece in self.focus:
+            lines = (self._read(piece.path) or "").splitlines()[piece.start - 1 : piece.end]
+            code = textwrap.dedent("\n".join(lines))
+            blocks.append(
+                f"`{piece.name}` ({piece.path}, line {piece.start}):\n```python\n{code}\n```"
+            )
+        one = len(self.focus) == 1
+        intro = (
+            "The function the failure points at:"
+            if one
+            else "The functions the failure passes through (the bug is in one of them):"
+        )
+        paths = {p.path for p in self.focus}
+        answer = focus_help(
+            paths.pop() if len(paths) == 1 else None, [p.name or "" for p in self.focus]
+        )
+        parts = [f"Task: {task.text.strip()}", status, intro + "\n\n" + "\n\n".join(blocks), answer]
+        return "\n\n".join(parts)
 
     def build_context(self, task: Task) -> Context:
         """What the model is shown of the repository for `task`, from the baseline run, within
@@ -289,15 +323,26 @@ class WorkspaceEnv(Environment):
                 listed,
                 prefix="" if rel == "." else rel + "/",
             )
-        context = build_context(
-            self._read,
-            listed,
-            failure=failure,
-            named=named_files(task.text + "\n" + self.test_cmd, [*self.files, *task.files], listed),
-            task_text=task.text,
-            budget_tokens=max(self.prompt_tokens - fixed - 16, MIN_CONTEXT_TOKENS),
-            count=self.count_tokens,
-        )
+        named = named_files(task.text + "\n" + self.test_cmd, [*self.files, *task.files], listed)
+        budget = max(self.prompt_tokens - fixed - 16, MIN_CONTEXT_TOKENS)
+
+        def choose(outlines: bool) -> Context:
+            return build_context(
+                self._read,
+                listed,
+                failure=failure,
+                named=named,
+                task_text=task.text,
+                budget_tokens=budget,
+                count=self.count_tokens,
+                outlines=outlines,
+            )
+
+        # A failure that points at functions: those functions alone, without their files'
+        # outlines (the 1.5B model copied the outline's stubs back as its answer).
+        context = choose(outlines=False) if not self.baseline.passed else None
+        if context is None or not context.focus:
+            context = choose(outlines=True)
         self.context = context
         self.shown = context.shown
         self.whole_seen = set(context.whole)
@@ -415,9 +460,6 @@ class WorkspaceEnv(Environment):
         return (
             f"With your change, the test command `{self.test_cmd}` fails:\n\n"
             + self._failure_text(result, read).rstrip()
-            + "\n\nSend the fix again: the file's path on its own line, then a fenced block "
-            "with SEARCH/REPLACE blocks for the lines to change (or the complete new "
-            "definition of the function you change)."
         )
 
     def accept(self, proposal: Proposal, session_id: str) -> Committed | None:

@@ -128,7 +128,7 @@ def test_agent_repairs_a_repo_in_a_scratch_copy_then_accept_and_undo(
     assert "currently fails" in first_prompt
     # Repair turns ask for file edits, the workspace's format, not a bare python program.
     repair_turn = session.backend.calls[2].messages[-1].content  # type: ignore[attr-defined]
-    assert "Find the mistake" in repair_turn and "SEARCH/REPLACE" in repair_turn
+    assert "Find the mistake" in repair_turn and "file's path" in repair_turn
     assert "```python block" not in repair_turn
     # Nothing in the working tree changed before accept.
     assert snapshot(root) == before and user_repo.head.commit.hexsha == head

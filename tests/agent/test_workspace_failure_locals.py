@@ -115,11 +115,18 @@ def test_a_long_traceback_keeps_every_frame_under_the_cap() -> None:
     assert [line for _, line, _ in frame_locals(kept)] == list(range(1, 13))
 
 
-def test_a_failure_in_functions_asks_for_the_corrected_function_whole(tmp_path: Path) -> None:
-    """Asked for SEARCH/REPLACE blocks, the 1.5B model copied the shown code into both halves
-    unchanged; the answer format names the functions the failure passes through and asks for
-    the bug first, then the corrected definition (which is spliced in by name)."""
-    from agent.workspace.env import FOCUS_REPLY_INSTRUCTION, REPLY_INSTRUCTION
+def test_a_failure_in_functions_shows_them_alone_and_asks_for_the_corrected_one(
+    tmp_path: Path,
+) -> None:
+    """Asked for SEARCH/REPLACE blocks beside the file's outline, the 1.5B model copied the
+    shown code back unchanged; a failure that points at functions shows those functions alone,
+    asks for the bug first and then the corrected function whole (spliced in by name)."""
+    from agent.workspace.env import (
+        FOCUS_REPLY_INSTRUCTION,
+        FOCUS_SYSTEM,
+        REPLY_INSTRUCTION,
+        SYSTEM,
+    )
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -129,10 +136,12 @@ def test_a_failure_in_functions_asks_for_the_corrected_function_whole(tmp_path: 
     try:
         task = Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE)
         prompt = env.prompt(task)
-        assert set(env.focus) == {"match", "parse", "compare"}
-        assert "The failure passes through `" in prompt
-        assert "complete corrected definition of the function you fix" in prompt
-        assert "helper_3" not in prompt.split("The failure passes through")[1]
+        assert {p.name for p in env.focus} == {"match", "parse", "compare"}
+        assert "The functions the failure passes through" in prompt
+        assert "`match` (versions.py, line 16):\n```python\ndef match(version, expr):" in prompt
+        assert "helper_3" not in prompt  # no outline of the rest of the file
+        assert "Find the bug" in prompt and "SEARCH" not in prompt
+        assert env.system_prompt == FOCUS_SYSTEM
         assert env.reply_instruction == FOCUS_REPLY_INSTRUCTION
         fixed = VERSIONS.split("def match")[1].replace(
             "        prefix = prefix[0]\n        wanted = expr[2:]",
@@ -143,7 +152,7 @@ def test_a_failure_in_functions_asks_for_the_corrected_function_whole(tmp_path: 
         assert result.passed, result
     finally:
         env.scratch.close(force=True)
-    # A task on a passing repository has no failure to point at: the plain format.
+    # A task on a passing repository has no failure to point at: the context and edit format.
     fixed_module = VERSIONS.replace(
         "wanted = expr[2:]\n    return", "wanted = expr[1:]\n    return"
     )
@@ -152,6 +161,30 @@ def test_a_failure_in_functions_asks_for_the_corrected_function_whole(tmp_path: 
     try:
         prompt = env.prompt(Task(text="Add a docstring to match.", kind=TaskKind.WORKSPACE))
         assert env.focus == [] and env.reply_instruction == REPLY_INSTRUCTION
-        assert "The failure passes through" not in prompt
+        assert env.system_prompt == SYSTEM
+        assert "SEARCH/REPLACE" in prompt and "Find the bug" not in prompt
     finally:
         env.scratch.close(force=True)
+
+
+def test_the_session_reads_the_system_prompt_the_first_message_chose(tmp_path: Path) -> None:
+    """The system prompt is read after `prompt` (which sets it for a failure in functions)."""
+    from agent.backends.scripted import ScriptedBackend
+    from agent.config import Settings
+    from agent.session import AgentSession
+    from agent.workspace.env import FOCUS_SYSTEM
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "versions.py").write_text(VERSIONS)
+    (repo / "test_versions.py").write_text(TEST)
+    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    backend = ScriptedBackend(["versions.py\n```python\ndef helper_0(x):\n    return x\n```"])
+    task = Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE, workdir=str(repo))
+    settings = Settings(max_turns=1, sessions_dir=tmp_path / "sessions")
+    session = AgentSession(task, backend, settings, purpose="solve", env=env)
+    try:
+        list(session.start())
+    finally:
+        env.scratch.close(force=True)
+    assert backend.calls[0].messages[0].content == FOCUS_SYSTEM
