@@ -11,6 +11,9 @@ budget. Duplicates stay free and are resampled hotter under every policy (`agent
 - `mixed`: repair when the attempt passed some tests or raised an exception at a line of its
   program; restart when it passed none; restarts sampled at T 0.8 with a seed per turn.
 
+A reply that could not be used (a format error: refused edits, no code) is repaired in the
+conversation under `greedy` and `sampled`, and restarted from under `restart` and `mixed`.
+
 A *restart* starts the conversation over as system + task + `prompts.restart_prompt`: a
 short note of what failed (`failure_note`), not the failed program, so the next attempt is
 a fresh sample rather than an edit (logged as `RepairRequested(reason="restart")`). The
@@ -105,6 +108,11 @@ class RepairPolicy:
         """`attempt` just failed; `best_before` is the cycle's best earlier attempt (or None)."""
         return "repair"
 
+    def step_after_format_error(self) -> Step:
+        """A reply that could not be used (refused edits, no code): shown the refusal in the
+        same conversation, the 1.5B model repeated itself or copied the prompt back."""
+        return "repair"
+
 
 class GreedyPolicy(RepairPolicy):
     name = "greedy"
@@ -126,6 +134,9 @@ class RestartPolicy(RepairPolicy):
             return "repair"  # the first attempt is the best so far
         return "repair" if attempt.score > best_before.score else "restart"
 
+    def step_after_format_error(self) -> Step:
+        return "restart"  # an unusable reply improves on nothing
+
 
 class MixedPolicy(RepairPolicy):
     """Repair when the feedback has something to work with (some tests passed, or an
@@ -138,6 +149,9 @@ class MixedPolicy(RepairPolicy):
         if result is not None and (result.n_passed > 0 or raised_at_a_line(result)):
             return "repair"
         return "restart"
+
+    def step_after_format_error(self) -> Step:
+        return "restart"  # nothing passed
 
 
 POLICIES: dict[str, RepairPolicy] = {
@@ -206,7 +220,21 @@ class PolicyCycle(Cycle):
         ):
             yield from super().after_failure(turn, feedback)
             return
-        text = prompts.restart_prompt(failure_note(attempt.result), self.ctx.env.reply_instruction)
+        yield from self.restart(turn, failure_note(attempt.result))
+
+    def after_format_error(self, turn: int, message: str) -> Generator[Event, None, None]:
+        if (
+            self.used >= self.budget
+            or self.correction is not None
+            or self.policy.step_after_format_error() == "repair"
+        ):
+            yield from super().after_format_error(turn, message)
+            return
+        yield from self.restart(turn, "its answer could not be used: " + _clip(message, NOTE_CHARS))
+
+    def restart(self, turn: int, note: str) -> Generator[Event, None, None]:
+        """Start the conversation over from the task, with `note` on what failed."""
+        text = prompts.restart_prompt(note, self.ctx.env.reply_instruction)
         yield RepairRequested(turn=turn, feedback=text, reason="restart")
         self.messages[:] = [
             self.messages[0],

@@ -294,6 +294,13 @@ def run_gate(
     promoted = ok and promote
     if ok and not promote:
         reasons.append("would be promoted; left inactive because promotion was turned off")
+    in_use = registry.active() or settings.model
+    if promoted and current != in_use:
+        promoted = False
+        reasons.append(
+            f"better than {current}, but the model in use is {in_use}: left inactive "
+            f"(`fixloop models use {candidate}` switches to it)"
+        )
     suites: dict[str, int] = {}
     for t in tasks:
         suites[t.suite or "custom"] = suites.get(t.suite or "custom", 0) + 1

@@ -18,6 +18,7 @@ from agent.events import (
     EpisodeFinished,
     Event,
     ExecFinished,
+    FormatError,
     RepairRequested,
     SessionStarted,
     Task,
@@ -159,6 +160,27 @@ def test_restart_starts_over_from_the_task_when_an_attempt_is_no_better(tmp_path
     assert "A previous attempt failed: 3 of 3 tests failed; `assert add(1, 2) == 3` gave 1" in note
     assert "def add" not in note  # the failed program is not shown again
     assert outcome(events) == ("passed", 4, 4)
+
+
+@pytest.mark.parametrize("policy", ["restart", "mixed"])
+def test_an_unusable_reply_restarts_from_the_task_under_restart_and_mixed(
+    tmp_path: Path, policy: str
+) -> None:
+    """Told in the same conversation that its edits changed nothing, the 1.5B model copied the
+    prompt back for 7 turns (the real-bug benchmark); restart and mixed start over instead."""
+    events, backend, _ = run(tmp_path, policy, ["I cannot help with that.", RIGHT])
+    message = next(e.message for e in events if isinstance(e, FormatError))
+    note = prompts.restart_prompt("its answer could not be used: " + message)
+    assert [c.messages for c in backend.calls] == [
+        [SYSTEM, user(TASK_TEXT)],
+        [SYSTEM, user(f"{TASK_TEXT}\n\n{note}")],
+    ]
+    assert sampling(backend)[1] == (SAMPLED_TEMPERATURE, 2)
+    assert reasons(events) == ["restart"]
+    assert outcome(events) == ("passed", 2, 2)
+    # greedy and sampled keep the refusal in the conversation
+    _, kept, _ = run(tmp_path / "g", "greedy", ["I cannot help with that.", RIGHT])
+    assert kept.calls[1].messages[-2] == assistant("I cannot help with that.")
 
 
 def test_mixed_restarts_when_nothing_passed_and_repairs_when_something_did(

@@ -29,6 +29,7 @@ def world(tmp_path: Path) -> dict[str, Any]:
     solutions = mbpp_solutions(tasks)
     texts = [t.text for t in tasks]
     settings = Settings(
+        model="current",
         data_dir=tmp_path / "data",
         sessions_dir=tmp_path / "sessions",
         cache_dir=tmp_path / "cache",
@@ -86,6 +87,25 @@ def test_gate_promotes_a_better_model_and_refuses_a_worse_one(world: dict[str, A
     assert reg.get("better").lineage["gate"]["promoted"] is True
     # Evaluation episodes were logged as real sessions.
     assert len(list(world["settings"].sessions_dir.rglob("*.jsonl"))) >= 3 * N_TASKS
+
+
+def test_a_candidate_better_than_a_model_not_in_use_is_not_promoted(
+    world: dict[str, Any],
+) -> None:
+    """`fixloop retrain --base qwen2.5-coder-0.5b` while the 1.5B is in use: the candidate is
+    compared with its base; beating it does not make it replace the model in use."""
+    reg: Registry = world["registry"]
+    result = run_gate(
+        "better",
+        settings=world["settings"],
+        tasks=world["tasks"],
+        current="worse",  # the base it was trained from; "current" is in use
+        backend_for=world["backends"].get,
+        progress=False,
+    )
+    assert not result.report.promoted and reg.active() is None
+    assert result.report.current == "worse"
+    assert any("the model in use is current" in r for r in result.report.reasons)
 
 
 def test_gate_refuses_a_model_that_is_only_as_good(world: dict[str, Any]) -> None:

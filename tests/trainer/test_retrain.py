@@ -292,3 +292,22 @@ def test_a_teacher_seeds_for_the_model_being_retrained(
     assert json.loads((taught.train.run_dir / "config.json").read_text())["config"]["base"] == (
         world.cfg.base
     )
+
+
+def test_the_gate_compares_the_candidate_with_its_base_not_the_model_in_use(
+    world: World, user_sessions: Path, tmp_path: Path
+) -> None:
+    """`fixloop retrain --base qwen2.5-coder-0.5b` gated the candidate against the 1.5B in
+    use; the before/after is against the base, and a candidate that beats its base does not
+    replace a different model in use."""
+    world.settings = world.settings.model_copy(update={"sessions_dir": user_sessions})
+    registry = Registry(world.settings.data_dir)
+    dummy = tmp_path / "big.gguf"
+    dummy.write_bytes(b"GGUF")
+    spec = {"filename": dummy.name, "sha256": "0" * 64, "size": 4, "path": dummy}
+    registry.add(ModelSpec(name="big", description="in use", kind="trained", **spec))
+    registry.set_active("big")
+    result = world.retrain()
+    assert result.gate.current == "current"  # the base (TrainConfig.base), not "big"
+    assert not result.gate.promoted and registry.active() == "big"
+    assert any("the model in use is big" in r for r in result.gate.reasons)

@@ -287,6 +287,12 @@ def export(
     return ExportResult(registry.get(record["name"]), Path(record["gguf"]), adapter, None)
 
 
+def gate_baseline(settings: Settings, base: str) -> str | None:
+    """The registered model a retrained candidate is compared with: its base, when the base
+    is a registered model (else the model in use)."""
+    return base if base in Registry(settings.data_dir).all() else None
+
+
 def gate(
     state: RetrainState,
     settings: Settings,
@@ -328,7 +334,8 @@ def gate(
         exported.name,
         settings=settings,
         tasks=tasks,
-        current=record["current"] if record else None,  # the candidate may be current now
+        # Against the model it was trained from (the candidate may be current by now).
+        current=record["current"] if record else gate_baseline(settings, cfg.base),
         max_turns=plan.max_turns,
         out_dir=out,
         workers=plan.workers,
