@@ -50,12 +50,20 @@ def test_less_than():
 """
 
 
-def test_the_feedback_shows_the_locals_of_the_frame_with_the_bug(tmp_path: Path) -> None:
+TEST_CMD = "python -m pytest -x -q test_versions.py"
+
+
+def versions_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "versions.py").write_text(VERSIONS)
     (repo / "test_versions.py").write_text(TEST)
-    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    return repo
+
+
+def test_the_feedback_shows_the_locals_of_the_frame_with_the_bug(tmp_path: Path) -> None:
+    repo = versions_repo(tmp_path)
+    env = WorkspaceEnv(repo, TEST_CMD)
     try:
         prompt = env.prompt(Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE))
     finally:
@@ -128,11 +136,8 @@ def test_a_failure_in_functions_shows_them_alone_and_asks_for_the_corrected_one(
         SYSTEM,
     )
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "versions.py").write_text(VERSIONS)
-    (repo / "test_versions.py").write_text(TEST)
-    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    repo = versions_repo(tmp_path)
+    env = WorkspaceEnv(repo, TEST_CMD)
     try:
         task = Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE)
         prompt = env.prompt(task)
@@ -157,7 +162,7 @@ def test_a_failure_in_functions_shows_them_alone_and_asks_for_the_corrected_one(
         "wanted = expr[2:]\n    return", "wanted = expr[1:]\n    return"
     )
     (repo / "versions.py").write_text(fixed_module)
-    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    env = WorkspaceEnv(repo, TEST_CMD)
     try:
         prompt = env.prompt(Task(text="Add a docstring to match.", kind=TaskKind.WORKSPACE))
         assert env.focus == [] and env.reply_instruction == REPLY_INSTRUCTION
@@ -174,11 +179,8 @@ def test_the_session_reads_the_system_prompt_the_first_message_chose(tmp_path: P
     from agent.session import AgentSession
     from agent.workspace.env import FOCUS_SYSTEM
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "versions.py").write_text(VERSIONS)
-    (repo / "test_versions.py").write_text(TEST)
-    env = WorkspaceEnv(repo, "python -m pytest -x -q test_versions.py")
+    repo = versions_repo(tmp_path)
+    env = WorkspaceEnv(repo, TEST_CMD)
     backend = ScriptedBackend(["versions.py\n```python\ndef helper_0(x):\n    return x\n```"])
     task = Task(text="Make the failing test pass.", kind=TaskKind.WORKSPACE, workdir=str(repo))
     settings = Settings(max_turns=1, sessions_dir=tmp_path / "sessions")
