@@ -55,10 +55,6 @@ class Context:
     focus: list[Piece] = field(default_factory=list)  # see `failure_focus`
 
     @property
-    def focus_names(self) -> list[str]:
-        return [p.name or "" for p in self.focus]
-
-    @property
     def whole(self) -> list[str]:
         return [v.path for v in self.views if v.whole]
 
