@@ -83,18 +83,15 @@ def build_context(
     budget_tokens: int,
     count: Counter = estimate_tokens,
     max_listing: int = 40,
-    outlines: bool = True,
 ) -> Context:
-    """The views to show the model, by relevance, within `budget_tokens` (counted by `count`);
-    `outlines=False`: the chosen code alone, without the rest of its files as signatures."""
+    """The views to show the model, by relevance, within `budget_tokens` (counted by `count`)."""
     safe_read = _safe_reader(read)
     sel = _select(safe_read, listed, count, failure, named, task_text)
     packer = _Packer(sel, safe_read, count, budget_tokens)
     packer.add_pieces()
     packer.add_whole_files()
     packer.add_whole_docstrings()
-    if outlines:
-        packer.add_outlines()
+    packer.add_outlines()
     result = packer.final_views()
     spent = packer.cost(result)
     listing = _listing([p for p in listed if p not in {v.path for v in result}], max_listing)

@@ -265,14 +265,8 @@ class WorkspaceEnv(Environment):
             if context is not None
             else ""
         )
-        if context is None:  # room for the longest answer format
-            answer = max(
-                format_help(self.default_path, partial),
-                focus_help(self.default_path, ["a_function_name_of_some_length"] * 3),
-                key=len,
-            )
-        else:
-            answer = format_help(self.default_path, partial)
+        # (Without a context this reserves room: the edit format is longer than `focus_help`.)
+        answer = format_help(self.default_path, partial)
         parts = [f"Task: {task.text.strip()}", status, code, answer]
         return "\n\n".join(p for p in parts if p)
 
@@ -323,26 +317,15 @@ class WorkspaceEnv(Environment):
                 listed,
                 prefix="" if rel == "." else rel + "/",
             )
-        named = named_files(task.text + "\n" + self.test_cmd, [*self.files, *task.files], listed)
-        budget = max(self.prompt_tokens - fixed - 16, MIN_CONTEXT_TOKENS)
-
-        def choose(outlines: bool) -> Context:
-            return build_context(
-                self._read,
-                listed,
-                failure=failure,
-                named=named,
-                task_text=task.text,
-                budget_tokens=budget,
-                count=self.count_tokens,
-                outlines=outlines,
-            )
-
-        # A failure that points at functions: those functions alone, without their files'
-        # outlines (the 1.5B model copied the outline's stubs back as its answer).
-        context = choose(outlines=False) if not self.baseline.passed else None
-        if context is None or not context.focus:
-            context = choose(outlines=True)
+        context = build_context(
+            self._read,
+            listed,
+            failure=failure,
+            named=named_files(task.text + "\n" + self.test_cmd, [*self.files, *task.files], listed),
+            task_text=task.text,
+            budget_tokens=max(self.prompt_tokens - fixed - 16, MIN_CONTEXT_TOKENS),
+            count=self.count_tokens,
+        )
         self.context = context
         self.shown = context.shown
         self.whole_seen = set(context.whole)
