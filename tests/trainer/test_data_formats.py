@@ -226,6 +226,28 @@ def test_workspace_plain_accept_keeps_the_models_reply(tmp_path: Path) -> None:
     assert verdict.bad == [] and ilf_triples(ep, verdict) == []
 
 
+def test_a_pass_after_the_failure_was_shown_again_is_a_repair_row() -> None:
+    """A real seed episode of the 0.5B (recorded): attempt 1 fails, attempt 2 repeats it, so
+    the loop starts over from the task with the failure noted under it, and attempt 3 passes.
+    That pass used the feedback: it is a repair row whose prompt ends with the noted failure
+    (before, only a reply right after the conversation's feedback turn counted, and a whole
+    multi-turn seed of 150 tasks, 30 of them passed after a failure, built one repair row)."""
+    from trainer.data.formats import repair_rows
+
+    path = Path(__file__).parents[1] / "fixtures" / "recorded"
+    log, _ = read_log(path / "seed-repair-after-a-duplicate-0.5b.jsonl")
+    assert log is not None
+    episode = reconstruct(log)
+    (row,) = repair_rows(episode)
+    repaired = episode.attempts[2]
+    assert (row["turn"], row["feedback"], row["repaired_after"]) == (3, "duplicate", 1)
+    assert row["prompt"] == [m.model_dump() for m in repaired.prompt]
+    assert row["prompt"][-1]["content"].endswith(episode.attempts[1].feedback)
+    assert "returned 0, expected 47" not in row["prompt"][-1]["content"]  # the rendered form:
+    assert "expected: 47" in row["prompt"][-1]["content"]
+    assert row["completion"] == [{"role": "assistant", "content": repaired.reply}]
+
+
 def test_repair_rows_train_only_the_repairing_turn() -> None:
     """A failed attempt, its feedback, then a pass: a prompt/completion row whose prompt is
     the conversation exactly as sent and whose completion is the repair alone."""

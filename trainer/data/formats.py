@@ -251,35 +251,52 @@ def sft_rows(episode: Episode, judgement: Judgement | None = None) -> list[Row]:
 # ---------------------------------------------------------------- repair trajectories
 
 
+# Feedback on a failed program: the sandbox's, a user's correction, or the failure shown again
+# when the model repeated a program (`duplicate`) or the loop started over (`restart`).
+FEEDBACK_ON_A_FAILURE = ("exec", "user", "duplicate", "restart")
+
+
 def repair_rows(episode: Episode) -> list[Row]:
     """RLEF's episode as supervision: each attempt that passed right after failing and
-    being shown the feedback (the sandbox's, or the user's typed correction) becomes a
-    prompt/completion row. The prompt is the
-    conversation exactly as the model was sent it (task, its failed attempt, the feedback);
-    the loss falls on the repairing reply alone. It teaches using feedback, not resampling.
+    being shown what failed becomes a prompt/completion row. The prompt is the conversation
+    exactly as the model was sent it: the task, its failed attempt and the feedback, or (after
+    a repeated program or a restart) the task with the failure noted under it; the loss falls
+    on the repairing reply alone. It teaches using feedback, not resampling.
     """
     rows: list[Row] = []
     why = {a.feedback: a.feedback_reason for a in episode.attempts if a.feedback}
     for attempt in episode.attempts:
-        if not attempt.passed or attempt.reply is None or len(attempt.prompt) < 4:
+        if not attempt.passed or attempt.reply is None or len(attempt.prompt) < 2:
             continue
-        if why.get(attempt.prompt[-1].content) not in ("exec", "user"):
-            continue  # a format reminder or a restart is not feedback on a failed program
+        reason = _feedback_ending(attempt.prompt, why)
+        if reason not in FEEDBACK_ON_A_FAILURE:
+            continue  # a format reminder is not feedback on a failed program
         if attempt.hidden_result is not None and not attempt.hidden_result.passed:
             continue  # passed the public tests only: not a repair worth learning
-        previous = attempt.prompt[-2]
-        if previous.role != "assistant" or attempt.prompt[-1].role != "user":
-            continue
         rows.append(
             {
                 "prompt": _messages(attempt.prompt),
                 "completion": _assistant(attempt.reply),
                 "turn": attempt.turn,
-                "repaired_after": sum(m.role == "assistant" for m in attempt.prompt),
+                "repaired_after": sum(a.counts for a in episode.attempts[: attempt.index]),
+                "feedback": reason,
                 **_meta(episode),
             }
         )
     return rows
+
+
+def _feedback_ending(prompt: Sequence[ChatMessage], why: dict[str, str | None]) -> str | None:
+    """Why the prompt's last user turn exists: the reason of the feedback it is, or ends with."""
+    last = prompt[-1]
+    if last.role != "user":
+        return None
+    if last.content in why:
+        return why[last.content]
+    for feedback, reason in why.items():
+        if last.content.endswith("\n\n" + feedback):  # the task, then the failure noted
+            return reason
+    return None
 
 
 # ---------------------------------------------------------------- DPO
