@@ -65,6 +65,7 @@ def make_backend(settings: Settings) -> Backend:
         return TransformersBackend(as_path, adapter=adapter, n_ctx=settings.n_ctx)
     from agent.backends.llama_cpp import LlamaCppBackend
 
+    adapter_sha: str | None = None
     if as_path.suffix == ".gguf":
         if not as_path.is_file():
             raise BackendError(f"model file {as_path} does not exist")
@@ -80,6 +81,8 @@ def make_backend(settings: Settings) -> Backend:
         except (ModelError, UnknownModelError) as exc:
             raise BackendError(str(exc)) from exc
         name, sha, adapter = spec.name, spec.sha256, settings.adapter or spec.adapter
+        if adapter == spec.adapter:
+            adapter_sha = spec.adapter_sha256  # verified by ensure_model: not hashed twice
         prefix = spec.lineage.get("inference_prefix") or ""
     if adapter is not None and adapter.is_dir():
         raise BackendError(
@@ -87,7 +90,8 @@ def make_backend(settings: Settings) -> Backend:
             "(convert it with the trainer's export, or run the checkpoint with the "
             "transformers backend)"
         )
-    adapter_sha = file_sha256(adapter) if adapter is not None and adapter.is_file() else None
+    if adapter_sha is None and adapter is not None and adapter.is_file():
+        adapter_sha = file_sha256(adapter)
     return LlamaCppBackend(
         path,
         name=name,

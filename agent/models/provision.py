@@ -70,12 +70,18 @@ class AdapterMismatchError(ModelError):
             f"refusing to load {spec.name!r}: its adapter {path} has sha256 {actual_sha} "
             f"({actual_size} bytes) but the registry expects {spec.adapter_sha256} "
             f"({spec.adapter_size} bytes). The file is corrupt or was changed. "
-            + (
-                "Restore it with `git checkout -- agent/models/adapters` (or reinstall fixloop)."
-                if spec.kind == "builtin"
-                else "Export the version again with `fixloop export RUN_DIR --lora-only`."
-            )
+            + _adapter_remedy(spec)
         )
+
+
+def _adapter_remedy(spec: ModelSpec) -> str:
+    """How to get a shipped or trained version's adapter back."""
+    if spec.kind == "builtin":
+        return "Restore it with `git checkout -- agent/models/adapters` (or reinstall fixloop)."
+    return (
+        "Export the version again with `fixloop export RUN_DIR --lora-only`, or unregister "
+        f"it: `fixloop models remove {spec.name}`."
+    )
 
 
 def pip_command(parts: list[PartSource]) -> str:
@@ -185,11 +191,7 @@ def _check_adapter(spec: ModelSpec, cache_dir: Path, *, force: bool = False) -> 
     if not spec.adapter.is_file():
         raise ModelError(
             f"model {spec.name!r} needs its adapter {spec.adapter}, which does not exist. "
-            + (
-                "Restore it with `git checkout -- agent/models/adapters` (or reinstall fixloop)."
-                if spec.kind == "builtin"
-                else f"Export it again, or unregister it: `fixloop models remove {spec.name}`."
-            )
+            + _adapter_remedy(spec)
         )
     if not force and stamp_ok(spec, cache_dir, spec.adapter, adapter=True):
         return
