@@ -221,3 +221,15 @@ def test_generation_check_reads_the_logits_llama_cpp_computed(
             (broken_dir / f.name).write_bytes(f.read_bytes())
     with pytest.raises(GenerationCheckError, match="non-finite logits"):
         check_generates(to_gguf(broken_dir, "broken"))
+
+
+def test_two_runs_started_in_the_same_second_get_different_version_names() -> None:
+    """`new_run_dir` adds -2 to the second run of a second; the version name keeps it (the
+    retrain test world trains twice within one second, and the second export was refused)."""
+    from trainer.export.pipeline import version_name
+
+    meta = {"base": {"name": "qwen2.5-coder-0.5b"}, "config": {"method": "sft"}}
+    first = version_name(Path("runs/20261201-083415-sft"), meta)
+    second = version_name(Path("runs/20261201-083415-sft-2"), meta)
+    assert first == "qwen2.5-coder-0.5b-sft-20261201-083415"
+    assert second == "qwen2.5-coder-0.5b-sft-20261201-083415-2"

@@ -51,8 +51,9 @@ def version_name(run_dir: Path, meta: dict[str, Any]) -> str:
     """E.g. `qwen2.5-coder-1.5b-leti-20261121-131500`: base, method, the run's timestamp."""
     base = Path(meta["base"]["name"]).name.removesuffix(".gguf")
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-") or "model"
-    stamp = re.match(r"\d{8}-\d{6}", run_dir.name)
-    suffix = stamp.group(0) if stamp else time.strftime("%Y%m%d-%H%M%S")
+    # the run's stamp, and the -N that tells apart two runs started in the same second
+    stamp = re.match(r"(\d{8}-\d{6})-.*?(-\d+)?$", run_dir.name)
+    suffix = stamp.group(1) + (stamp.group(2) or "") if stamp else time.strftime("%Y%m%d-%H%M%S")
     return f"{base}-{meta['config']['method']}-{suffix}"
 
 
