@@ -82,8 +82,8 @@ def build_trainer(
 ) -> Any:
     """The TRL trainer of `cfg.method` on these rows (LoRA-wrapped unless `cfg.lora` is off).
 
-    `compact_cpu_head`: SFT on a CPU scores only labelled positions (`cpu_head`); off, TRL's
-    own chunked head runs (the reference in `bench/bench_train.py`).
+    `compact_cpu_head`: on a CPU, score only labelled positions (`cpu_head`); off, TRL's own
+    chunked head runs (the reference in `bench/bench_train.py --trl-head`).
     """
     import copy
 
@@ -129,7 +129,7 @@ def build_trainer(
         )
         if new_token_ids:
             expose_head_bias(trainer.model)
-    if cls is SFTTrainer and compact_cpu_head:
+    if compact_cpu_head:
         peft_wrapped = hasattr(trainer.model, "get_base_model")
         add_compact_cpu_head(trainer.model.get_base_model() if peft_wrapped else trainer.model)
     trainer.remove_callback(ProgressCallback)
