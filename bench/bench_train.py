@@ -18,6 +18,10 @@ On the tests' tiny model and a 43M-parameter random Llama the curves matched to 
 the backward) made SFT 0.78x the old loop on the 0.5B; with fixloop's CPU head, which
 scores only the labelled positions (`trainer/train/cpu_head.py`), 1.31x (docs/BENCHMARKS.md).
 Give --data as an absolute path: the old loop runs from a temporary tree.
+
+`--trl-head` compares against TRL's own LM head instead of the old loop: this checkout's
+trainer twice, once with the CPU head switched off. That is the reference for DPO and KTO,
+whose TRL trainers score every prompt position for the policy and again for the reference.
 """
 
 from __future__ import annotations
@@ -40,16 +44,20 @@ BASE = "qwen2.5-coder-0.5b"
 OLD_REV = "576a4eb"  # the last commit with trainer/train/loop.py's own loop and losses.py
 
 RUNNER = """
-import json, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
+if os.environ.get("BENCH_TRL_HEAD"):  # the reference: TRL's own chunked LM head
+    import trainer.train.trainers as trainers
+    trainers.add_compact_cpu_head = lambda model: None
 from trainer.train.config import TrainConfig
 from trainer.train.loop import run_training
 cfg = TrainConfig.model_validate(json.loads(sys.argv[1]))
 cpu = time.process_time()
 r = run_training(cfg, cache_dir=Path(sys.argv[2]), registry_dir=Path(sys.argv[3]), progress=False)
 rows = [json.loads(x) for x in (r.run_dir / "history.jsonl").read_text().splitlines() if x]
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT " + json.dumps({"metrics": r.metrics, "losses": [h["loss"] for h in rows],
-                              "cpu_s": time.process_time() - cpu}))
+                              "cpu_s": time.process_time() - cpu, "peak_rss_mb": rss_mb}))
 """
 
 
@@ -63,8 +71,10 @@ def old_tree(rev: str, into: Path) -> Path:
     return into
 
 
-def run(tree: Path, cfg: dict, cache: Path, registry: Path) -> dict:
+def run(tree: Path, cfg: dict, cache: Path, registry: Path, trl_head: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "TQDM_DISABLE": "1"}
+    if trl_head:
+        env["BENCH_TRL_HEAD"] = "1"
     out = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(cfg), str(cache), str(registry)],
         cwd=tree,
@@ -93,6 +103,9 @@ def main() -> None:
     ap.add_argument("--warmup-ratio", type=float, default=0.0)
     ap.add_argument("--reps", type=int, default=1, help="old/new pairs, alternating")
     ap.add_argument("--old-rev", default=OLD_REV)
+    ap.add_argument(
+        "--trl-head", action="store_true", help="reference: TRL's LM head, not the old loop"
+    )
     ap.add_argument("--json", type=Path, help="write the raw numbers here")
     args = ap.parse_args()
 
@@ -121,12 +134,15 @@ def main() -> None:
             "warmup_ratio": args.warmup_ratio,
             "save_every": 10**6,  # checkpoint only at the end, in both
         }
-        old = old_tree(args.old_rev, Path(tmp) / "old")
+        old = ROOT if args.trl_head else old_tree(args.old_rev, Path(tmp) / "old")
         results: dict[str, list[dict]] = {"old": [], "new": []}
         for _ in range(args.reps):
             for name, tree in (("old", old), ("new", ROOT)):
                 print(f"training: {name} ...", file=sys.stderr)
-                results[name].append(run(tree, cfg, settings.cache_dir, settings.data_dir))
+                reference = name == "old" and args.trl_head
+                results[name].append(
+                    run(tree, cfg, settings.cache_dir, settings.data_dir, trl_head=reference)
+                )
     report(args, base, results)
     if args.json:
         args.json.write_text(json.dumps({"config": cfg, "results": results}, indent=2) + "\n")
@@ -134,23 +150,28 @@ def main() -> None:
 
 def report(args: argparse.Namespace, base: str, results: dict[str, list[dict]]) -> None:
     old, new = results["old"][0], results["new"][0]
-    print(f"## Trainer: TRL vs the old loop ({args.method}, {Path(base).name}, {platform.node()})")
+    ref = "TRL's head" if args.trl_head else "old loop"
+    ours = "CPU head" if args.trl_head else "TRL"
+    print(f"## Trainer: {ours} vs {ref} ({args.method}, {Path(base).name}, {platform.node()})")
     print()
     print(f"{args.steps} steps, batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, ")
-    print(f"LoRA r {args.lora_r}, dropout {args.lora_dropout}; old = {args.old_rev}.")
+    print(f"LoRA r {args.lora_r}, dropout {args.lora_dropout}; reference = ", end="")
+    print("this checkout without the CPU head." if args.trl_head else f"{args.old_rev}.")
     print()
-    print("| step | old loss | TRL loss | diff |")
+    print(f"| step | {ref} loss | {ours} loss | diff |")
     print("|---:|---:|---:|---:|")
     for i, (a, b) in enumerate(zip(old["losses"], new["losses"], strict=False), 1):
         print(f"| {i} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
     print()
-    print("| | tokens/s | train s | CPU s (process) |")
-    print("|---|---:|---:|---:|")
+    print("| | tokens/s | train s | CPU s (process) | peak RSS |")
+    print("|---|---:|---:|---:|---:|")
     for name in ("old", "new"):
         for r in results[name]:
             m = r["metrics"]
-            label = "TRL" if name == "new" else "old loop"
-            print(f"| {label} | {m['tokens_per_s']} | {m['train_seconds']} | {r['cpu_s']:.1f} |")
+            label = ours if name == "new" else ref
+            rss = f"{r['peak_rss_mb'] / 1024:.1f} GB" if "peak_rss_mb" in r else "-"
+            row = f"| {label} | {m['tokens_per_s']} | {m['train_seconds']} | {r['cpu_s']:.1f} |"
+            print(f"{row} {rss} |")
 
 
 if __name__ == "__main__":
