@@ -102,7 +102,7 @@ def train_and_export(run: Runner, args: argparse.Namespace, recipe: str, data: P
             where = ["--base", args.base, "--data", str(data), "--out", str(parent)]
             hyper = ["--epochs", str(args.epochs), "--lr", str(args.lr)]
             run(["train", "--method", method, *where, *hyper, "--max-len", str(args.max_len),
-                 *train_flags])  # fmt: skip
+                 *train_flags, *shlex.split(args.train_flags)])  # fmt: skip
         if run.dry_run:
             run(["export", "RUN_DIR", "--name", name, *export_flags])
             return name
@@ -144,6 +144,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--max-len", type=int, default=1024)
+    ap.add_argument(
+        "--train-flags",
+        default="",
+        help="more `fixloop train` options for every recipe, e.g. '--gradient-checkpointing "
+        "--save-every 5' (DPO's 8 sequences of up to 1024 tokens need 24 GB without it)",
+    )
     ap.add_argument("--turns", type=int, default=1, help="eval: attempts per episode")
     ap.add_argument(
         "--workers",
