@@ -52,7 +52,7 @@ def training_args(cfg: TrainConfig, output_dir: Path, bf16: bool) -> dict[str, A
         "bf16": bf16,
         "fp16": False,
         # The new name: the deprecated `gradient_checkpointing` (TRL's default True) warns.
-        "activation_checkpointing": cfg.gradient_checkpointing,
+        "activation_checkpointing": bool(cfg.gradient_checkpointing),
         "max_length": cfg.max_len,
         "logging_steps": 1,
         "save_strategy": "steps",
