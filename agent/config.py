@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         None, ge=1, description="llama.cpp threads (default: the cores not busy at load time)"
     )
     n_gpu_layers: int = Field(0, description="layers offloaded to a GPU (-1: all)")
+    llama_repack: bool | None = Field(
+        None,
+        description="llama.cpp weight repacking into AMX/CPU_REPACK buffers (default: on, "
+        "except on AMX CPUs, where its kernels segfault: llama.cpp #20824)",
+    )
     max_turns: int = Field(4, ge=1, le=50, description="attempts per episode")
     policy: PolicyName = Field(
         "greedy",

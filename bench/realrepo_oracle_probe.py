@@ -61,6 +61,7 @@ def main() -> None:
 
     from llama_cpp import Llama
 
+    from agent.backends.llama_repack import model_params, repack_enabled
     from agent.config import load_settings
     from agent.models import Registry
     from agent.models.provision import model_path
@@ -68,7 +69,8 @@ def main() -> None:
     settings, _ = load_settings()
     spec = Registry(settings.data_dir).get(args.model)
     gguf = model_path(spec, settings.cache_dir)
-    llm = Llama(str(gguf), n_ctx=4096, n_threads=settings.n_threads or 2, verbose=False)
+    with model_params(repack=repack_enabled(settings.llama_repack)):
+        llm = Llama(str(gguf), n_ctx=4096, n_threads=settings.n_threads or 2, verbose=False)
     manifest = tomllib.loads((ROOT / "bench/realrepo/manifest.toml").read_text())
     total = 0
     for bug in manifest["bugs"]:

@@ -13,8 +13,12 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from llama_cpp import Llama
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agent.backends.llama_repack import model_params, repack_from_environment
 
 p = argparse.ArgumentParser()
 p.add_argument("model")
@@ -25,7 +29,8 @@ p.add_argument("--out")
 a = p.parse_args()
 with open(a.tasks) as fh:
     rows = [json.loads(line) for line in fh if line.strip()][: a.limit]
-llm = Llama(model_path=a.model, n_ctx=4096, verbose=False, seed=0)
+with model_params(repack=repack_from_environment()):  # off on AMX CPUs: they segfault
+    llm = Llama(model_path=a.model, n_ctx=4096, verbose=False, seed=0)
 SYSTEM = "You are a Python programmer. Reply with the complete program in one ```python block."
 first = [0] * len(rows)  # the turn at which each task first passed (0: never)
 tokens, t0 = 0, time.time()

@@ -6,9 +6,10 @@ Two servers can be started:
   together (continuous batching), each keeping its own prompt cache (`-np N`; the
   context `-c` is shared by the slots, so it is `n_ctx * parallel`);
 - llama-cpp-python's ``python -m llama_cpp.server`` (the default; ``pip install
-  'fixloop[server]'``): one model, one generation at a time; parallel requests wait their
-  turn (started with ``--interrupt_requests False``: by default a new request would cut
-  off the one being streamed).
+  'fixloop[server]'``), run through ``evals.llama_cpp_server`` so that it loads with
+  fixloop's weight-repacking choice (off on AMX CPUs): one model, one generation at a
+  time; parallel requests wait their turn (started with ``--interrupt_requests False``:
+  by default a new request would cut off the one being streamed).
 
 `llama_server(...)` is a context manager that starts the server on a free loopback
 port, waits until `GET /v1/models` answers, yields the API root and stops the server.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from agent.backends.llama_repack import repack_from_environment
 from agent.errors import FixloopError
 
 
@@ -59,8 +61,10 @@ def server_command(
             cmd += ["-t", str(threads)]
         if alias:
             cmd += ["--alias", alias]
+        if not repack_from_environment():
+            cmd += ["--no-repack"]
         return cmd
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
+    cmd = [sys.executable, "-m", "evals.llama_cpp_server", "--model", str(model)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)]
     cmd += ["--interrupt_requests", "False"]
     if threads:

@@ -101,6 +101,7 @@ def make_backend(settings: Settings) -> Backend:
         adapter_sha256=adapter_sha,
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
+        llama_repack=settings.llama_repack,
         prompt_prefix=prefix,
         prompt_cache=settings.prompt_cache,
     )

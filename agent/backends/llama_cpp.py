@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends.base import BackendError, StreamChunk
+from agent.backends.llama_repack import model_params, repack_enabled
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
 
-_CACHE: dict[tuple[str, str | None, int], tuple[Any, threading.Lock]] = {}
+_CACHE: dict[tuple[str, str | None, int, bool], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -94,10 +95,16 @@ def _close_models() -> None:
 
 
 def _load(
-    path: Path, adapter: Path | None, n_ctx: int, n_threads: int | None, n_gpu: int
+    path: Path,
+    adapter: Path | None,
+    n_ctx: int,
+    n_threads: int | None,
+    n_gpu: int,
+    repack: bool | None = None,
 ) -> tuple[Any, threading.Lock]:
     """The cached (Llama, generation lock) for this model file, adapter and context size."""
-    key = (str(path), str(adapter) if adapter else None, n_ctx)
+    repack = repack_enabled(repack)
+    key = (str(path), str(adapter) if adapter else None, n_ctx, repack)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -122,14 +129,15 @@ def _load(
                         "with the trainer's export (lora-only) first"
                     )
         try:
-            llm = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads or default_threads(),
-                n_gpu_layers=n_gpu,
-                lora_path=str(adapter) if adapter else None,
-                verbose=False,
-            )
+            with model_params(repack=repack):
+                llm = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads or default_threads(),
+                    n_gpu_layers=n_gpu,
+                    lora_path=str(adapter) if adapter else None,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(
                 f"llama.cpp could not load {path}"
@@ -162,6 +170,7 @@ class LlamaCppBackend:
         adapter_sha256: str | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        llama_repack: bool | None = None,
         prompt_prefix: str = "",
         prompt_cache: bool = True,
     ) -> None:
@@ -171,7 +180,7 @@ class LlamaCppBackend:
         # program with its reward token (`<|good|>`), as it was trained.
         self.prompt_prefix = prompt_prefix
         # One generation at a time on a shared model: the lock travels with it.
-        self.llm, self._lock = _load(path, adapter, n_ctx, n_threads, n_gpu_layers)
+        self.llm, self._lock = _load(path, adapter, n_ctx, n_threads, n_gpu_layers, llama_repack)
         self.n_ctx = int(self.llm.n_ctx())
         self.identity = ModelIdentity(
             name=name,

@@ -90,7 +90,7 @@ def test_servers_serving_different_models_are_refused() -> None:
 def test_server_commands() -> None:
     gguf = Path("/m/model.gguf")
     python = server_command(gguf, 8080, n_ctx=2048, threads=2)
-    assert python[1:3] == ["-m", "llama_cpp.server"]
+    assert python[1:3] == ["-m", "evals.llama_cpp_server"]
     assert python[python.index("--interrupt_requests") + 1] == "False"  # no cut-off streams
     native = server_command(gguf, 8080, n_ctx=2048, parallel=4, binary="/b/llama-server")
     assert native[:3] == ["/b/llama-server", "-m", str(gguf)]

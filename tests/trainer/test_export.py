@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.backends.llama_repack import model_params, repack_enabled
 from tests.trainer.tiny import OracleBackend, mbpp_solutions, shared_tiny
 from trainer.train.config import TrainConfig
 
@@ -166,13 +167,14 @@ def test_lora_only_export_applies_to_a_quantized_gguf_base(env: dict[str, Path])
     assert spec.adapter == result.adapter.resolve() and spec.lineage["export"] == "lora"
 
     def last_logits(lora: Path | None) -> list[float]:
-        llm = Llama(
-            model_path=str(base_gguf),
-            lora_path=str(lora) if lora else None,
-            n_ctx=64,
-            logits_all=True,
-            verbose=False,
-        )
+        with model_params(repack=repack_enabled(None)):
+            llm = Llama(
+                model_path=str(base_gguf),
+                lora_path=str(lora) if lora else None,
+                n_ctx=64,
+                logits_all=True,
+                verbose=False,
+            )
         llm.eval(llm.tokenize(b"def add(a, b):"))
         out = [float(x) for x in llm.scores[llm.n_tokens - 1][:200]]
         llm.close()

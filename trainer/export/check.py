@@ -44,17 +44,20 @@ def check_generates(
     """
     from llama_cpp import Llama
 
+    from agent.backends.llama_repack import model_params, repack_from_environment
+
     start = time.perf_counter()
     try:
-        llm = Llama(
-            model_path=str(model_path),
-            lora_path=str(lora_path) if lora_path else None,
-            n_ctx=256,
-            n_batch=64,
-            seed=0,
-            logits_all=True,
-            verbose=False,
-        )
+        with model_params(repack=repack_from_environment()):
+            llm = Llama(
+                model_path=str(model_path),
+                lora_path=str(lora_path) if lora_path else None,
+                n_ctx=256,
+                n_batch=64,
+                seed=0,
+                logits_all=True,
+                verbose=False,
+            )
     except (ValueError, RuntimeError) as exc:
         raise GenerationCheckError(f"llama.cpp could not load {model_path}: {exc}") from exc
     try:
