@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -328,4 +328,80 @@ def register_local(path: Path, name: str, description: str = "") -> ModelSpec:
         size=size,
         path=path,
         kind="local",
+    )
+
+
+def _gguf_fields(path: Path) -> dict[str, Any]:
+    """The string metadata of a GGUF file's header (`general.type`, architectures)."""
+    try:
+        from gguf import GGUFReader  # llama.cpp's own reader (the trainer stack installs it)
+    except ImportError as exc:
+        raise ModelError(
+            "reading a GGUF adapter's header needs llama.cpp's gguf package: "
+            f"`{sys.executable} -m pip install gguf` (or `make test` installs it)."
+        ) from exc
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # a truncated or foreign file
+        raise ModelError(f"{path} is not a readable GGUF file ({exc}).") from exc
+    fields: dict[str, Any] = {}
+    for key in ("general.type", "general.architecture", "adapter.type"):
+        field = reader.get_field(key)
+        if field is not None:
+            fields[key] = field.contents()
+    return fields
+
+
+def register_adapter(
+    path: Path, name: str, base: ModelSpec, cache_dir: Path, description: str = ""
+) -> ModelSpec:
+    """A registry entry for a GGUF LoRA applied to `base` at load time (base + adapter).
+
+    The adapter is hashed now and verified on every load, like a shipped one; the base
+    keeps its own source (packages or file), so nothing is re-quantized or copied.
+    """
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ModelError(f"{path} is not a file. Give the path of a GGUF LoRA adapter.")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'). Convert a "
+            "peft adapter with llama.cpp's convert_lora_to_gguf.py, or `fixloop export RUN "
+            "--lora-only` for a fixloop training run."
+        )
+    fields = _gguf_fields(path)
+    if fields.get("general.type") != "adapter" or fields.get("adapter.type") != "lora":
+        raise ModelError(
+            f"{path} is a GGUF model, not a LoRA adapter (general.type "
+            f"{fields.get('general.type')!r}). Register a whole model with "
+            f"`fixloop models add {path} --name {name}` (without --lora-of)."
+        )
+    if base.adapter is not None:
+        origin = base.lineage.get("base")
+        raise ModelError(
+            f"{base.name!r} already carries an adapter; give --lora-of its base model "
+            f"({repr(origin) if origin else 'the model it was trained from'})."
+        )
+    base_file = model_path(base, cache_dir)
+    if base_file.is_file():
+        base_arch = _gguf_fields(base_file).get("general.architecture")
+        arch = fields.get("general.architecture")
+        if base_arch and arch and base_arch != arch:
+            raise ModelError(
+                f"{path} is a LoRA for {arch!r} models, but {base.name!r} is a {base_arch!r} "
+                "model. Give --lora-of the model the adapter was trained on."
+            )
+    sha, size = hash_file(path, progress=True, desc=f"hashing {path.name}")
+    return base.model_copy(
+        update={
+            "name": name,
+            "description": description or f"LoRA {path.name} on {base.name}",
+            "kind": "local",
+            "lineage": {**base.lineage, "base": base.name, "adapter_file": path.name},
+            "adapter": path,
+            "adapter_sha256": sha,
+            "adapter_size": size,
+        }
     )

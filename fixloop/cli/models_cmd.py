@@ -9,7 +9,12 @@ from typing import Annotated
 import typer
 
 from agent.models import MissingPackageError, ModelError, Registry, ensure_model, verify_model
-from agent.models.provision import model_status, pip_command, register_local
+from agent.models.provision import (
+    model_status,
+    pip_command,
+    register_adapter,
+    register_local,
+)
 from agent.models.registry import DEFAULT_MODEL, base_models, human_size
 from agent.models.shipped import ADAPTERS_DIR, ShippedAdapterError, ship
 from fixloop.cli.common import fail, settings
@@ -99,13 +104,33 @@ def add(
     path: Annotated[Path, typer.Argument(help="A local .gguf file.")],
     name: Annotated[str, typer.Option("--name", help="Name to register it under.")],
     description: Annotated[str, typer.Option("--description")] = "",
+    lora_of: Annotated[
+        str | None,
+        typer.Option(
+            "--lora-of",
+            help="PATH is a GGUF LoRA adapter: register it as this base model + the adapter.",
+        ),
+    ] = None,
 ) -> None:
-    """Register a local GGUF file by path (hashed now, verified on load)."""
-    reg, _ = _registry()
-    spec = register_local(path, name, description)
-    reg.add(spec)
-    size = human_size(spec.size)
-    typer.echo(f"registered {name}: {spec.path} ({size}, sha256 {spec.sha256[:12]})")
+    """Register a local GGUF file by path (hashed now, verified on load).
+
+    With --lora-of BASE, PATH is a GGUF LoRA (llama.cpp's convert_lora_to_gguf.py, or one
+    trained on another machine) applied to BASE at load time.
+    """
+    reg, cache = _registry()
+    if lora_of is None:
+        spec = register_local(path, name, description)
+        reg.add(spec)
+        size = human_size(spec.size)
+        typer.echo(f"registered {name}: {spec.path} ({size}, sha256 {spec.sha256[:12]})")
+        return
+    spec = reg.add(register_adapter(path, name, reg.get(lora_of), cache, description))
+    assert spec.adapter is not None and spec.adapter_sha256 is not None
+    size = human_size(spec.adapter_size or 0)
+    typer.echo(
+        f"registered {name}: {lora_of} + adapter {spec.adapter} "
+        f"({size}, sha256 {spec.adapter_sha256[:12]})"
+    )
 
 
 @app.command()

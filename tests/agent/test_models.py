@@ -155,3 +155,67 @@ def test_local_gguf_registration(tmp_path: Path, smollm_path: Path) -> None:
     assert reg.active() == "mine"
     reg.remove("mine")
     assert reg.active() is None
+
+
+def _gguf_header(path: Path, *, arch: str, kind: str) -> Path:
+    """A GGUF with only a header, written by llama.cpp's own gguf writer."""
+    gguf = pytest.importorskip("gguf")
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_type(kind)
+    if kind == "adapter":
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", 16.0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_gguf_lora_registers_on_its_base_and_is_verified_on_load(
+    tmp_path: Path, smollm_path: Path
+) -> None:
+    from agent import paths
+    from agent.models.provision import AdapterMismatchError, register_adapter
+
+    cache = paths.default_cache_dir()
+    reg = Registry(tmp_path / "data")
+    lora = _gguf_header(tmp_path / "mine-lora.gguf", arch="llama", kind="adapter")
+    base = reg.get("smollm2-135m")
+    spec = reg.add(register_adapter(lora, "smollm-mine", base, cache))
+
+    again = Registry(tmp_path / "data").get("smollm-mine")  # survives the registry file
+    assert again.kind == "local" and again.adapter == lora.resolve()
+    assert again.adapter_sha256 == hashlib.sha256(lora.read_bytes()).hexdigest()
+    assert (again.sha256, again.parts) == (base.sha256, base.parts)  # the base's own source
+    assert again.lineage["base"] == "smollm2-135m"
+    assert ensure_model(spec, tmp_path / "cache", progress=False) == smollm_path
+
+    with lora.open("ab") as fh:  # a changed adapter is refused before anything loads
+        fh.write(b"\0")
+    with pytest.raises(AdapterMismatchError, match="corrupt or was changed"):
+        ensure_model(again, tmp_path / "cache2", progress=False)
+
+
+def test_adapter_registration_refuses_what_it_cannot_apply(
+    tmp_path: Path, smollm_path: Path
+) -> None:
+    from agent import paths
+    from agent.models import ModelError
+    from agent.models.provision import register_adapter
+
+    cache = paths.default_cache_dir()
+    base = builtin_models()["smollm2-135m"]
+    with pytest.raises(ModelError, match=r"not a LoRA adapter.*without --lora-of"):
+        register_adapter(smollm_path, "x", base, cache)
+    qwen_lora = _gguf_header(tmp_path / "qwen-lora.gguf", arch="qwen2", kind="adapter")
+    with pytest.raises(ModelError, match=r"LoRA for 'qwen2' models.*'llama' model"):
+        register_adapter(qwen_lora, "x", base, cache)
+    not_gguf = tmp_path / "adapter.safetensors"
+    not_gguf.write_bytes(b"{}safetensors")
+    with pytest.raises(ModelError, match=r"convert_lora_to_gguf\.py"):
+        register_adapter(not_gguf, "x", base, cache)
+    on_adapter = base.model_copy(update={"adapter": qwen_lora, "lineage": {"base": "b"}})
+    llama_lora = _gguf_header(tmp_path / "llama-lora.gguf", arch="llama", kind="adapter")
+    with pytest.raises(ModelError, match=r"already carries an adapter.*'b'"):
+        register_adapter(llama_lora, "x", on_adapter, cache)

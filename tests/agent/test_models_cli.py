@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FIXLOOP = [sys.executable, "-m", "fixloop"]
 
 
@@ -48,6 +50,25 @@ def test_add_verify_and_refuse_corruption(tmp_path: Path, smollm_path: Path) -> 
     res = _run("models", "verify", "mine", env=env)
     assert res.returncode == 1
     assert "refusing to load 'mine'" in res.stderr and "sha256" in res.stderr
+
+
+def test_add_a_gguf_lora_on_a_base(tmp_path: Path, smollm_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    lora = tmp_path / "mine-lora.gguf"
+    writer = gguf.GGUFWriter(str(lora), "llama")
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    res = _run("models", "add", str(lora), "--name", "tuned", "--lora-of", "smollm2-135m")
+    assert res.returncode == 0, res.stderr
+    assert "registered tuned: smollm2-135m + adapter" in res.stdout
+    listing = _run("models", "list").stdout
+    assert "tuned" in listing and "LoRA mine-lora.gguf on smollm2-135m" in listing
+    res = _run("models", "add", str(smollm_path), "--name", "t2", "--lora-of", "smollm2-135m")
+    assert res.returncode == 2 and "not a LoRA adapter" in res.stderr
 
 
 def test_unknown_model_and_bad_path_are_clear(tmp_path: Path) -> None:
