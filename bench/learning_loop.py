@@ -14,8 +14,9 @@ after an interruption: seed and eval skip finished episodes, a finished training
 unfinished training run is continued with `fixloop train --resume`.
 
 Recipes: sft (its own passing samples), sft-repair (plus repair trajectories), leti, dpo,
-kto, and teacher (SFT on the --teacher model's passing samples, strong-to-weak; seeded
-into its own sessions). Heavy stages run one at a time: one model process on the CPU.
+dpo-nll (DPO plus the chosen reply's NLL, as RPO), kto, and teacher (SFT on the --teacher
+model's passing samples, strong-to-weak; seeded into its own sessions). Heavy stages run
+one at a time: one model process on the CPU.
 
     .venv/bin/python bench/learning_loop.py --base qwen2.5-coder-0.5b --recipes sft \
         --seed-samples 1 --seed-turns 1 --seed-temperature 0.8 --out runs/exp05
@@ -41,6 +42,7 @@ RECIPES: dict[str, tuple[str, list[str], list[str]]] = {
     "sft-repair": ("sft", ["--with-repair"], ["--lora-only"]),
     "leti": ("leti", [], []),
     "dpo": ("dpo", [], ["--lora-only"]),
+    "dpo-nll": ("dpo", ["--rpo-alpha", "1.0"], ["--lora-only"]),
     "kto": ("kto", [], ["--lora-only"]),
     "teacher": ("sft", [], ["--lora-only"]),
 }

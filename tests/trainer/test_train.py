@@ -224,3 +224,23 @@ def test_unknown_base_names_the_known_models(tmp_path: Path) -> None:
 
     with pytest.raises(BaseModelError, match="unknown model 'nope'"):
         resolve_base("nope", cache_dir=tmp_path, data_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_rpo_alpha_adds_the_chosen_nll_to_dpo(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    """--rpo-alpha adds the chosen reply's NLL to the loss that is trained and evaluated: it
+    starts near ln 2 + NLL (about 10.8 per token for the random tiny model), not at ln 2."""
+    plain = _train(_cfg(tiny, tmp_path / "a", "dpo", max_steps=4), tmp_path / "a").metrics
+    rpo = _train(_cfg(tiny, tmp_path / "b", "dpo", max_steps=4, rpo_alpha=1.0), tmp_path / "b")
+    m = rpo.metrics
+    assert plain["first_loss"] == pytest.approx(0.693, abs=0.01)
+    assert m["first_loss"] > plain["first_loss"] + 5, (plain["first_loss"], m["first_loss"])
+    assert m["val_loss_before"] > plain["val_loss_before"] + 5
+    assert m["val_loss_after"] < m["val_loss_before"]
+    assert "chosen_logp" in m and "logps/chosen" in rundir.read_history(rpo.run_dir)[-1]
+    assert json.loads((rpo.run_dir / rundir.CONFIG).read_text())["config"]["rpo_alpha"] == 1.0
+
+
+def test_rpo_alpha_is_refused_outside_dpo(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--rpo-alpha .* use --method dpo"):
+        TrainConfig(method="sft", data_dir=tmp_path, rpo_alpha=1.0)

@@ -83,6 +83,13 @@ class TrainConfig(BaseModel):
     weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay.", ge=0.0)
     max_grad_norm: float = _opt(1.0, "--max-grad-norm", "Gradient clipping norm.", gt=0)
     beta: float = _opt(0.1, "--beta", "DPO/KTO temperature on the log-ratio.", gt=0)
+    rpo_alpha: float | None = _opt(
+        None,
+        "--rpo-alpha",
+        "DPO: add this weight times the chosen reply's per-token NLL (RPO, Pang et al. 2024; "
+        "TRL's loss_type ['sigmoid', 'sft']), so the chosen reply's likelihood does not fall.",
+        gt=0,
+    )
     kto_desirable_weight: float = _opt(1.0, "--kto-desirable-weight", "KTO: desirable loss.", gt=0)
     kto_undesirable_weight: float = _opt(
         1.0, "--kto-undesirable-weight", "KTO: undesirable loss.", gt=0
@@ -129,6 +136,8 @@ class TrainConfig(BaseModel):
             raise ValueError("--with-repair adds repair trajectories to SFT; use --method sft")
         if self.preferences and self.method != "dpo":
             raise ValueError("--preferences trains DPO on preference pairs; use --method dpo")
+        if self.rpo_alpha is not None and self.method != "dpo":
+            raise ValueError("--rpo-alpha weighs an NLL term in the DPO loss; use --method dpo")
         return self
 
     @property

@@ -274,7 +274,13 @@ def _summary(
         "total_params": n_total,
     }
     # DPO's reward accuracy and margin (beta-scaled, as TRL logs them), KTO's KL estimate.
-    for key, logged in (("reward_acc", "rewards/accuracies"), ("margin", "rewards/margins")):
+    # logps/chosen: the chosen replies' log-likelihood, which plain DPO can lower (RPO's point).
+    logged_keys = (
+        ("reward_acc", "rewards/accuracies"),
+        ("margin", "rewards/margins"),
+        ("chosen_logp", "logps/chosen"),
+    )
+    for key, logged in logged_keys:
         if logged in last:
             out[key] = last[logged]
     if "kl" in last:

@@ -95,7 +95,9 @@ def build_trainer(
     extra: dict[str, Any] = {}
     train = Dataset.from_list(list(train_rows))
     if cfg.method == "dpo":
-        cls, args = DPOTrainer, DPOConfig(beta=cfg.beta, **common)
+        # RPO: DPO plus the chosen reply's NLL, which TRL spells as a second loss type.
+        nll = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.rpo_alpha]}
+        cls, args = DPOTrainer, DPOConfig(beta=cfg.beta, **(nll if cfg.rpo_alpha else {}), **common)
     elif cfg.method == "kto":
         cls = KTOTrainer
         args = KTOConfig(
