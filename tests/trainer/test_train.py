@@ -244,3 +244,17 @@ def test_rpo_alpha_adds_the_chosen_nll_to_dpo(tiny: tuple[Path, Path], tmp_path:
 def test_rpo_alpha_is_refused_outside_dpo(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"--rpo-alpha .* use --method dpo"):
         TrainConfig(method="sft", data_dir=tmp_path, rpo_alpha=1.0)
+
+
+def test_a_preference_run_plots_the_chosen_and_rejected_likelihood(tmp_path: Path) -> None:
+    """DPO's loss.png gets a second panel (chosen vs rejected log-likelihood); SFT's has one."""
+    import struct
+
+    sft = [{"step": i, "loss": 1.0 / i} for i in range(1, 5)]
+    dpo = [dict(h, **{"logps/chosen": -20.0 + h["step"], "logps/rejected": -30.0}) for h in sft]
+    rundir.plot_loss(sft, tmp_path / "sft.png", "sft")
+    rundir.plot_loss(dpo, tmp_path / "dpo.png", "dpo")
+    one, two = (
+        struct.unpack(">II", (tmp_path / f"{n}.png").read_bytes()[16:24]) for n in ("sft", "dpo")
+    )
+    assert one == (700, 400) and two == (1200, 400)

@@ -244,7 +244,8 @@ def run_training(
         metrics["val_loss_after"] = val_after
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         if history:
-            rundir.plot_loss(history, run_dir / rundir.LOSS_PNG, f"{cfg.method} on {base.name}")
+            method = f"{cfg.method} + {cfg.rpo_alpha} x NLL" if cfg.rpo_alpha else cfg.method
+            rundir.plot_loss(history, run_dir / rundir.LOSS_PNG, f"{method} on {base.name}")
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, main)
 

@@ -109,7 +109,9 @@ def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
-    """Loss per optimizer step, with a moving average when there are enough points."""
+    """Loss per optimizer step, with a moving average when there are enough points; for a
+    preference run (DPO), a second panel with the chosen and rejected replies' log-likelihood,
+    which shows whether the margin grew by raising the chosen or by sinking both."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +119,9 @@ def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
 
     steps = [h["step"] for h in history]
     losses = [h["loss"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    paired = bool(history) and all("logps/chosen" in h for h in history)
+    fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(12 if paired else 7, 4), dpi=100)
+    ax = axes[0] if paired else axes
     ax.plot(steps, losses, lw=1, alpha=0.5 if len(steps) > 20 else 1.0, label="loss")
     window = max(1, len(steps) // 20)
     if window > 1:
@@ -131,6 +135,15 @@ def plot_loss(history: list[dict[str, Any]], out: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    if paired:
+        right = axes[1]
+        for key, label in (("logps/chosen", "chosen"), ("logps/rejected", "rejected")):
+            right.plot(steps, [h.get(key) for h in history], marker=".", label=label)
+        right.set_xlabel("optimizer step")
+        right.set_ylabel("log-likelihood of the reply (batch mean)")
+        right.set_title("preference pairs")
+        right.grid(alpha=0.3)
+        right.legend()
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
