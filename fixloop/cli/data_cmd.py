@@ -78,6 +78,13 @@ def build_cmd(
             help="Count tokens with this tokenizer dir, .gguf or model name (default: a proxy).",
         ),
     ] = None,
+    strip_copied_tests: Annotated[
+        bool,
+        typer.Option(
+            "--strip-copied-tests",
+            help="Drop the task's asserts that a trained reply repeats (SFT, repair, DPO, KTO).",
+        ),
+    ] = False,
     chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Write summary.png.")] = True,
 ) -> None:
     """Compile every logged session into leti/ilf/sft/dpo/kto/episodes JSONL and a manifest."""
@@ -103,6 +110,7 @@ def build_cmd(
             max_tokens=max_tokens,
             near_duplicate_threshold=near_duplicate,
             tokenizer=tokenizer,
+            strip_copied_tests=strip_copied_tests,
             progress=True,
         )
     except ValueError as exc:

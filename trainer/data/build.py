@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from agent import __version__
 from agent.hashing import sha256_file
+from trainer.data.copied_tests import strip_row
 from trainer.data.episodes import Episode, Judgement, LogProblem, find_logs, judge, read_log
 from trainer.data.episodes import reconstruct as reconstruct_episode
 from trainer.data.formats import (
@@ -60,6 +61,7 @@ class BuildOptions:
     max_tokens: int = 4096
     near_duplicate_threshold: float = 0.95
     tokenizer: str | None = None  # a transformers tokenizer dir; None: the proxy counter
+    strip_copied_tests: bool = False  # drop the shown asserts a trained reply repeats
     guard: EvalGuard = field(default_factory=EvalGuard)
     progress: bool = False
 
@@ -162,8 +164,11 @@ def load_episodes(
     return episodes, problems, refused
 
 
-def compile_rows(episodes: Sequence[Episode]) -> dict[str, list[Row]]:
-    """Rows per format before hygiene, in session order."""
+def compile_rows(
+    episodes: Sequence[Episode], strip_copied_tests: bool = False
+) -> dict[str, list[Row]]:
+    """Rows per format before hygiene, in session order; with `strip_copied_tests`, the
+    trained replies of SFT, repair, DPO and KTO rows lose the task's asserts they repeat."""
     judged: list[tuple[Episode, Judgement]] = [(e, judge(e)) for e in episodes]
     rows: dict[str, list[Row]] = {f: [] for f in FORMATS}
     triples: list[Row] = []
@@ -180,6 +185,11 @@ def compile_rows(episodes: Sequence[Episode]) -> dict[str, list[Row]]:
     for group in groups.values():
         rows["dpo"] += dpo_rows(group)
         rows["pref_dpo"] += pref_dpo_rows([episode for episode, _ in group])
+    if strip_copied_tests:
+        tests = {e.task_key: e.task.tests for e in episodes}
+        for fmt in ("sft", "repair", "dpo", "kto"):
+            rows[fmt] = [strip_row(r, tests.get(r["task_key"], [])) for r in rows[fmt]]
+        rows["dpo"] = [r for r in rows["dpo"] if r["chosen"] != r["rejected"]]
     return rows
 
 
@@ -192,7 +202,7 @@ def build(options: BuildOptions) -> BuildResult:
     started = time.perf_counter()
     counter = _counter(options)  # first: a bad --tokenizer fails before any work
     episodes, problems, refused = load_episodes(options.sessions, options.guard, options.progress)
-    all_rows = compile_rows(episodes)
+    all_rows = compile_rows(episodes, options.strip_copied_tests)
     options.out.mkdir(parents=True, exist_ok=True)
 
     task_split = {e.task_key: split_of(e.task_key, options.validation_fraction) for e in episodes}
@@ -289,6 +299,7 @@ def _manifest(
         },
         "hygiene": {
             "near_duplicate_threshold": options.near_duplicate_threshold,
+            "strip_copied_tests": options.strip_copied_tests,
             "max_tokens": options.max_tokens,
             "token_counter": counter.name,
             "dedup_removed": {
