@@ -84,7 +84,8 @@ def seed_and_build(run: Runner, args: argparse.Namespace, model: str, name: str)
         + (["--limit", str(args.seed_limit)] if args.seed_limit else [])
     )
     if not (data / "manifest.json").is_file():
-        run(["data", "build", "--sessions", str(sessions), "--out", str(data)])
+        strip = ["--strip-copied-tests"] if args.strip_copied_tests else []
+        run(["data", "build", "--sessions", str(sessions), "--out", str(data), *strip])
     return data
 
 
@@ -143,6 +144,11 @@ def main() -> None:
     ap.add_argument("--seed-turns", type=int, default=3)
     ap.add_argument("--seed-temperature", type=float, default=0.8)
     ap.add_argument("--seed-limit", type=int, default=None, help="first N MBPP train tasks")
+    ap.add_argument(
+        "--strip-copied-tests",
+        action="store_true",
+        help="build the data with `data build --strip-copied-tests` (use a new --out)",
+    )
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--max-len", type=int, default=1024)
