@@ -13,22 +13,25 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-_SPACE = re.compile(r"\s+")
+from agent.extract import normalize_code
+
 REPLY_KEYS = ("completion", "chosen", "rejected")
 
 
-def _norm(line: str) -> str:
-    return _SPACE.sub("", line)
+def _is_copy(line: str, shown: set[str]) -> bool:
+    """An assert line equal to a shown test up to formatting (the agent's normal form)."""
+    text = line.strip()
+    return text.startswith("assert") and normalize_code(text) in shown
 
 
 def strip_copied_tests(reply: str, tests: Sequence[str]) -> str:
-    """`reply` without the lines that repeat one of `tests` (whitespace aside), and without
+    """`reply` without the lines that repeat one of `tests` (formatting aside), and without
     the comment and blank lines left right above them; all other lines are kept as written."""
-    shown = {_norm(t) for t in tests if t.strip()}
+    shown = {normalize_code(t.strip()) for t in tests if t.strip()}
     if not shown:
         return reply
     lines = reply.split("\n")
-    copied = [_norm(line) in shown for line in lines]
+    copied = [_is_copy(line, shown) for line in lines]
     if not any(copied):
         return reply
     kept: list[str] = []
