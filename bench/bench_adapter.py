@@ -66,7 +66,7 @@ def one_reply(backend: LlamaCppBackend, messages: list[dict[str, str]], max_toke
 
 
 def load(name: str, n_ctx: int) -> LlamaCppBackend:
-    settings, _ = load_settings({"model": name, "n_ctx": n_ctx, "prompt_cache": True})
+    settings, _ = load_settings({"model": name, "n_ctx": n_ctx})
     backend = make_backend(settings)
     if not isinstance(backend, LlamaCppBackend):
         raise SystemExit(f"{name}: the benchmark reads llama.cpp's counters; give a GGUF model")
