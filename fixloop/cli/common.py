@@ -32,7 +32,8 @@ PolicyOpt = Annotated[
         "--policy",
         help="After a failed attempt: greedy (repair), sampled (repair turns at T 0.8), "
         "restart (from the task when no better than the best so far), mixed (repair when "
-        "some tests pass, else restart). Default: the `policy` setting.",
+        "some tests pass, else restart), adaptive (mixed; a repair that did not improve "
+        "starts over). Default: the `policy` setting.",
     ),
 ]
 

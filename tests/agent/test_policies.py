@@ -49,6 +49,8 @@ def block(code: str) -> str:
 SUB = block("def add(a, b):\n    return a - b")  # 0 of 3, assertions only
 SUB2 = block("def add(a, b):\n    return b - a")  # 0 of 3, assertions only
 MUL = block("def add(a, b):\n    return a * b")  # 1 of 3: add(2, 2) == 4
+MUL_BA = block("def add(a, b):\n    return b * a")  # 1 of 3 again, another program
+TWO = block("def add(a, b):\n    return a + b if a < 2 else 0")  # 2 of 3
 CRASH = block("def add(a, b):\n    return a + c")  # 0 of 3, NameError at line 2
 RIGHT = block("def add(a, b):\n    return a + b")
 
@@ -162,8 +164,8 @@ def test_restart_starts_over_from_the_task_when_an_attempt_is_no_better(tmp_path
     assert outcome(events) == ("passed", 4, 4)
 
 
-@pytest.mark.parametrize("policy", ["restart", "mixed"])
-def test_an_unusable_reply_restarts_from_the_task_under_restart_and_mixed(
+@pytest.mark.parametrize("policy", ["restart", "mixed", "adaptive"])
+def test_an_unusable_reply_restarts_from_the_task_under_restart_mixed_adaptive(
     tmp_path: Path, policy: str
 ) -> None:
     """Told in the same conversation that its edits changed nothing, the 1.5B model copied the
@@ -211,7 +213,42 @@ def test_mixed_repairs_an_exception_at_a_line_of_the_program(tmp_path: Path) -> 
     assert reasons(events) == ["exec"]
 
 
-@pytest.mark.parametrize("policy", ["restart", "mixed"])
+def test_adaptive_starts_over_when_a_repair_did_not_improve(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "adaptive", [MUL, MUL_BA, RIGHT])
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert [c.messages for c in backend.calls] == [
+        first,
+        [*first, assistant(MUL), repair(events, 1)],  # 1 of 3: repair, as mixed does
+        [SYSTEM, restart(events, 2)],  # the repair passed no more: start over
+    ]
+    assert sampling(backend) == [(0.0, 0), (0.0, 0), (SAMPLED_TEMPERATURE, 3)]
+    assert reasons(events) == ["exec", "restart"]
+    assert outcome(events) == ("passed", 3, 3)
+    # mixed keeps repairing the same approach
+    mixed_events, mixed, _ = run(tmp_path / "m", "mixed", [MUL, MUL_BA, RIGHT])
+    assert reasons(mixed_events) == ["exec", "exec"]
+    assert mixed.calls[2].messages[-2] == assistant(MUL_BA)
+
+
+def test_adaptive_keeps_repairing_while_repairs_improve(tmp_path: Path) -> None:
+    events, backend, _ = run(tmp_path, "adaptive", [MUL, TWO, RIGHT])
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert backend.calls[2].messages == [
+        *first,
+        assistant(MUL),
+        repair(events, 1),
+        assistant(TWO),
+        repair(events, 2),
+    ]
+    assert reasons(events) == ["exec", "exec"]
+    # nothing passed at first: it starts over, as mixed does; the restart's answer is not
+    # a repair, so its failure is judged as a first attempt (1 of 3: repair it)
+    events, backend, _ = run(tmp_path / "r", "adaptive", [SUB, MUL, RIGHT])
+    assert reasons(events) == ["restart", "exec"]
+    assert outcome(events) == ("passed", 3, 3)
+
+
+@pytest.mark.parametrize("policy", ["restart", "mixed", "adaptive"])
 def test_a_users_correction_is_always_repaired_never_restarted(tmp_path: Path, policy: str) -> None:
     backend = ScriptedBackend([SUB, SUB2, RIGHT])
     session = AgentSession(TASK, backend, settings_for(tmp_path, policy, max_turns=3))
