@@ -157,11 +157,12 @@ class MixedPolicy(RepairPolicy):
 
 
 class AdaptivePolicy(MixedPolicy):
-    """`mixed`, but a repair gets one chance: an attempt that answered a repair (or a
-    duplicate's retry) in the conversation and passed no more than the best earlier attempt
-    starts over. On MBPP validation the 1.5B model, repairing a program that passed 2 of 3
-    tests, rewrote the same approach for every remaining attempt (515, 537, 585) where 3 or
-    4 of 4 fresh samples passed."""
+    """`mixed`, but a repair gets one chance: an attempt that answered a repair in the
+    conversation and passed no more than the best earlier attempt starts over. An attempt
+    from a fresh prompt (the first, a restart's, or a duplicate's retry, which the loop also
+    starts from the task) is judged as `mixed` judges it. On MBPP validation the 1.5B
+    model, repairing a program that passed 2 of 3 tests, rewrote the same approach for every
+    remaining attempt (515, 537, 585) where 3 or 4 of 4 fresh samples passed."""
 
     name = "adaptive"
 

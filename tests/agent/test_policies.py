@@ -246,6 +246,10 @@ def test_adaptive_keeps_repairing_while_repairs_improve(tmp_path: Path) -> None:
     events, backend, _ = run(tmp_path / "r", "adaptive", [SUB, MUL, RIGHT])
     assert reasons(events) == ["restart", "exec"]
     assert outcome(events) == ("passed", 3, 3)
+    # a duplicate's retry starts from the task too: its crash at a line is repaired
+    events, backend, _ = run(tmp_path / "d", "adaptive", [MUL, MUL, CRASH, RIGHT])
+    assert reasons(events) == ["exec", "duplicate", "exec"]
+    assert [len(c.messages) for c in backend.calls] == [2, 4, 2, 4]
 
 
 @pytest.mark.parametrize("policy", ["restart", "mixed", "adaptive"])
