@@ -12,13 +12,16 @@ budget. Duplicates stay free and are resampled hotter under every policy (`agent
   program; restart when it passed none; restarts sampled at T 0.8 with a seed per turn.
 - `adaptive`: `mixed`, and a repair that did not improve on the best earlier attempt is
   abandoned: the next attempt starts over.
+- `fresh`: `adaptive`, but a restart is the task alone, with no note on what failed.
 
 A reply that could not be used (a format error: refused edits, no code) is repaired in the
 conversation under `greedy` and `sampled`, and restarted from under the other policies.
 
 A *restart* starts the conversation over as system + task + `prompts.restart_prompt`: a
 short note of what failed (`failure_note`), not the failed program, so the next attempt is
-a fresh sample rather than an edit (logged as `RepairRequested(reason="restart")`). The
+a fresh sample rather than an edit (logged as `RepairRequested(reason="restart")`). Under
+`fresh` the note is left out: the prompt is the first attempt's, byte for byte (its prefix
+is already in the KV cache), and the event's feedback is empty. The
 first attempt of a cycle is always the settings' sampling; a user's correction cycle
 always repairs (the correction is the point of it).
 
@@ -105,6 +108,7 @@ class RepairPolicy:
 
     name = "greedy"
     hot_repairs = False
+    restart_note = True  # a restart tells the model what failed (`failure_note`)
 
     def step(self, attempt: Attempt, best_before: Attempt | None) -> Step:
         """`attempt` just failed; `best_before` is the cycle's best earlier attempt (or None)."""
@@ -173,6 +177,15 @@ class AdaptivePolicy(MixedPolicy):
         return super().step(attempt, best_before)
 
 
+class FreshPolicy(AdaptivePolicy):
+    """`adaptive`, restarting from the task alone. On MBPP validation the 1.5B model's
+    restarts with a note failed where plain samples of the task passed (515: 0 of 3
+    restarts, 4 of 4 samples); a restart without the note is a plain sample."""
+
+    name = "fresh"
+    restart_note = False
+
+
 POLICIES: dict[str, RepairPolicy] = {
     p.name: p
     for p in (
@@ -181,6 +194,7 @@ POLICIES: dict[str, RepairPolicy] = {
         RestartPolicy(),
         MixedPolicy(),
         AdaptivePolicy(),
+        FreshPolicy(),
     )
 }
 assert tuple(POLICIES) == POLICY_NAMES, "agent.config.PolicyName and POLICIES must agree"
@@ -259,7 +273,13 @@ class PolicyCycle(Cycle):
         yield from self.restart(turn, "its answer could not be used: " + _clip(message, NOTE_CHARS))
 
     def restart(self, turn: int, note: str) -> Generator[Event, None, None]:
-        """Start the conversation over from the task, with `note` on what failed."""
+        """Start the conversation over from the task, with `note` on what failed (unless
+        the policy restarts from the task alone)."""
+        if not self.policy.restart_note:
+            yield RepairRequested(turn=turn, feedback="", reason="restart")
+            self.messages[:] = [self.messages[0], self.task_message]
+            self.restart_turn = self.ctx.state.turn + 1
+            return
         text = prompts.restart_prompt(note, self.ctx.env.reply_instruction)
         yield RepairRequested(turn=turn, feedback=text, reason="restart")
         self.messages[:] = [

@@ -2,8 +2,10 @@
 
 For each suite (default: MBPP validation, 90 tasks, and HumanEval, 164) it runs the agent's
 loop once per policy (`fixloop eval --policy P --max-turns 4`, greedy first attempt, seed 0)
-and, as the reference, 4 independent samples of one attempt at T 0.8 (`fixloop eval
---samples 4 --temperature 0.8 --max-turns 1`, pass@k). It reports, per suite and policy:
+and, as the reference, 4 independent samples of one attempt at T 0.8, drawn in order until
+one passes (`fixloop eval --samples 4 --temperature 0.8 --max-turns 1 --stop-at-pass`):
+pass@t is "one of the first t passed", and the costs count the samples drawn, as a policy's
+count the attempts it made before it passed. It reports, per suite and policy:
 pass within 1..4 attempts (pass@1..4 for the samples) with 95% intervals, the paired flips
 against greedy at the full budget (tasks only the policy passed / only greedy passed,
 McNemar's exact p), completion tokens, prompt tokens sent and evaluated, model time and
@@ -70,7 +72,12 @@ class Run:
 
     def eval_kwargs(self) -> dict[str, Any]:
         if self.policy == SAMPLES:
-            return {"max_turns": 1, "samples": self.budget, "temperature": 0.8}
+            return {
+                "max_turns": 1,
+                "samples": self.budget,
+                "temperature": 0.8,
+                "stop_at_pass": True,
+            }
         return {"max_turns": self.budget, "samples": 1, "temperature": 0.0}
 
     def out_dir(self, out: Path) -> Path:
@@ -84,7 +91,9 @@ class Run:
         args = ["fixloop", "eval", "--suite", name, *(["--split", split] if split else [])]
         args += ["--max-turns", str(kw["max_turns"]), "--samples", str(kw["samples"])]
         args += ["--temperature", f"{kw['temperature']:g}", "--seed", "0"]
-        if self.policy != SAMPLES:
+        if self.policy == SAMPLES:
+            args += ["--stop-at-pass"]
+        else:
             args += ["--policy", self.policy]
         args += [*model_args, "--workers", str(workers), "--out", str(self.out_dir(out))]
         return shlex.join(args)

@@ -79,7 +79,12 @@ def table(results: Sequence[SuiteResult]) -> str:
         cells = [_cell(r.pass_at_k.get(k)) for r in results]
         rows.append((f"pass@{k} ({k} samples, 1 turn)", cells))
     if max_k > 1:
-        rows.append(("samples per task", [str(r.samples) for r in results]))
+        rows.append(
+            (
+                "samples per task",
+                [f"{r.samples}{', until one passed' if r.stop_at_pass else ''}" for r in results],
+            )
+        )
     for pref in preferences(results):
         rows.append((compliance_metric(pref), [_cell(r.compliance.get(pref)) for r in results]))
     rows.append(("episodes (errors)", [f"{r.episodes} ({r.errors})" for r in results]))

@@ -116,6 +116,10 @@ class SuiteResult(BaseModel):
     temperature: float
     seed: int
     policy: str = "greedy"  # the repair policy the episodes followed
+    # a task's samples were drawn in order until one passed (`--stop-at-pass`): pass@k is
+    # "one of the first k passed", pass@1 and pass within t are sample 0's, and the costs
+    # count the samples drawn
+    stop_at_pass: bool = False
     pass_at_1: RateOut  # first attempt, averaged over samples
     pass_at_k: dict[int, RateOut]  # first attempt, k independent samples (Chen et al.)
     pass_within: dict[int, RateOut]  # the repair loop: passed within t turns
@@ -154,6 +158,24 @@ def ks_for(samples: int) -> list[int]:
     return sorted({*ks, samples})
 
 
+def _drawn(
+    by_key: dict[tuple[str, int], EpisodeRecord],
+    task_id: str,
+    samples: int,
+    max_turns: int,
+    stop_at_pass: bool,
+) -> list[int]:
+    """The sample indices that count for a task: all of them, or (`stop_at_pass`) those up
+    to and including the first that passed."""
+    if not stop_at_pass:
+        return list(range(samples))
+    for s in range(samples):
+        record = by_key.get((task_id, s))
+        if record is None or record.passed_within(max_turns):
+            return list(range(s + 1))
+    return list(range(samples))
+
+
 def summarize(
     records: Sequence[EpisodeRecord],
     task_ids: Sequence[str],
@@ -167,21 +189,25 @@ def summarize(
     elapsed_s: float = 0.0,
     results_file: str = "",
     policy: str = "greedy",
+    stop_at_pass: bool = False,
 ) -> SuiteResult:
-    """Totals over `task_ids` (in that order) from the records, using samples 0..samples-1."""
+    """Totals over `task_ids` (in that order) from the records, using samples 0..samples-1;
+    with `stop_at_pass`, a task's samples up to its first pass (those after it, drawn or
+    not, are left out)."""
     by_key = {(r.task_id, r.sample): r for r in records}
-    missing = [(t, s) for t in task_ids for s in range(samples) if (t, s) not in by_key]
+    drawn = {t: _drawn(by_key, t, samples, max_turns, stop_at_pass) for t in task_ids}
+    missing = [(t, s) for t in task_ids for s in drawn[t] if (t, s) not in by_key]
     if missing:
         raise ValueError(f"{len(missing)} episode(s) have no result, e.g. {missing[0]}")
-    chosen = [by_key[(t, s)] for t in task_ids for s in range(samples)]
+    chosen = [by_key[(t, s)] for t in task_ids for s in drawn[t]]
     tasks: list[TaskSummary] = []
     preferences = sorted({p for r in chosen for p in r.preferences})
     for tid in task_ids:
-        recs = [by_key[(tid, s)] for s in range(samples)]
+        recs = [by_key[(tid, s)] for s in drawn[tid]]
         tasks.append(
             TaskSummary(
                 task_id=tid,
-                samples=samples,
+                samples=len(recs),
                 first_passed=sum(r.passed_within(1) for r in recs),
                 pass_turns=[r.pass_turn for r in recs],
                 passed=sum(r.passed_within(max_turns) for r in recs),
@@ -200,22 +226,41 @@ def summarize(
         for p in preferences
         if any(t.checked[p] for t in tasks)
     }
-    first = averaged_rate([t.first_passed / samples for t in tasks])
+    counted = {t: [0] if stop_at_pass else drawn[t] for t in task_ids}  # unbiased per sample
+    first = averaged_rate(
+        [
+            sum(by_key[(t, s)].passed_within(1) for s in counted[t]) / len(counted[t])
+            for t in task_ids
+        ]
+    )
     within = {
         turn: RateOut.of(
             averaged_rate(
                 [
-                    sum(by_key[(t, s)].passed_within(turn) for s in range(samples)) / samples
+                    sum(by_key[(t, s)].passed_within(turn) for s in counted[t]) / len(counted[t])
                     for t in task_ids
                 ]
             )
         )
         for turn in range(1, max_turns + 1)
     }
-    at_k = {
-        k: RateOut.of(averaged_rate([pass_at_k(samples, t.first_passed, k) for t in tasks]))
-        for k in ks_for(samples)
-    }
+    if stop_at_pass:  # one of the first k passed (the samples are independent)
+        at_k = {
+            k: RateOut.of(
+                averaged_rate(
+                    [
+                        float(any(by_key[(t, s)].passed_within(1) for s in drawn[t][:k]))
+                        for t in task_ids
+                    ]
+                )
+            )
+            for k in ks_for(samples)
+        }
+    else:
+        at_k = {
+            k: RateOut.of(averaged_rate([pass_at_k(samples, t.first_passed, k) for t in tasks]))
+            for k in ks_for(samples)
+        }
     gen_s = sum(r.gen_s for r in chosen)
     exec_s = sum(r.exec_s for r in chosen)
     wall_s = sum(r.wall_s for r in chosen)
@@ -231,6 +276,7 @@ def summarize(
         temperature=temperature,
         seed=seed,
         policy=policy,
+        stop_at_pass=stop_at_pass,
         pass_at_1=RateOut.of(first),
         pass_at_k=at_k,
         pass_within=within,

@@ -72,6 +72,18 @@ def _check_args(tasks: Sequence[Task], samples: int, temperature: float, workers
         raise EvalError(f"--workers {workers}: give at least 1")
 
 
+def _check_stop_at_pass(samples: int, max_turns: int) -> None:
+    if samples < 2:
+        raise EvalError(
+            "--stop-at-pass stops a task's samples at the first pass: give --samples 2+"
+        )
+    if max_turns != 1:
+        raise EvalError(
+            f"--stop-at-pass with --max-turns {max_turns}: it draws single attempts (pass@k) "
+            "until one passes; give --max-turns 1"
+        )
+
+
 def run_suite(
     tasks: Sequence[Task],
     settings: Settings,
@@ -88,6 +100,7 @@ def run_suite(
     suite_name: str | None = None,
     label: str | None = None,
     preferences: Sequence[Preference] = (),
+    stop_at_pass: bool = False,
 ) -> SuiteResult:
     """Evaluate `settings`' model (or `backend`) on `tasks`; resumable through `out_dir`.
 
@@ -97,7 +110,9 @@ def run_suite(
     listed in the first prompt as in the user's sessions and checked on every attempt, but
     a violation does not fail the attempt: pass rates stay the tests' own, and each
     preference's compliance of the first program is reported beside them (evaluations apply
-    no preference by default, so that their numbers stay comparable).
+    no preference by default, so that their numbers stay comparable). `stop_at_pass`: a
+    task's samples are drawn in order and stop at the first that passes (pass@k is exact for
+    "one of the first k", and the costs are what sampling until a pass spends).
     """
     from agent.environment import FunctionEnv
     from agent.preferences.env import PreferenceEnv
@@ -105,6 +120,8 @@ def run_suite(
     from agent.session import AgentSession, default_env
 
     _check_args(tasks, samples, temperature, workers)
+    if stop_at_pass:
+        _check_stop_at_pass(samples, max_turns)
     label = label or model_label(settings)
     if backend is None:
         from agent.backends import make_backend
@@ -151,9 +168,13 @@ def run_suite(
         dynamic_ncols=True,
     )
     counters = {"passed": passed, "tokens": 0, "gen_s": 0.0, "ok": 0}
+    solved = {r.task_id for r in existing if r.passed} if stop_at_pass else set()
 
     def run_job(job: _Job) -> EpisodeRecord | None:
         if stop.is_set():
+            return None
+        if job.task.task_id in solved:  # an earlier sample of it passed: not drawn
+            bar.update(1)
             return None
         cfg = run_settings.model_copy(update={"seed": job.seed})
         env = None
@@ -216,6 +237,8 @@ def run_suite(
             held_back.clear()
             results.append(record)
         counters["passed"] += record.passed
+        if stop_at_pass and record.passed:
+            solved.add(record.task_id)
         counters["tokens"] += record.completion_tokens
         counters["gen_s"] += record.gen_s
         rate = counters["tokens"] / counters["gen_s"] if counters["gen_s"] else 0.0
@@ -246,6 +269,7 @@ def run_suite(
         elapsed_s=time.perf_counter() - started,
         results_file=str(path),
         policy=settings.policy,
+        stop_at_pass=stop_at_pass,
     )
 
 

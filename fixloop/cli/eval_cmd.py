@@ -39,6 +39,7 @@ def default_out_dir(
     seed: int,
     policy: str = "greedy",
     preferences: bool = False,
+    stop_at_pass: bool = False,
 ) -> Path:
     """A directory named by the arguments, so that rerunning a command resumes it (a policy
     other than greedy, and --preferences, are part of the name: greedy runs keep the names
@@ -55,6 +56,8 @@ def default_out_dir(
         parts.append(policy)
     if preferences:
         parts.append("prefs")
+    if stop_at_pass:
+        parts.append("until-pass")
     name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", "-".join(parts))
     return data_dir / "eval" / name
 
@@ -100,6 +103,15 @@ def eval_command(
         ),
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (sample i uses seed+i).")] = 0,
+    stop_at_pass: Annotated[
+        bool,
+        typer.Option(
+            "--stop-at-pass",
+            help="Draw a task's --samples in order and stop at the first that passes (with "
+            "--max-turns 1): pass@k is then 'one of the first k', and the costs are what "
+            "sampling until a pass spends.",
+        ),
+    ] = False,
     with_preferences: Annotated[
         bool,
         typer.Option(
@@ -150,6 +162,7 @@ def eval_command(
         seed,
         base.policy,
         preferences=bool(prefs),
+        stop_at_pass=stop_at_pass,
     )
     progress = not no_progress
     typer.echo(
@@ -180,6 +193,7 @@ def eval_command(
                     progress=progress,
                     suite_name=suite if split is None else f"{suite}/{split}",
                     preferences=prefs,
+                    stop_at_pass=stop_at_pass,
                 )
             )
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from agent.events import (
     Event,
     ExecFinished,
     FormatError,
+    ModelReplied,
     RepairRequested,
     SessionStarted,
     Task,
@@ -250,6 +251,51 @@ def test_adaptive_keeps_repairing_while_repairs_improve(tmp_path: Path) -> None:
     events, backend, _ = run(tmp_path / "d", "adaptive", [MUL, MUL, CRASH, RIGHT])
     assert reasons(events) == ["exec", "duplicate", "exec"]
     assert [len(c.messages) for c in backend.calls] == [2, 4, 2, 4]
+
+
+def test_fresh_restarts_from_the_task_alone_and_pays_for_one_token(tmp_path: Path) -> None:
+    backend = ScriptedBackend([MUL, MUL_BA, SUB, RIGHT], prefix_cache=True)
+    settings = settings_for(tmp_path, "fresh")
+    with AgentSession(TASK, backend, settings, purpose="solve") as session:
+        events = [e for e in session.start() if e.type != "token_delta"]
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert [c.messages for c in backend.calls] == [
+        first,
+        [*first, assistant(MUL), repair(events, 1)],  # 1 of 3: repair, as adaptive does
+        first,  # the repair passed no more: the task again, byte for byte, no note
+        first,  # a fresh sample that passed nothing starts over too
+    ]
+    hot = SAMPLED_TEMPERATURE
+    assert sampling(backend) == [(0.0, 0), (0.0, 0), (hot, 3), (hot, 4)]
+    assert reasons(events) == ["exec", "restart", "restart"]
+    restarts = [e for e in events if isinstance(e, RepairRequested) and e.reason == "restart"]
+    assert all(e.feedback == "" for e in restarts)
+    # the task is already in the cache: a restart evaluates one token of its prompt
+    replies = [e for e in events if isinstance(e, ModelReplied)]
+    assert [r.prompt_tokens_evaluated for r in replies[2:]] == [1, 1]
+    assert outcome(events) == ("passed", 4, 4)
+    # adaptive, on the same replies, restarts with a note
+    noted, with_note, _ = run(tmp_path / "a", "adaptive", [MUL, MUL_BA, SUB, RIGHT])
+    assert with_note.calls[2].messages == [SYSTEM, restart(noted, 2)]
+
+
+def test_a_fresh_restart_that_passes_is_a_sample_not_a_repair_row(tmp_path: Path) -> None:
+    from trainer.data.episodes import read_log, reconstruct
+    from trainer.data.formats import repair_rows
+
+    _, _, session = run(tmp_path, "fresh", [MUL, MUL_BA, RIGHT])
+    log, _ = read_log(session.log_path)
+    assert log is not None
+    episode = reconstruct(log)
+    last = episode.attempts[-1]
+    assert last.passed and last.prompt == [SYSTEM, user(TASK_TEXT)]
+    assert repair_rows(episode) == []  # no feedback in its prompt: nothing was repaired
+    # adaptive's restart carries the note: its pass is a repair row
+    _, _, noted = run(tmp_path / "a", "adaptive", [MUL, MUL_BA, RIGHT])
+    log, _ = read_log(noted.log_path)
+    assert log is not None
+    (row,) = repair_rows(reconstruct(log))
+    assert (row["turn"], row["feedback"]) == (3, "restart")
 
 
 @pytest.mark.parametrize("policy", ["restart", "mixed", "adaptive"])

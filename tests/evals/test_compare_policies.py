@@ -152,10 +152,12 @@ def test_dry_run_prints_the_fixloop_eval_commands(
     out = tmp_path / "cmp"
     assert bench.main(["--suites", str(suite), "--out", str(out), "--dry-run", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "6 runs" in printed
-    for policy in ("greedy", "sampled", "restart", "mixed", "adaptive"):
+    assert "7 runs" in printed
+    for policy in ("greedy", "sampled", "restart", "mixed", "adaptive", "fresh"):
         assert f"--policy {policy} --limit=2 --workers 1 --out {out}/tiny/{policy}" in printed
-    assert "--max-turns 1 --samples 4 --temperature 0.8 --seed 0 --limit=2" in printed
+    assert (
+        "--max-turns 1 --samples 4 --temperature 0.8 --seed 0 --stop-at-pass --limit=2" in printed
+    )
     assert not out.exists()  # nothing ran
 
 
@@ -169,7 +171,15 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert bench.main(args, backend=model) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["policy"]: r for r in summary["rows"]}
-    assert list(rows) == ["greedy", "sampled", "restart", "mixed", "adaptive", "samples-k4"]
+    assert list(rows) == [
+        "greedy",
+        "sampled",
+        "restart",
+        "mixed",
+        "adaptive",
+        "fresh",
+        "samples-k4",
+    ]
 
     def within(policy: str) -> list[float]:
         return [rows[policy]["pass_within"][str(t)]["count"] for t in range(1, 5)]
@@ -180,8 +190,13 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert within("restart") == [1, 3, 4, 4]
     # mixed starts add and sq over (nothing passed) and repairs neg (half passed)
     assert within("mixed") == within("adaptive") == [1, 4, 4, 4]
+    # fresh restarts from the task alone, which this model answers as at first: the repeat
+    # is a duplicate, retried (free) with the failure noted, and then it passes
+    assert within("fresh") == [1, 4, 4, 4]
     # four first attempts from the task alone: only rev passes
     assert within("samples-k4") == [1, 1, 1, 1]
+    # drawn until the first pass: rev's first sample passed, the other three drew all four
+    assert rows["samples-k4"]["episodes"] == 1 + 3 * 4
     assert rows["greedy"]["vs_greedy"] is None
     assert rows["sampled"]["vs_greedy"] == {"gained": [], "lost": [], "mcnemar_exact_p": 1.0}
     assert rows["restart"]["vs_greedy"]["gained"] == ["tiny/4"]

@@ -224,6 +224,56 @@ def test_samples_give_pass_at_k(settings: Settings, tmp_path: Path) -> None:
     assert seeds == [0, 0, 1, 1]
 
 
+def test_stop_at_pass_draws_a_tasks_samples_until_one_passes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tasks = TASKS[:3]
+    # tiny/1: sample 0 passes (1 to 3 are not drawn); tiny/2: 0 and 1 fail, 2 passes (3 is
+    # not drawn); tiny/3: all four fail
+    replies = [ADD, SUB_WRONG, SUB_WRONG, SUB, *[MUL_WRONG_1] * 4]
+    kw: dict[str, Any] = {"tasks": tasks, "max_turns": 1, "samples": 4, "temperature": 0.8}
+    backend = ScriptedBackend(replies, name="scripted")
+    result = run(settings, tmp_path / "out", replies, backend=backend, stop_at_pass=True, **kw)
+    assert len(backend.calls) == 1 + 3 + 4 == result.episodes
+    assert result.stop_at_pass
+    drawn = sorted((r.task_id, r.sample) for r in read_results(Path(result.results_file))[1])
+    assert drawn == [
+        ("tiny/1", 0),
+        *[("tiny/2", s) for s in range(3)],
+        *[("tiny/3", s) for s in range(4)],
+    ]
+    # pass@k: one of the first k passed; pass@1 is sample 0's
+    assert {k: r.count for k, r in result.pass_at_k.items()} == {1: 1, 2: 1, 3: 2, 4: 2}
+    assert result.pass_at_1.count == 1 and result.passed.count == 1
+    # the same samples drawn in full give the same "one of the first k", and the summary
+    # of those full records with stop_at_pass leaves out the samples after a pass
+    every = [ADD] * 4 + [SUB_WRONG, SUB_WRONG, SUB, SUB] + [MUL_WRONG_1] * 4
+    full = run(settings, tmp_path / "full", every, **kw, label="full")
+    assert full.episodes == 12 and full.pass_at_k[1].rate == pytest.approx((1 + 2 / 4) / 3)
+    from evals.results import summarize
+
+    again = summarize(
+        read_results(Path(full.results_file))[1],
+        [t.task_id or "" for t in tasks],
+        model="full",
+        suite="tiny",
+        samples=4,
+        max_turns=1,
+        temperature=0.8,
+        seed=0,
+        stop_at_pass=True,
+    )
+    assert again.episodes == 8 and again.completion_tokens == result.completion_tokens
+    assert again.pass_at_k == result.pass_at_k
+
+
+def test_stop_at_pass_wants_samples_of_one_attempt(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match="give --max-turns 1"):
+        run(settings, tmp_path / "o", REPLIES, samples=2, temperature=0.8, stop_at_pass=True)
+    with pytest.raises(EvalError, match="--samples 2"):
+        run(settings, tmp_path / "o", REPLIES, max_turns=1, stop_at_pass=True)
+
+
 def test_samples_without_temperature_is_refused(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(EvalError, match="--temperature > 0"):
         run(settings, tmp_path / "out", REPLIES, samples=3)
