@@ -18,6 +18,7 @@ episodes, and each directory can also be continued with the `fixloop eval` comma
 
     .venv/bin/python bench/compare_policies.py --model qwen2.5-coder-1.5b --out runs/policies
     .venv/bin/python bench/compare_policies.py --dry-run          # the runs and commands only
+    .venv/bin/python bench/compare_policies.py --out runs/policies --report  # no model: figures
 """
 
 from __future__ import annotations
@@ -134,6 +135,43 @@ def execute(
         backend=backend,
         suite_name=name if split is None else f"{name}/{split}",
     )
+
+
+def read_back(run: Run, out: Path, *, ids: str | None, limit: int | None) -> SuiteResult:
+    """The figures of a finished run from its results file alone (no model loaded)."""
+    from evals.errors import EvalError
+    from evals.results import summarize
+    from evals.results_file import read_results
+    from evals.suites import load_suite
+
+    name, split = run.suite_args
+    tasks = load_suite(name, split=split, ids=ids, limit=limit)
+    files = sorted(run.out_dir(out).glob("episodes-*.jsonl"))
+    if len(files) != 1:
+        raise EvalError(
+            f"{run.out_dir(out)}: {len(files)} results files, want 1; run the comparison "
+            "without --report to produce it"
+        )
+    header, records = read_results(files[0])
+    kw = run.eval_kwargs()
+    try:
+        return summarize(
+            records,
+            [t.task_id or "" for t in tasks],
+            model=header.model if header else files[0].stem,
+            suite=name if split is None else f"{name}/{split}",
+            samples=kw["samples"],
+            max_turns=kw["max_turns"],
+            temperature=kw["temperature"],
+            seed=0,
+            results_file=str(files[0]),
+            policy=header.policy if header else run.policy,
+            stop_at_pass=kw.get("stop_at_pass", False),
+        )
+    except ValueError as exc:
+        raise EvalError(
+            f"{files[0]}: {exc}; run the comparison without --report to finish it"
+        ) from None
 
 
 # ---------------------------------------------------------------- the figures
@@ -292,6 +330,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--png", type=Path, help="default: OUT/policies.png")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and their commands")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="tables and plot from the finished runs under --out; loads no model",
+    )
     return ap.parse_args(argv)
 
 
@@ -312,29 +355,40 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
         print(f"  {run.name}/{run.policy}: {run.command(a.out, model_args, a.workers)}")
     if a.dry_run:
         return 0
-    if backend is None:
-        from agent.backends import make_backend
-
-        backend = make_backend(settings)
     results: dict[Run, SuiteResult] = {}
     started = time.perf_counter()
-    for run in runs:
-        results[run] = execute(
-            run,
-            settings,
-            a.out,
-            backend=backend,
-            workers=a.workers,
-            ids=a.ids,
-            limit=a.limit,
-            progress=not a.no_progress,
-        )
+    if a.report:
+        from evals.errors import EvalError
+
+        try:
+            results = {r: read_back(r, a.out, ids=a.ids, limit=a.limit) for r in runs}
+        except EvalError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        model_key = ",".join(sorted({r.model_key for r in results.values()}))
+    else:
+        if backend is None:
+            from agent.backends import make_backend
+
+            backend = make_backend(settings)
+        for run in runs:
+            results[run] = execute(
+                run,
+                settings,
+                a.out,
+                backend=backend,
+                workers=a.workers,
+                ids=a.ids,
+                limit=a.limit,
+                progress=not a.no_progress,
+            )
+        model_key = backend.identity.key
     rows = figures(runs, results)
     table = markdown(rows, a.budget)
     print(table)
     summary = {
         "model": settings.base_url or settings.model,
-        "model_key": backend.identity.key,
+        "model_key": model_key,
         "budget": a.budget,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "rows": rows,

@@ -224,3 +224,22 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert {k: v for k, v in again.items() if k not in strip} == {
         k: v for k, v in summary.items() if k not in strip
     }
+
+    # --report reads the same figures back without loading any model
+    (out / "summary.json").unlink()
+    assert bench.main([*args, "--report"]) == 0
+    reported = json.loads((out / "summary.json").read_text())
+    assert reported["rows"] == summary["rows"]
+    assert reported["model_key"] == summary["model_key"]
+
+
+def test_report_names_the_run_that_is_not_finished(
+    suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    out = tmp_path / "cmp"
+    args = ["--suites", str(suite), "--out", str(out), "--no-progress", "--policies", "greedy"]
+    assert bench.main([*args, "--limit", "2"], backend=TaskAwareModel()) == 0
+    assert bench.main([*args, "--report"]) == 2  # 2 of the 4 tasks ran
+    err = capsys.readouterr().err
+    assert "tiny/greedy/episodes-" in err and "run the comparison without --report" in err

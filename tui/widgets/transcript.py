@@ -248,7 +248,9 @@ class Transcript(VerticalScroll):
                 if self.workspace and not event.hidden:
                     await self._tree_diff(event.turn, event.result.passed, into)
             case ev.RepairRequested():
-                if event.reason != "user":
+                if event.reason == "restart":
+                    await self.note("↻ starting over from the task")
+                elif event.reason != "user":
                     why = {"exec": "execution feedback", "format": "format problem"}.get(
                         event.reason, event.reason
                     )
