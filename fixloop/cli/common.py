@@ -33,7 +33,8 @@ PolicyOpt = Annotated[
         help="After a failed attempt: greedy (repair), sampled (repair turns at T 0.8), "
         "restart (from the task when no better than the best so far), mixed (repair when "
         "some tests pass, else restart), adaptive (mixed; a repair that did not improve "
-        "starts over), fresh (adaptive; a restart is the task alone, no note). "
+        "starts over), fresh (adaptive; a restart is the task alone, no note), resample "
+        "(never repair: a new sample of the task after every failure). "
         "Default: the `policy` setting.",
     ),
 ]

@@ -279,6 +279,24 @@ def test_fresh_restarts_from_the_task_alone_and_pays_for_one_token(tmp_path: Pat
     assert with_note.calls[2].messages == [SYSTEM, restart(noted, 2)]
 
 
+def test_resample_never_repairs_every_attempt_is_a_new_sample_of_the_task(
+    tmp_path: Path,
+) -> None:
+    # 1 of 3, 2 of 3 (an improvement), a crash at a line: every other policy but greedy and
+    # sampled would repair one of these; resample starts over after each
+    events, backend, _ = run(tmp_path, "resample", [MUL, TWO, CRASH, RIGHT])
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert [c.messages for c in backend.calls] == [first] * 4
+    hot = SAMPLED_TEMPERATURE
+    assert sampling(backend) == [(0.0, 0), (hot, 2), (hot, 3), (hot, 4)]
+    assert reasons(events) == ["restart"] * 3
+    assert outcome(events) == ("passed", 4, 4)
+    # a repeated program is resampled for free, as under every policy
+    events, backend, _ = run(tmp_path / "d", "resample", [MUL, MUL, RIGHT])
+    assert reasons(events) == ["restart", "duplicate"]
+    assert outcome(events) == ("passed", 3, 3)  # 3 generations, 2 of them attempts
+
+
 def test_a_fresh_restart_that_passes_is_a_sample_not_a_repair_row(tmp_path: Path) -> None:
     from trainer.data.episodes import read_log, reconstruct
     from trainer.data.formats import repair_rows

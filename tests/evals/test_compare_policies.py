@@ -17,6 +17,7 @@ import pytest
 
 from agent.backends.base import BackendError, StreamChunk
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
+from agent.policies import POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,8 +153,8 @@ def test_dry_run_prints_the_fixloop_eval_commands(
     out = tmp_path / "cmp"
     assert bench.main(["--suites", str(suite), "--out", str(out), "--dry-run", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "7 runs" in printed
-    for policy in ("greedy", "sampled", "restart", "mixed", "adaptive", "fresh"):
+    assert "8 runs" in printed
+    for policy in POLICIES:
         assert f"--policy {policy} --limit=2 --workers 1 --out {out}/tiny/{policy}" in printed
     assert (
         "--max-turns 1 --samples 4 --temperature 0.8 --seed 0 --stop-at-pass --limit=2" in printed
@@ -178,6 +179,7 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
         "mixed",
         "adaptive",
         "fresh",
+        "resample",
         "samples-k4",
     ]
 
@@ -193,6 +195,11 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     # fresh restarts from the task alone, which this model answers as at first: the repeat
     # is a duplicate, retried (free) with the failure noted, and then it passes
     assert within("fresh") == [1, 4, 4, 4]
+    # resample never repairs: add and sq pass once a duplicate's retry notes the failure,
+    # neg (which only a repair fixes) never does
+    assert within("resample") == [1, 3, 3, 3]
+    assert rows["resample"]["vs_greedy"]["gained"] == ["tiny/4"]
+    assert rows["resample"]["vs_greedy"]["lost"] == ["tiny/3"]
     # four first attempts from the task alone: only rev passes
     assert within("samples-k4") == [1, 1, 1, 1]
     # drawn until the first pass: rev's first sample passed, the other three drew all four
