@@ -294,17 +294,13 @@ class PolicyCycle(Cycle):
     def restart(self, turn: int, note: str) -> Generator[Event, None, None]:
         """Start the conversation over from the task, with `note` on what failed (unless
         the policy restarts from the task alone)."""
-        if not self.policy.restart_note:
-            yield RepairRequested(turn=turn, feedback="", reason="restart")
-            self.messages[:] = [self.messages[0], self.task_message]
-            self.restart_turn = self.ctx.state.turn + 1
-            return
-        text = prompts.restart_prompt(note, self.ctx.env.reply_instruction)
+        text = ""
+        task = self.task_message
+        if self.policy.restart_note:
+            text = prompts.restart_prompt(note, self.ctx.env.reply_instruction)
+            task = ChatMessage(role="user", content=f"{task.content}\n\n{text}")
         yield RepairRequested(turn=turn, feedback=text, reason="restart")
-        self.messages[:] = [
-            self.messages[0],
-            ChatMessage(role="user", content=f"{self.task_message.content}\n\n{text}"),
-        ]
+        self.messages[:] = [self.messages[0], task]
         self.restart_turn = self.ctx.state.turn + 1
 
 

@@ -227,12 +227,6 @@ def summarize(
         if any(t.checked[p] for t in tasks)
     }
     counted = {t: [0] if stop_at_pass else drawn[t] for t in task_ids}  # unbiased per sample
-    first = averaged_rate(
-        [
-            sum(by_key[(t, s)].passed_within(1) for s in counted[t]) / len(counted[t])
-            for t in task_ids
-        ]
-    )
     within = {
         turn: RateOut.of(
             averaged_rate(
@@ -277,7 +271,7 @@ def summarize(
         seed=seed,
         policy=policy,
         stop_at_pass=stop_at_pass,
-        pass_at_1=RateOut.of(first),
+        pass_at_1=within[1],
         pass_at_k=at_k,
         pass_within=within,
         passed=within[max_turns],
