@@ -54,6 +54,14 @@ def write_json(results: Sequence[SuiteResult], path: Path) -> Path:
     return path
 
 
+def _until(result: SuiteResult) -> str:
+    return {
+        None: "",
+        "pass": ", until one passed",
+        "public-pass": ", until one passed the prompt's tests",
+    }[result.stop_at]
+
+
 def _cell(rate: RateOut | None) -> str:
     return rate.short() if rate is not None else "-"
 
@@ -82,7 +90,7 @@ def table(results: Sequence[SuiteResult]) -> str:
         rows.append(
             (
                 "samples per task",
-                [f"{r.samples}{', until one passed' if r.stop_at_pass else ''}" for r in results],
+                [f"{r.samples}{_until(r)}" for r in results],
             )
         )
     for pref in preferences(results):

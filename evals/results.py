@@ -9,10 +9,18 @@ exactly the totals of an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from evals.metrics import Rate, averaged_rate, pass_at_k
+
+# Where a task's samples stop being drawn (`--stop-at-pass`, `--stop-at-public-pass`):
+# "pass", at the first that passes the scoring tests (an oracle: those are hidden where the
+# task has them); "public-pass", at the first that passes the tests in the prompt, as a loop
+# in a user's terminal would, shipping that sample whatever the hidden tests say.
+StopRule = Literal["pass", "public-pass"]
+STOP_RULES: tuple[StopRule, ...] = ("pass", "public-pass")
 
 
 class EpisodeRecord(BaseModel):
@@ -45,6 +53,12 @@ class EpisodeRecord(BaseModel):
     # the first program's preference checks (`fixloop eval --preferences`): text -> passed,
     # failed or skipped (the verifier could not decide)
     preferences: dict[str, str] = Field(default_factory=dict)
+
+    def stops(self, rule: StopRule) -> bool:
+        """This one-attempt sample ends the drawing of its task's samples under `rule`."""
+        if rule == "pass":
+            return self.passed_within(1)
+        return bool(self.turn_passed) and self.turn_passed[0]
 
     def passed_within(self, turns: int) -> bool:
         """Passed with a budget of `turns` turns (turns beyond the run's budget: the last)."""
@@ -82,17 +96,24 @@ class TaskSummary(BaseModel):
     first_passed: int  # samples whose first attempt passed
     pass_turns: list[int | None]  # per sample
     passed: int  # samples that passed within the turn budget
+    # samples drawn until a stop rule: the sample it stopped at passed the scoring tests
+    shipped: bool | None = None
     errors: int = 0
     followed: dict[str, int] = Field(default_factory=dict)  # preference -> first programs following
     checked: dict[str, int] = Field(default_factory=dict)  # preference -> first programs decided
 
     @property
     def solved(self) -> bool:
-        """The task counts as solved when at least half of its samples passed (all, for one)."""
+        """The task counts as solved when at least half of its samples passed (all, for one);
+        drawn until a stop rule, when the sample it stopped at passed."""
+        if self.shipped is not None:
+            return self.shipped
         return self.passed * 2 >= self.samples and self.passed > 0
 
     @property
     def first_solved(self) -> bool:
+        if self.shipped is not None:  # drawn until a stop rule: the first sample's verdict
+            return self.pass_turns[0] == 1
         return self.first_passed * 2 >= self.samples and self.first_passed > 0
 
     def follows(self, preference: str) -> bool | None:
@@ -116,10 +137,10 @@ class SuiteResult(BaseModel):
     temperature: float
     seed: int
     policy: str = "greedy"  # the repair policy the episodes followed
-    # a task's samples were drawn in order until one passed (`--stop-at-pass`): pass@k is
-    # "one of the first k passed", pass@1 and pass within t are sample 0's, and the costs
-    # count the samples drawn
-    stop_at_pass: bool = False
+    # a task's samples were drawn in order until one passed (`StopRule`): pass@k is "the
+    # sample the rule stopped at among the first k passed", pass@1 and pass within t are
+    # sample 0's, and the costs count the samples drawn
+    stop_at: StopRule | None = None
     pass_at_1: RateOut  # first attempt, averaged over samples
     pass_at_k: dict[int, RateOut]  # first attempt, k independent samples (Chen et al.)
     pass_within: dict[int, RateOut]  # the repair loop: passed within t turns
@@ -162,18 +183,23 @@ def _drawn(
     by_key: dict[tuple[str, int], EpisodeRecord],
     task_id: str,
     samples: int,
-    max_turns: int,
-    stop_at_pass: bool,
+    stop_at: StopRule | None,
 ) -> list[int]:
-    """The sample indices that count for a task: all of them, or (`stop_at_pass`) those up
-    to and including the first that passed."""
-    if not stop_at_pass:
+    """The sample indices that count for a task: all of them, or (`stop_at`) those up to and
+    including the one the rule stops at."""
+    if stop_at is None:
         return list(range(samples))
     for s in range(samples):
         record = by_key.get((task_id, s))
-        if record is None or record.passed_within(max_turns):
+        if record is None or record.stops(stop_at):
             return list(range(s + 1))
     return list(range(samples))
+
+
+def _stopped_and_passed(records: Sequence[EpisodeRecord], rule: StopRule) -> bool:
+    """The sample `rule` stops at among `records` exists and passed the scoring tests."""
+    stop = next((r for r in records if r.stops(rule)), None)
+    return stop is not None and stop.passed_within(1)
 
 
 def summarize(
@@ -189,13 +215,16 @@ def summarize(
     elapsed_s: float = 0.0,
     results_file: str = "",
     policy: str = "greedy",
-    stop_at_pass: bool = False,
+    stop_at: StopRule | None = None,
 ) -> SuiteResult:
     """Totals over `task_ids` (in that order) from the records, using samples 0..samples-1;
-    with `stop_at_pass`, a task's samples up to its first pass (those after it, drawn or
-    not, are left out)."""
+    with `stop_at`, a task's samples up to the one the rule stops at (those after it, drawn
+    or not, are left out). Records drawn until a pass also serve "public-pass" where every
+    sample that passed passed its public tests too."""
+    if stop_at is not None and max_turns != 1:
+        raise ValueError(f"stopping at a pass counts one-attempt samples, not {max_turns} turns")
     by_key = {(r.task_id, r.sample): r for r in records}
-    drawn = {t: _drawn(by_key, t, samples, max_turns, stop_at_pass) for t in task_ids}
+    drawn = {t: _drawn(by_key, t, samples, stop_at) for t in task_ids}
     missing = [(t, s) for t in task_ids for s in drawn[t] if (t, s) not in by_key]
     if missing:
         raise ValueError(f"{len(missing)} episode(s) have no result, e.g. {missing[0]}")
@@ -211,6 +240,7 @@ def summarize(
                 first_passed=sum(r.passed_within(1) for r in recs),
                 pass_turns=[r.pass_turn for r in recs],
                 passed=sum(r.passed_within(max_turns) for r in recs),
+                shipped=_stopped_and_passed(recs, stop_at) if stop_at else None,
                 errors=sum(r.outcome == "error" for r in recs),
                 followed={
                     p: sum(r.preferences.get(p) == "passed" for r in recs) for p in preferences
@@ -226,7 +256,7 @@ def summarize(
         for p in preferences
         if any(t.checked[p] for t in tasks)
     }
-    counted = {t: [0] if stop_at_pass else drawn[t] for t in task_ids}  # unbiased per sample
+    counted = {t: [0] if stop_at else drawn[t] for t in task_ids}  # unbiased per sample
     within = {
         turn: RateOut.of(
             averaged_rate(
@@ -238,12 +268,12 @@ def summarize(
         )
         for turn in range(1, max_turns + 1)
     }
-    if stop_at_pass:  # one of the first k passed (the samples are independent)
+    if stop_at:  # the sample the rule stopped at among the first k passed
         at_k = {
             k: RateOut.of(
                 averaged_rate(
                     [
-                        float(any(by_key[(t, s)].passed_within(1) for s in drawn[t][:k]))
+                        float(_stopped_and_passed([by_key[(t, s)] for s in drawn[t][:k]], stop_at))
                         for t in task_ids
                     ]
                 )
@@ -270,7 +300,7 @@ def summarize(
         temperature=temperature,
         seed=seed,
         policy=policy,
-        stop_at_pass=stop_at_pass,
+        stop_at=stop_at,
         pass_at_1=within[1],
         pass_at_k=at_k,
         pass_within=within,

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from agent.events import EpisodeFinished, Event, Task
 from evals.errors import EvalError
-from evals.results import EpisodeRecord, SuiteResult, summarize
+from evals.results import STOP_RULES, EpisodeRecord, StopRule, SuiteResult, summarize
 from evals.results_file import ResultsFile, RunHeader, model_label, read_results, results_path
 from evals.scoring import episode_record
 from evals.shared_backend import SerializedBackend, in_process
@@ -72,14 +72,15 @@ def _check_args(tasks: Sequence[Task], samples: int, temperature: float, workers
         raise EvalError(f"--workers {workers}: give at least 1")
 
 
-def _check_stop_at_pass(samples: int, max_turns: int) -> None:
+def _check_stop_at(rule: StopRule, samples: int, max_turns: int) -> None:
+    if rule not in STOP_RULES:
+        raise EvalError(f"stop rule {rule!r}: use one of {', '.join(STOP_RULES)}")
+    flag = f"--stop-at-{rule}"
     if samples < 2:
-        raise EvalError(
-            "--stop-at-pass stops a task's samples at the first pass: give --samples 2+"
-        )
+        raise EvalError(f"{flag} stops a task's samples at the first pass: give --samples 2+")
     if max_turns != 1:
         raise EvalError(
-            f"--stop-at-pass with --max-turns {max_turns}: it draws single attempts (pass@k) "
+            f"{flag} with --max-turns {max_turns}: it draws single attempts (pass@k) "
             "until one passes; give --max-turns 1"
         )
 
@@ -100,7 +101,7 @@ def run_suite(
     suite_name: str | None = None,
     label: str | None = None,
     preferences: Sequence[Preference] = (),
-    stop_at_pass: bool = False,
+    stop_at: StopRule | None = None,
 ) -> SuiteResult:
     """Evaluate `settings`' model (or `backend`) on `tasks`; resumable through `out_dir`.
 
@@ -110,9 +111,10 @@ def run_suite(
     listed in the first prompt as in the user's sessions and checked on every attempt, but
     a violation does not fail the attempt: pass rates stay the tests' own, and each
     preference's compliance of the first program is reported beside them (evaluations apply
-    no preference by default, so that their numbers stay comparable). `stop_at_pass`: a
-    task's samples are drawn in order and stop at the first that passes (pass@k is exact for
-    "one of the first k", and the costs are what sampling until a pass spends).
+    no preference by default, so that their numbers stay comparable). `stop_at`: a task's
+    samples are drawn in order and stop at the first that passes the scoring tests ("pass":
+    pass@k is exact for "one of the first k") or the prompt's tests ("public-pass": what a
+    deployed loop would ship); the costs are what sampling until then spends.
     """
     from agent.environment import FunctionEnv
     from agent.preferences.env import PreferenceEnv
@@ -120,8 +122,8 @@ def run_suite(
     from agent.session import AgentSession, default_env
 
     _check_args(tasks, samples, temperature, workers)
-    if stop_at_pass:
-        _check_stop_at_pass(samples, max_turns)
+    if stop_at:
+        _check_stop_at(stop_at, samples, max_turns)
     label = label or model_label(settings)
     if backend is None:
         from agent.backends import make_backend
@@ -168,12 +170,12 @@ def run_suite(
         dynamic_ncols=True,
     )
     counters = {"passed": passed, "tokens": 0, "gen_s": 0.0, "ok": 0}
-    solved = {r.task_id for r in existing if r.passed} if stop_at_pass else set()
+    stopped = {r.task_id for r in existing if r.stops(stop_at)} if stop_at else set()
 
     def run_job(job: _Job) -> EpisodeRecord | None:
         if stop.is_set():
             return None
-        if job.task.task_id in solved:  # an earlier sample of it passed: not drawn
+        if job.task.task_id in stopped:  # an earlier sample of it passed: not drawn
             bar.update(1)
             return None
         cfg = run_settings.model_copy(update={"seed": job.seed})
@@ -237,8 +239,8 @@ def run_suite(
             held_back.clear()
             results.append(record)
         counters["passed"] += record.passed
-        if stop_at_pass and record.passed:
-            solved.add(record.task_id)
+        if stop_at and record.stops(stop_at):
+            stopped.add(record.task_id)
         counters["tokens"] += record.completion_tokens
         counters["gen_s"] += record.gen_s
         rate = counters["tokens"] / counters["gen_s"] if counters["gen_s"] else 0.0
@@ -269,7 +271,7 @@ def run_suite(
         elapsed_s=time.perf_counter() - started,
         results_file=str(path),
         policy=settings.policy,
-        stop_at_pass=stop_at_pass,
+        stop_at=stop_at,
     )
 
 

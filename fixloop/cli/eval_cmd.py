@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from fixloop.cli.common import (
     fail,
     settings,
 )
+
+if TYPE_CHECKING:
+    from evals.results import StopRule
 
 
 def default_out_dir(
@@ -39,7 +42,7 @@ def default_out_dir(
     seed: int,
     policy: str = "greedy",
     preferences: bool = False,
-    stop_at_pass: bool = False,
+    stop_at: str | None = None,
 ) -> Path:
     """A directory named by the arguments, so that rerunning a command resumes it (a policy
     other than greedy, and --preferences, are part of the name: greedy runs keep the names
@@ -56,8 +59,8 @@ def default_out_dir(
         parts.append(policy)
     if preferences:
         parts.append("prefs")
-    if stop_at_pass:
-        parts.append("until-pass")
+    if stop_at:
+        parts.append(f"until-{stop_at}")
     name = re.sub(r"[^A-Za-z0-9.,+-]+", "_", "-".join(parts))
     return data_dir / "eval" / name
 
@@ -109,7 +112,16 @@ def eval_command(
             "--stop-at-pass",
             help="Draw a task's --samples in order and stop at the first that passes (with "
             "--max-turns 1): pass@k is then 'one of the first k', and the costs are what "
-            "sampling until a pass spends.",
+            "sampling until a pass spends. Where the scoring tests are hidden, this is an "
+            "oracle's choice of sample.",
+        ),
+    ] = False,
+    stop_at_public_pass: Annotated[
+        bool,
+        typer.Option(
+            "--stop-at-public-pass",
+            help="As --stop-at-pass, but stop at the first sample that passes the prompt's "
+            "tests and score that one, as a loop that cannot see hidden tests would.",
         ),
     ] = False,
     with_preferences: Annotated[
@@ -134,6 +146,11 @@ def eval_command(
     from evals.runner import run_suite
     from evals.suites import load_suite
 
+    if stop_at_pass and stop_at_public_pass:
+        fail("--stop-at-pass and --stop-at-public-pass: give one of them")
+    stop_at: StopRule | None = (
+        "pass" if stop_at_pass else "public-pass" if stop_at_public_pass else None
+    )
     base = settings(base_url=base_url, adapter=adapter, n_ctx=n_ctx, policy=policy)
     tasks = load_suite(suite, split=split, ids=ids, limit=limit, sessions_dir=base.sessions_dir)
     check_sessions_dir(base)  # every episode is logged there: fail before running any
@@ -162,7 +179,7 @@ def eval_command(
         seed,
         base.policy,
         preferences=bool(prefs),
-        stop_at_pass=stop_at_pass,
+        stop_at=stop_at,
     )
     progress = not no_progress
     typer.echo(
@@ -193,7 +210,7 @@ def eval_command(
                     progress=progress,
                     suite_name=suite if split is None else f"{suite}/{split}",
                     preferences=prefs,
-                    stop_at_pass=stop_at_pass,
+                    stop_at=stop_at,
                 )
             )
     except KeyboardInterrupt:

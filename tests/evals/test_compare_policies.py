@@ -153,7 +153,8 @@ def test_dry_run_prints_the_fixloop_eval_commands(
     out = tmp_path / "cmp"
     assert bench.main(["--suites", str(suite), "--out", str(out), "--dry-run", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "8 runs" in printed
+    assert "9 runs" in printed
+    assert "samples-k4-public: counted from samples-k4's episodes" in printed
     for policy in POLICIES:
         assert f"--policy {policy} --limit=2 --workers 1 --out {out}/tiny/{policy}" in printed
     assert (
@@ -181,6 +182,7 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
         "fresh",
         "resample",
         "samples-k4",
+        "samples-k4-public",
     ]
 
     def within(policy: str) -> list[float]:
@@ -204,6 +206,10 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert within("samples-k4") == [1, 1, 1, 1]
     # drawn until the first pass: rev's first sample passed, the other three drew all four
     assert rows["samples-k4"]["episodes"] == 1 + 3 * 4
+    # the prompt's tests are the tests here: stopping at a public pass counts the same
+    assert within("samples-k4-public") == [1, 1, 1, 1]
+    assert rows["samples-k4-public"]["episodes"] == 1 + 3 * 4
+    assert rows["samples-k4-public"]["vs_greedy"] == rows["samples-k4"]["vs_greedy"]
     assert rows["greedy"]["vs_greedy"] is None
     assert rows["sampled"]["vs_greedy"] == {"gained": [], "lost": [], "mcnemar_exact_p": 1.0}
     assert rows["restart"]["vs_greedy"]["gained"] == ["tiny/4"]
@@ -219,7 +225,8 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert (out / "policies.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # each run is a `fixloop eval` results directory, named by suite and policy
     for policy in rows:
-        assert len(list((out / "tiny" / policy).glob("episodes-*.jsonl"))) == 1
+        runs = list((out / "tiny" / policy).glob("episodes-*.jsonl"))
+        assert len(runs) == (0 if policy == "samples-k4-public" else 1)
     calls = model.calls
     assert calls > 0
 

@@ -58,6 +58,12 @@ def test_bad_input_is_refused_with_the_fix(env: Path) -> None:
         "--suite", str(env), "--samples", "4", "--temperature", "0.8", "--stop-at-pass"
     )
     assert code == 2 and "give --max-turns 1" in out
+    code, out = invoke("--suite", str(env), "--stop-at-pass", "--stop-at-public-pass")
+    assert code == 2 and "give one of them" in out
+    code, out = invoke(
+        "--suite", str(env), "--samples", "2", "--temperature", "0.8", "--stop-at-public-pass"
+    )
+    assert code == 2 and "--stop-at-public-pass with --max-turns 4" in out
     code, out = invoke("--suite", "mbpp", "--split", "test")
     assert code == 2 and "split 'test' is not in" in out
     code, out = invoke("--suite", str(env), "--preferences", "--no-progress")
@@ -70,10 +76,12 @@ def test_default_out_dir_is_named_by_the_arguments(tmp_path: Path) -> None:
     assert default_out_dir(tmp_path, "/x/my tasks.jsonl", None, None, 30, 2, 3, 0.8, 1).name == (
         "my_tasks-n30-t2-k3-T0.8-s1"
     )
-    until = default_out_dir(
-        tmp_path, "humaneval", None, None, None, 1, 4, 0.8, 0, stop_at_pass=True
-    )
+    until = default_out_dir(tmp_path, "humaneval", None, None, None, 1, 4, 0.8, 0, stop_at="pass")
     assert until.name == "humaneval-t1-k4-T0.8-s0-until-pass"
+    public = default_out_dir(
+        tmp_path, "humaneval", None, None, None, 1, 4, 0.8, 0, stop_at="public-pass"
+    )
+    assert public.name == "humaneval-t1-k4-T0.8-s0-until-public-pass"
 
 
 @pytest.mark.slow

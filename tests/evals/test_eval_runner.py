@@ -233,9 +233,9 @@ def test_stop_at_pass_draws_a_tasks_samples_until_one_passes(
     replies = [ADD, SUB_WRONG, SUB_WRONG, SUB, *[MUL_WRONG_1] * 4]
     kw: dict[str, Any] = {"tasks": tasks, "max_turns": 1, "samples": 4, "temperature": 0.8}
     backend = ScriptedBackend(replies, name="scripted")
-    result = run(settings, tmp_path / "out", replies, backend=backend, stop_at_pass=True, **kw)
+    result = run(settings, tmp_path / "out", replies, backend=backend, stop_at="pass", **kw)
     assert len(backend.calls) == 1 + 3 + 4 == result.episodes
-    assert result.stop_at_pass
+    assert result.stop_at == "pass"
     drawn = sorted((r.task_id, r.sample) for r in read_results(Path(result.results_file))[1])
     assert drawn == [
         ("tiny/1", 0),
@@ -246,7 +246,7 @@ def test_stop_at_pass_draws_a_tasks_samples_until_one_passes(
     assert {k: r.count for k, r in result.pass_at_k.items()} == {1: 1, 2: 1, 3: 2, 4: 2}
     assert result.pass_at_1.count == 1 and result.passed.count == 1
     # the same samples drawn in full give the same "one of the first k", and the summary
-    # of those full records with stop_at_pass leaves out the samples after a pass
+    # of those full records stopped at a pass leaves out the samples after a pass
     every = [ADD] * 4 + [SUB_WRONG, SUB_WRONG, SUB, SUB] + [MUL_WRONG_1] * 4
     full = run(settings, tmp_path / "full", every, **kw, label="full")
     assert full.episodes == 12 and full.pass_at_k[1].rate == pytest.approx((1 + 2 / 4) / 3)
@@ -261,17 +261,67 @@ def test_stop_at_pass_draws_a_tasks_samples_until_one_passes(
         max_turns=1,
         temperature=0.8,
         seed=0,
-        stop_at_pass=True,
+        stop_at="pass",
     )
     assert again.episodes == 8 and again.completion_tokens == result.completion_tokens
     assert again.pass_at_k == result.pass_at_k
+    assert [t.solved for t in again.tasks] == [True, True, False]
+    assert [t.first_solved for t in again.tasks] == [True, False, False]
+
+
+SQ = fenced("def sq(a):\n    return a * a")
+SQ_WRONG = fenced("def sq(a):\n    return a - a")
+
+
+def test_stop_at_public_pass_ships_the_first_sample_that_passes_the_prompts_tests(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """tiny/5 shows sq(2) == 4 and hides sq(3) == 9. Its first sample passes the shown test
+    and fails the hidden one; the second passes both. An oracle stopped at the hidden pass
+    counts the task at 2 samples; a loop that sees only the prompt ships the first."""
+    square = [TASKS[4]]
+    replies = [SQ_PUBLIC_ONLY, SQ, SQ, SQ]
+    kw: dict[str, Any] = {"tasks": square, "max_turns": 1, "samples": 4, "temperature": 0.8}
+    public = ScriptedBackend(replies, name="scripted")
+    shipped = run(settings, tmp_path / "pub", replies, backend=public, stop_at="public-pass", **kw)
+    assert len(public.calls) == 1 == shipped.episodes
+    assert shipped.stop_at == "public-pass"
+    assert {k: r.count for k, r in shipped.pass_at_k.items()} == {1: 0, 2: 0, 3: 0, 4: 0}
+    assert not shipped.tasks[0].solved
+    oracle = run(settings, tmp_path / "hid", replies, stop_at="pass", **kw)
+    assert oracle.episodes == 2
+    assert {k: r.count for k, r in oracle.pass_at_k.items()} == {1: 0, 2: 1, 3: 1, 4: 1}
+    assert oracle.tasks[0].solved
+    table = report.table([shipped])
+    assert "4, until one passed the prompt's tests" in table
+    # the oracle's episodes hold every sample the public rule needs: counted again by it
+    from evals.results import summarize
+
+    again = summarize(
+        read_results(Path(oracle.results_file))[1],
+        ["tiny/5"],
+        model="scripted",
+        suite="tiny",
+        samples=4,
+        max_turns=1,
+        temperature=0.8,
+        seed=0,
+        stop_at="public-pass",
+    )
+    assert again.pass_at_k == shipped.pass_at_k and again.episodes == 1
+    # and a sample that fails the shown test is drawn past, as an oracle would
+    past = run(
+        settings, tmp_path / "past", [SQ_WRONG, SQ], stop_at="public-pass", **kw, label="past"
+    )
+    assert past.episodes == 2 and past.tasks[0].solved
+    assert {k: r.count for k, r in past.pass_at_k.items()} == {1: 0, 2: 1, 3: 1, 4: 1}
 
 
 def test_stop_at_pass_wants_samples_of_one_attempt(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(EvalError, match="give --max-turns 1"):
-        run(settings, tmp_path / "o", REPLIES, samples=2, temperature=0.8, stop_at_pass=True)
-    with pytest.raises(EvalError, match="--samples 2"):
-        run(settings, tmp_path / "o", REPLIES, max_turns=1, stop_at_pass=True)
+        run(settings, tmp_path / "o", REPLIES, samples=2, temperature=0.8, stop_at="pass")
+    with pytest.raises(EvalError, match=r"--stop-at-public-pass stops .* give --samples 2"):
+        run(settings, tmp_path / "o", REPLIES, max_turns=1, stop_at="public-pass")
 
 
 def test_samples_without_temperature_is_refused(settings: Settings, tmp_path: Path) -> None:
