@@ -24,7 +24,8 @@ A *restart* starts the conversation over as system + task + `prompts.restart_pro
 short note of what failed (`failure_note`), not the failed program, so the next attempt is
 a fresh sample rather than an edit (logged as `RepairRequested(reason="restart")`). Under
 `fresh` the note is left out: the prompt is the first attempt's, byte for byte (its prefix
-is already in the KV cache), and the event's feedback is empty. The
+is already in the KV cache), and the event's feedback is empty; a repeated program is
+sampled again from the same prompt, hotter, with no note either. The
 first attempt of a cycle is always the settings' sampling; a user's correction cycle
 always repairs (the correction is the point of it).
 
@@ -40,9 +41,10 @@ from typing import Literal
 
 from agent import prompts
 from agent.config import POLICY_NAMES
+from agent.environment import Proposal
 from agent.episode import Attempt
 from agent.events import ChatMessage, Event, RepairRequested, SamplingParams
-from agent.loop import Cycle, LoopContext
+from agent.loop import Cycle, CycleEnd, LoopContext
 from agent.sandbox.result import ExecResult, ExecStatus, TestResult, TestStatus
 
 SAMPLED_TEMPERATURE = 0.8  # repair and restart samples (the pass@k baseline's temperature)
@@ -290,6 +292,23 @@ class PolicyCycle(Cycle):
             yield from super().after_format_error(turn, message)
             return
         yield from self.restart(turn, "its answer could not be used: " + _clip(message, NOTE_CHARS))
+
+    def after_duplicate(
+        self, turn: int, earlier: Attempt, proposal: Proposal
+    ) -> Generator[Event, None, None]:
+        """Under a policy that starts over from the task alone, a repeated program does too:
+        the first attempt's prompt again (its prefix is cached), sampled hotter with a new
+        seed, with no note. The note (`Cycle.after_duplicate`) cost MBPP's `resample` run a
+        fifth more prompt evaluation than the samples it is measured against."""
+        if self.policy.restart_note or self.correction is not None:
+            yield from super().after_duplicate(turn, earlier, proposal)
+            return
+        if earlier.passed:
+            raise CycleEnd("passed")  # a retry that found the same passing program
+        self.resample += 1
+        self.floor = 1
+        yield RepairRequested(turn=turn, feedback="", reason="duplicate")
+        self.messages[:] = [self.messages[0], self.task_message]
 
     def restart(self, turn: int, note: str) -> Generator[Event, None, None]:
         """Start the conversation over from the task, with `note` on what failed (unless

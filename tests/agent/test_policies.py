@@ -67,7 +67,7 @@ def settings_for(tmp_path: Path, policy: str, **kw: object) -> Settings:
 def run(
     tmp_path: Path, policy: str, replies: list[str], **kw: object
 ) -> tuple[list[Event], ScriptedBackend, AgentSession]:
-    backend = ScriptedBackend(replies)
+    backend = ScriptedBackend(replies, prefix_cache=bool(kw.pop("prefix_cache", False)))
     session = AgentSession(TASK, backend, settings_for(tmp_path, policy, **kw), purpose="solve")
     events = [e for e in session.start() if e.type != "token_delta"]
     session.close()
@@ -291,10 +291,22 @@ def test_resample_never_repairs_every_attempt_is_a_new_sample_of_the_task(
     assert sampling(backend) == [(0.0, 0), (hot, 2), (hot, 3), (hot, 4)]
     assert reasons(events) == ["restart"] * 3
     assert outcome(events) == ("passed", 4, 4)
-    # a repeated program is resampled for free, as under every policy
-    events, backend, _ = run(tmp_path / "d", "resample", [MUL, MUL, RIGHT])
+    # a repeated program is resampled for free, as under every policy; here from the task
+    # alone too (no note: the prompt is the cached first one), hotter than a restart
+    events, backend, _ = run(tmp_path / "d", "resample", [MUL, MUL, RIGHT], prefix_cache=True)
     assert reasons(events) == ["restart", "duplicate"]
     assert outcome(events) == ("passed", 3, 3)  # 3 generations, 2 of them attempts
+    assert [c.messages for c in backend.calls] == [first] * 3
+    dup = next(e for e in events if isinstance(e, RepairRequested) and e.reason == "duplicate")
+    assert dup.feedback == ""
+    temperature, seed = sampling(backend)[2]
+    assert temperature >= hot and seed not in (0, 2)  # a new draw, not the restart's again
+    replies = [e for e in events if isinstance(e, ModelReplied)]
+    assert [r.prompt_tokens_evaluated for r in replies[1:]] == [1, 1]
+    # adaptive, which restarts with a note, retries a duplicate with the failure noted
+    _, noted, _ = run(tmp_path / "n", "adaptive", [SUB, SUB, RIGHT])
+    retry = noted.calls[2].messages[1].content
+    assert retry.startswith(TASK_TEXT) and len(retry) > len(TASK_TEXT) + 20
 
 
 def test_a_fresh_restart_that_passes_is_a_sample_not_a_repair_row(tmp_path: Path) -> None:

@@ -80,9 +80,10 @@ PROGRAMS = {
 
 
 class TaskAwareModel:
-    """Answers by the task and the conversation: the first attempt from the task alone gets
-    the first program; `add` gets it right on any later turn, `neg` only when its earlier
-    program is in the conversation (a repair), `sq` only from a restart."""
+    """Answers by the task, the conversation and the seed: the first attempt from the task
+    alone gets the first program, and so does any sample with seed 0; `add` gets it right on
+    any later turn, `neg` only when its earlier program is in the conversation (a repair),
+    `sq` only from a restart or a new sample of the task (a seed other than 0)."""
 
     n_ctx = 4096
 
@@ -110,13 +111,14 @@ class TaskAwareModel:
         first, later = PROGRAMS[name]
         repairing = any(m.role == "assistant" for m in messages)
         restarted = "A previous attempt failed" in task or "An earlier attempt" in task
+        resampled = not repairing and params.temperature > 0 and bool(params.seed)
         if name == "neg":
             reply = later if repairing else first
         elif name == "sq":
             wrong = fenced(f"def sq(a):\n    return -a - {len(messages)}")  # new each turn
-            reply = later if restarted else (wrong if repairing else first)
+            reply = later if (restarted or resampled) else (wrong if repairing else first)
         else:
-            reply = later if (repairing or restarted) else first
+            reply = later if (repairing or restarted or resampled) else first
         prompt = self.count_tokens(messages)
         evaluated = prompt if not repairing else prompt // 3  # as a prefix cache would
         return iter(
@@ -194,34 +196,35 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert within("restart") == [1, 3, 4, 4]
     # mixed starts add and sq over (nothing passed) and repairs neg (half passed)
     assert within("mixed") == within("adaptive") == [1, 4, 4, 4]
-    # fresh restarts from the task alone, which this model answers as at first: the repeat
-    # is a duplicate, retried (free) with the failure noted, and then it passes
+    # fresh restarts add and sq from the task alone, a new sample (seed 2) that passes, and
+    # repairs neg (half passed)
     assert within("fresh") == [1, 4, 4, 4]
-    # resample never repairs: add and sq pass once a duplicate's retry notes the failure,
-    # neg (which only a repair fixes) never does
+    # resample never repairs: add and sq pass at their first new sample, neg (which only a
+    # repair fixes) never does: its samples repeat the first program, resampled for free
     assert within("resample") == [1, 3, 3, 3]
     assert rows["resample"]["vs_greedy"]["gained"] == ["tiny/4"]
     assert rows["resample"]["vs_greedy"]["lost"] == ["tiny/3"]
-    # four first attempts from the task alone: only rev passes
-    assert within("samples-k4") == [1, 1, 1, 1]
-    # drawn until the first pass: rev's first sample passed, the other three drew all four
-    assert rows["samples-k4"]["episodes"] == 1 + 3 * 4
+    # four samples of the task alone: rev at the first, add and sq at the second (seed 1)
+    assert within("samples-k4") == [1, 3, 3, 3]
+    # drawn until the first pass: rev 1, add and sq 2, neg all four
+    assert rows["samples-k4"]["episodes"] == 1 + 2 + 2 + 4
     # the prompt's tests are the tests here: stopping at a public pass counts the same
-    assert within("samples-k4-public") == [1, 1, 1, 1]
-    assert rows["samples-k4-public"]["episodes"] == 1 + 3 * 4
+    assert within("samples-k4-public") == [1, 3, 3, 3]
+    assert rows["samples-k4-public"]["episodes"] == 1 + 2 + 2 + 4
     assert rows["samples-k4-public"]["vs_greedy"] == rows["samples-k4"]["vs_greedy"]
     assert rows["greedy"]["vs_greedy"] is None
     assert rows["sampled"]["vs_greedy"] == {"gained": [], "lost": [], "mcnemar_exact_p": 1.0}
     assert rows["restart"]["vs_greedy"]["gained"] == ["tiny/4"]
     assert rows["mixed"]["vs_greedy"]["gained"] == ["tiny/4"]
-    assert rows["samples-k4"]["vs_greedy"]["lost"] == ["tiny/1", "tiny/3"]
+    assert rows["samples-k4"]["vs_greedy"]["gained"] == ["tiny/4"]
+    assert rows["samples-k4"]["vs_greedy"]["lost"] == ["tiny/3"]
     for row in rows.values():
         assert row["n_tasks"] == 4 and row["errors"] == 0
         assert row["completion_tokens"] > 0 and row["wall_s"] > 0
         assert 0 < row["prompt_tokens_evaluated"] <= row["prompt_tokens_sent"]
     table = (out / "summary.md").read_text()
     assert "| greedy | 1/4 25.0%" in table and "4 samples, T 0.8 (pass@k)" in table
-    assert "+1 / -0" in table and "+0 / -2" in table  # mixed and the samples against greedy
+    assert "+1 / -0" in table and "+1 / -1" in table  # mixed and the samples against greedy
     assert (out / "policies.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # each run is a `fixloop eval` results directory, named by suite and policy
     for policy in rows:
