@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     )
     max_turns: int = Field(4, ge=1, le=50, description="attempts per episode")
     policy: PolicyName = Field(
-        "greedy",
-        description="after a failed attempt: greedy (repair), sampled (repair at T 0.8), "
+        "resample",
+        description="after a failed attempt (default resample: the best measured; "
+        "docs/BENCHMARKS.md): greedy (repair), sampled (repair at T 0.8), "
         "restart (from the task when no better), mixed (repair if tests pass, else restart), "
         "adaptive (mixed; a repair that did not improve starts over), "
         "fresh (adaptive; a restart is the task alone, no note), "

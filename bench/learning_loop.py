@@ -126,6 +126,7 @@ def evaluate(run: Runner, args: argparse.Namespace, models: list[str]) -> None:
         suites.append(("humaneval", ["--suite", "humaneval"]))
     for name, flags in suites:
         cmd = ["eval", *flags, "--max-turns", str(args.turns), "--workers", str(args.workers)]
+        cmd += ["--policy", "greedy"]  # the recorded evals' loop (the default is resample)
         cmd += [x for m in models for x in ("--model", m)]
         cmd += ["--out", str(args.out / f"eval-{name}")]
         table = run(cmd, capture=True)

@@ -226,7 +226,7 @@ def seed_cmd(
     Every episode is logged as a session (purpose "seed") that `fixloop data build`
     compiles. Interrupted? Run the same command again: finished episodes are skipped.
     """
-    from trainer.data.seed import SeedError, seed_sessions, seed_tasks
+    from trainer.data.seed import SEED_POLICY, SeedError, seed_sessions, seed_tasks
 
     try:
         tasks = seed_tasks(suite, split, ids=ids, limit=limit)
@@ -238,7 +238,7 @@ def seed_cmd(
         adapter=adapter,
         n_ctx=n_ctx,
         sessions_dir=sessions_dir,
-        policy=policy,
+        policy=policy or SEED_POLICY,  # type: ignore[arg-type]
     )
     check_sessions_dir(cfg)  # every episode is logged there: fail before running any
     target = out or cfg.data_dir / "seed" / f"{Path(suite).stem}-{split}"

@@ -155,7 +155,9 @@ def test_a_whole_episode_over_http(tmp_path: Path) -> None:
         "```python\ndef rev(s):\n    return s[::-1]\n```",
     ]
     with serve(CannedOpenAI(replies)) as server:
-        settings = Settings(base_url=server.url, sessions_dir=tmp_path, data_dir=tmp_path)
+        settings = Settings(
+            base_url=server.url, sessions_dir=tmp_path, data_dir=tmp_path, policy="greedy"
+        )
         backend = make_backend(settings)
         task = Task(text="Reverse a string.", tests=["assert rev('ab') == 'ba'"])
         session = AgentSession(task, backend, settings, purpose="solve")

@@ -77,7 +77,9 @@ def test_final_proposal_is_the_last_cycle_best_unless_edited_after() -> None:
 
 
 def test_loop_logs_the_feedback_the_model_saw(tmp_path: Path) -> None:
-    settings = Settings(sessions_dir=tmp_path / "sessions", max_turns=3, exec_timeout=10)
+    settings = Settings(
+        sessions_dir=tmp_path / "sessions", max_turns=3, exec_timeout=10, policy="greedy"
+    )
     session, backend = session_for([WRONG, CRASH, RIGHT], settings)
     events = list(session.start())
     session.close()

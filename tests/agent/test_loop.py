@@ -49,7 +49,9 @@ CRASH = block("def add(a, b):\n    return a + c")
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(sessions_dir=tmp_path / "sessions", max_turns=4, exec_timeout=10)
+    return Settings(
+        sessions_dir=tmp_path / "sessions", max_turns=4, exec_timeout=10, policy="greedy"
+    )
 
 
 def session_for(

@@ -39,7 +39,12 @@ COMPLIES = (
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    cfg = Settings(data_dir=tmp_path / "data", sessions_dir=tmp_path / "sessions", max_turns=3)
+    cfg = Settings(
+        data_dir=tmp_path / "data",
+        sessions_dir=tmp_path / "sessions",
+        max_turns=3,
+        policy="greedy",
+    )
     PreferenceStore.for_data_dir(cfg.data_dir).add(PREF.text, PREF.version())
     return cfg
 

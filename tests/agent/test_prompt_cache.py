@@ -42,7 +42,7 @@ def replies_of(events: list[Any]) -> list[ModelReplied]:
 
 def test_model_replied_logs_evaluated_and_sent_tokens(tmp_path: Path) -> None:
     backend = ScriptedBackend([WRONG, RIGHT], prefix_cache=True)
-    settings = Settings(sessions_dir=tmp_path / "s", max_turns=2)
+    settings = Settings(sessions_dir=tmp_path / "s", max_turns=2, policy="greedy")
     with AgentSession(ADD, backend, settings) as session:
         first, second = replies_of(list(session.start()))
     assert first.prompt_tokens_evaluated == first.prompt_tokens  # nothing cached yet

@@ -45,6 +45,8 @@ def test_solve_json_over_http_then_list_and_show() -> None:
             "assert rev('abc') == 'cba'",
             "--assert",
             "assert rev('') == ''",
+            "--policy",
+            "greedy",
             "--json",
         )
     assert run.returncode == 0, run.stderr

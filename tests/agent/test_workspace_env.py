@@ -86,7 +86,7 @@ def user_repo(tmp_path: Path) -> Iterator[git.Repo]:
 
 
 def settings_for(tmp_path: Path) -> Settings:
-    return Settings(sessions_dir=tmp_path / "sessions", max_turns=4)
+    return Settings(sessions_dir=tmp_path / "sessions", max_turns=4, policy="greedy")
 
 
 def run_session(repo_dir: Path, tmp_path: Path, replies: list[str]) -> AgentSession:

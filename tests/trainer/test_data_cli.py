@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agent.config import Settings
 from fixloop.cli import app
 from tests.trainer.data_support import SESSIONS, golden, read_jsonl
 from trainer.data.episodes import find_logs, read_log
@@ -108,6 +109,8 @@ def test_seed_with_a_real_model_is_resumable_and_builds(
         assert log is not None and not problems
         assert log.header.purpose == "seed" and log.header.task.split == "train"
         assert log.header.model.name == "smollm2-135m" and log.header.model.gguf_sha256
+        # seeds repair (their episodes hold repair rows) though the loop's default resamples
+        assert log.header.config["policy"] == "greedy" != Settings().policy
 
     again = runner.invoke(app, args)  # resumed: the episode is done, nothing runs again
     assert again.exit_code == 0, again.output

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from evals.results import SuiteResult
 
 MAX_TURNS = 3  # attempts per seed episode
+# Seeds repair whatever policy the user solves with: their episodes hold the repair
+# trajectories and feedback rows the recipes train on (a `resample` seed holds none).
+SEED_POLICY = "greedy"
 
 
 class SeedError(FixloopError, ValueError):

@@ -142,10 +142,16 @@ def play(
     resumable by its progress file in `seed/`), then `stage` is recorded as finished. The
     seed stage and the preference round (`trainer.retrain.preferences`) both play here."""
     from agent.session_log import ensure_sessions_dir
-    from trainer.data.seed import MAX_TURNS, seed_sessions
+    from trainer.data.seed import MAX_TURNS, SEED_POLICY, seed_sessions
 
     out = ensure_sessions_dir(state.directory / SEED_SESSIONS)
-    policy = {"model": model, "sessions_dir": out, "adapter": None, "base_url": None}
+    policy = {
+        "model": model,
+        "sessions_dir": out,
+        "adapter": None,
+        "base_url": None,
+        "policy": SEED_POLICY,
+    }
     result = seed_sessions(
         list(tasks),
         settings.model_copy(update=policy),
