@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from agent.config import POLICY_NAMES, Settings, load_settings  # noqa: E402
 from evals.metrics import paired_comparison  # noqa: E402
-from evals.results import RateOut, SuiteResult  # noqa: E402
+from evals.results import RateOut, StopRule, SuiteResult  # noqa: E402
 
 if TYPE_CHECKING:
     from agent.backends.base import Backend
@@ -95,9 +95,10 @@ class Run:
             }
         return {"max_turns": self.budget, "samples": 1, "temperature": 0.0}
 
-    def counted_at(self) -> str | None:
+    def counted_at(self) -> StopRule | None:
         """The stop rule its figures are counted with."""
-        return {SAMPLES: "pass", SHIPPED: "public-pass"}.get(self.policy)
+        rules: dict[str, StopRule] = {SAMPLES: "pass", SHIPPED: "public-pass"}
+        return rules.get(self.policy)
 
     def out_dir(self, out: Path) -> Path:
         return out / self.name / (SAMPLES if self.policy == SHIPPED else self.policy)
@@ -186,7 +187,7 @@ def read_back(run: Run, out: Path, *, ids: str | None, limit: int | None) -> Sui
             seed=0,
             results_file=str(files[0]),
             policy=header.policy if header else run.policy,
-            stop_at=run.counted_at(),  # type: ignore[arg-type]
+            stop_at=run.counted_at(),
         )
     except ValueError as exc:
         raise EvalError(

@@ -238,7 +238,7 @@ def seed_cmd(
         adapter=adapter,
         n_ctx=n_ctx,
         sessions_dir=sessions_dir,
-        policy=policy or SEED_POLICY,  # type: ignore[arg-type]
+        policy=policy or SEED_POLICY,
     )
     check_sessions_dir(cfg)  # every episode is logged there: fail before running any
     target = out or cfg.data_dir / "seed" / f"{Path(suite).stem}-{split}"

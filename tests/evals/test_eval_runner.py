@@ -19,7 +19,7 @@ from agent.events import ChatMessage, SamplingParams, Task
 from agent.session_log import read_session, session_files
 from evals import report
 from evals.errors import EvalError
-from evals.results import SuiteResult
+from evals.results import StopRule, SuiteResult, summarize
 from evals.results_file import read_results
 from evals.runner import run_suite
 
@@ -224,6 +224,21 @@ def test_samples_give_pass_at_k(settings: Settings, tmp_path: Path) -> None:
     assert seeds == [0, 0, 1, 1]
 
 
+def recount(result: SuiteResult, task_ids: list[str], stop_at: StopRule) -> SuiteResult:
+    """A finished run of 4 one-attempt samples, summarized again from its records."""
+    return summarize(
+        read_results(Path(result.results_file))[1],
+        task_ids,
+        model=result.model,
+        suite="tiny",
+        samples=4,
+        max_turns=1,
+        temperature=0.8,
+        seed=0,
+        stop_at=stop_at,
+    )
+
+
 def test_stop_at_pass_draws_a_tasks_samples_until_one_passes(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -250,19 +265,7 @@ def test_stop_at_pass_draws_a_tasks_samples_until_one_passes(
     every = [ADD] * 4 + [SUB_WRONG, SUB_WRONG, SUB, SUB] + [MUL_WRONG_1] * 4
     full = run(settings, tmp_path / "full", every, **kw, label="full")
     assert full.episodes == 12 and full.pass_at_k[1].rate == pytest.approx((1 + 2 / 4) / 3)
-    from evals.results import summarize
-
-    again = summarize(
-        read_results(Path(full.results_file))[1],
-        [t.task_id or "" for t in tasks],
-        model="full",
-        suite="tiny",
-        samples=4,
-        max_turns=1,
-        temperature=0.8,
-        seed=0,
-        stop_at="pass",
-    )
+    again = recount(full, [t.task_id or "" for t in tasks], "pass")
     assert again.episodes == 8 and again.completion_tokens == result.completion_tokens
     assert again.pass_at_k == result.pass_at_k
     assert [t.solved for t in again.tasks] == [True, True, False]
@@ -295,19 +298,7 @@ def test_stop_at_public_pass_ships_the_first_sample_that_passes_the_prompts_test
     table = report.table([shipped])
     assert "4, until one passed the prompt's tests" in table
     # the oracle's episodes hold every sample the public rule needs: counted again by it
-    from evals.results import summarize
-
-    again = summarize(
-        read_results(Path(oracle.results_file))[1],
-        ["tiny/5"],
-        model="scripted",
-        suite="tiny",
-        samples=4,
-        max_turns=1,
-        temperature=0.8,
-        seed=0,
-        stop_at="public-pass",
-    )
+    again = recount(oracle, ["tiny/5"], "public-pass")
     assert again.pass_at_k == shipped.pass_at_k and again.episodes == 1
     # and a sample that fails the shown test is drawn past, as an oracle would
     past = run(

@@ -14,14 +14,14 @@ from agent.errors import FixloopError
 
 if TYPE_CHECKING:
     from agent.backends.base import Backend
-    from agent.config import Settings
+    from agent.config import PolicyName, Settings
     from agent.events import Task
     from evals.results import SuiteResult
 
 MAX_TURNS = 3  # attempts per seed episode
 # Seeds repair whatever policy the user solves with: their episodes hold the repair
 # trajectories and feedback rows the recipes train on (a `resample` seed holds none).
-SEED_POLICY = "greedy"
+SEED_POLICY: PolicyName = "greedy"
 
 
 class SeedError(FixloopError, ValueError):
