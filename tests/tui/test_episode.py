@@ -149,3 +149,22 @@ async def test_duplicate_attempt_is_noted_and_the_repair_diffed(settings) -> Non
         assert len(diffs) == 1 and "attempt 1 → attempt 3" in diffs.first().title
         assert chat.status.attempt == 2  # the repeat did not use up the budget
         assert "(2 of 2 this round)" in plain(transcript.attempts[3].header)
+        # resample (the default) draws again from the task after a failure and after a
+        # repeat alike: nothing is repaired, and the transcript says so.
+        assert notes.count("↻ starting over from the task") == 2
+        assert not [n for n in notes if "repairing" in n]
+
+
+async def test_greedy_repair_says_what_it_repairs_from(settings) -> None:
+    settings = settings.model_copy(update={"max_turns": 2, "policy": "greedy"})
+    app, _ = scripted_app(settings, [BAD_REPLY, BAD_REPLY, GOOD_REPLY])
+    async with app.run_test(size=(100, 40)) as pilot:
+        chat = app.screen
+        await wait_until(pilot, lambda: chat.model_ready)
+        await paste(pilot, "Write add.\n" + "\n".join(TESTS))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: chat.transcript.outcome is not None and not chat.busy)
+        notes = [plain(n) for n in chat.transcript.query(Notice)]
+        assert "↻ repairing from execution feedback" in notes
+        assert "↻ repairing from the repeated failure" in notes
+        assert "↻ starting over from the task" not in notes

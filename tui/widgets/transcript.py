@@ -248,12 +248,16 @@ class Transcript(VerticalScroll):
                 if self.workspace and not event.hidden:
                     await self._tree_diff(event.turn, event.result.passed, into)
             case ev.RepairRequested():
-                if event.reason == "restart":
+                # A repeat with no feedback is drawn again from the task (fresh, resample).
+                fresh = event.reason == "duplicate" and not event.feedback
+                if event.reason == "restart" or fresh:
                     await self.note("↻ starting over from the task")
                 elif event.reason != "user":
-                    why = {"exec": "execution feedback", "format": "format problem"}.get(
-                        event.reason, event.reason
-                    )
+                    why = {
+                        "exec": "execution feedback",
+                        "format": "format problem",
+                        "duplicate": "the repeated failure",
+                    }[event.reason]
                     await self.note(f"↻ repairing from {why}")
             case ev.UserFeedback():
                 await self.add(UserMessage(Text(f"Feedback: {event.text}"), classes="feedback"))
