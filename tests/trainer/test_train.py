@@ -258,3 +258,17 @@ def test_a_preference_run_plots_the_chosen_and_rejected_likelihood(tmp_path: Pat
         struct.unpack(">II", (tmp_path / f"{n}.png").read_bytes()[16:24]) for n in ("sft", "dpo")
     )
     assert one == (700, 400) and two == (1200, 400)
+
+
+def test_the_held_out_evaluations_show_progress(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before and after training the held-out rows are scored, minutes on a CPU: each
+    shows a bar, as the training steps do."""
+    from trainer.train.loop import run_training
+
+    cfg = _cfg(tiny, tmp_path, "sft", max_steps=1)
+    run_training(cfg, cache_dir=tmp_path / "cache", registry_dir=tmp_path / "data")
+    err = capsys.readouterr().err
+    assert err.count("held-out loss") >= 2, err[-2000:]
+    assert "train sft" in err

@@ -140,13 +140,15 @@ def build_trainer(
 
 
 class RunDirCallback(TrainerCallback):
-    """history.jsonl, one row per optimizer step, and the progress bar (loss, tokens/s)."""
+    """history.jsonl, one row per optimizer step, and the progress bars (loss, tokens/s; the
+    held-out evaluations)."""
 
     def __init__(self, run_dir: Path, method: str, *, progress: bool = True) -> None:
         self.run_dir = run_dir
         self.method = method
         self.progress = progress
         self.bar: Any = None
+        self.eval_bar: Any = None
         self.tokens_seen = 0
         self.last = 0.0
 
@@ -196,3 +198,25 @@ class RunDirCallback(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def on_prediction_step(
+        self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kw: Any
+    ) -> None:
+        """The held-out loss before and after training: minutes on a CPU, so a bar too."""
+        if self.eval_bar is None:
+            from tqdm import tqdm
+
+            self.eval_bar = tqdm(
+                total=len(eval_dataloader) if hasattr(eval_dataloader, "__len__") else None,
+                desc="held-out loss",
+                unit="batch",
+                disable=not (self.progress and state.is_world_process_zero),
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self.eval_bar.update(1)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.eval_bar is not None:
+            self.eval_bar.close()
+            self.eval_bar = None
