@@ -22,6 +22,10 @@ Give --data as an absolute path: the old loop runs from a temporary tree.
 `--trl-head` compares against TRL's own LM head instead of the old loop: this checkout's
 trainer twice, once with the CPU head switched off. That is the reference for DPO and KTO,
 whose TRL trainers score every prompt position for the policy and again for the reference.
+
+`--ungrouped` compares batching by length (the default for sft, leti and ilf) against random
+batches: this checkout twice, on the same first steps x batch-size rows (`--limit`), so
+each run is one epoch over the same rows and the train seconds compare directly.
 """
 
 from __future__ import annotations
@@ -106,6 +110,9 @@ def main() -> None:
     ap.add_argument(
         "--trl-head", action="store_true", help="reference: TRL's LM head, not the old loop"
     )
+    ap.add_argument(
+        "--ungrouped", action="store_true", help="reference: random batches, not by length"
+    )
     ap.add_argument("--json", type=Path, help="write the raw numbers here")
     args = ap.parse_args()
 
@@ -134,14 +141,24 @@ def main() -> None:
             "warmup_ratio": args.warmup_ratio,
             "save_every": 10**6,  # checkpoint only at the end, in both
         }
-        old = ROOT if args.trl_head else old_tree(args.old_rev, Path(tmp) / "old")
+        if args.ungrouped:  # one epoch over the same rows, in both
+            cfg["limit"] = args.steps * args.batch_size
+        this_tree = args.trl_head or args.ungrouped
+        old = ROOT if this_tree else old_tree(args.old_rev, Path(tmp) / "old")
         results: dict[str, list[dict]] = {"old": [], "new": []}
         for _ in range(args.reps):
             for name, tree in (("old", old), ("new", ROOT)):
                 print(f"training: {name} ...", file=sys.stderr)
-                reference = name == "old" and args.trl_head
+                reference = name == "old"
+                run_cfg = {**cfg, "group_by_length": False} if reference and args.ungrouped else cfg
                 results[name].append(
-                    run(tree, cfg, settings.cache_dir, settings.data_dir, trl_head=reference)
+                    run(
+                        tree,
+                        run_cfg,
+                        settings.cache_dir,
+                        settings.data_dir,
+                        trl_head=reference and args.trl_head,
+                    )
                 )
     report(args, base, results)
     if args.json:
@@ -150,13 +167,24 @@ def main() -> None:
 
 def report(args: argparse.Namespace, base: str, results: dict[str, list[dict]]) -> None:
     old, new = results["old"][0], results["new"][0]
-    ref = "TRL's head" if args.trl_head else "old loop"
-    ours = "CPU head" if args.trl_head else "TRL"
+    ref, ours = (
+        ("random batches", "by length")
+        if args.ungrouped
+        else ("TRL's head", "CPU head")
+        if args.trl_head
+        else ("old loop", "TRL")
+    )
     print(f"## Trainer: {ours} vs {ref} ({args.method}, {Path(base).name}, {platform.node()})")
     print()
     print(f"{args.steps} steps, batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, ")
     print(f"LoRA r {args.lora_r}, dropout {args.lora_dropout}; reference = ", end="")
-    print("this checkout without the CPU head." if args.trl_head else f"{args.old_rev}.")
+    print(
+        "this checkout, random batches (one epoch over the same rows)."
+        if args.ungrouped
+        else "this checkout without the CPU head."
+        if args.trl_head
+        else f"{args.old_rev}."
+    )
     print()
     print(f"| step | {ref} loss | {ours} loss | diff |")
     print("|---:|---:|---:|---:|")

@@ -23,6 +23,7 @@ METHODS: tuple[Method, ...] = get_args(Method)
 # partner), each scored by the policy and by the reference: their activations are the
 # largest, so they checkpoint by default.
 PAIRED_METHODS: tuple[Method, ...] = ("dpo", "kto")
+SEQUENCE_METHODS: tuple[Method, ...] = ("sft", "leti", "ilf")  # one sequence a row: TRL's SFT
 
 # The dataset file `fixloop data build` writes for each offline method (RLEF plays tasks).
 DATA_FILES: dict[Method, str] = {m: f"{m}.jsonl" for m in METHODS if m != "rlef"}
@@ -104,6 +105,12 @@ class TrainConfig(BaseModel):
         "Trade compute for memory (default: on for dpo and kto, whose rows are two sequences "
         "each, scored by the policy and the reference).",
     )
+    group_by_length: bool | None = _opt(
+        None,
+        "--group-by-length/--no-group-by-length",
+        "Batch rows of similar length together, so less of each batch is padding (default: on "
+        "for sft, leti and ilf, the only methods it applies to).",
+    )
     limit: int | None = _opt(None, "--limit", "Train on the first N rows.", ge=1)
     with_repair: bool = _opt(
         False,
@@ -132,6 +139,15 @@ class TrainConfig(BaseModel):
             # Measured on the 0.5B (docs/BENCHMARKS.md): DPO without it was killed for
             # memory at 24 GB RSS; with it, under 10 GB at 12% more time per step.
             self.gradient_checkpointing = self.method in PAIRED_METHODS
+        if self.group_by_length is None:
+            # LeTI's rows padded to the longest of 4 random ones: 67% real tokens; grouped, 98%
+            # (docs/BENCHMARKS.md). TRL's other trainers have no input_ids column to group by.
+            self.group_by_length = self.method in SEQUENCE_METHODS
+        elif self.group_by_length and self.method not in SEQUENCE_METHODS:
+            raise ValueError(
+                f"--group-by-length batches the rows of sft, leti and ilf; {self.method} has no "
+                "single sequence per row to group by. Leave it off."
+            )
         if self.with_repair and self.method != "sft":
             raise ValueError("--with-repair adds repair trajectories to SFT; use --method sft")
         if self.preferences and self.method != "dpo":

@@ -36,7 +36,10 @@ def training_args(cfg: TrainConfig, output_dir: Path, bf16: bool) -> dict[str, A
     """The TrainingArguments every method shares."""
     import torch
 
+    # Otherwise each trainer's own order: random, or KTO's fixed one (its KL pairs).
+    grouped = {"train_sampling_strategy": "group_by_length"} if cfg.group_by_length else {}
     return {
+        **grouped,
         "output_dir": str(output_dir),
         "per_device_train_batch_size": cfg.batch_size,
         "per_device_eval_batch_size": cfg.batch_size,
