@@ -130,14 +130,16 @@ def test_retrain_passes_its_seed_and_resume_options(
     assert seen["fresh"] is True
 
 
-def test_dpo_and_kto_checkpoint_activations_unless_told_not_to(tmp_path: Path) -> None:
-    """DPO on the 0.5B was killed for memory at 24 GB RSS without checkpointing."""
+def test_dpo_kto_and_leti_checkpoint_activations_unless_told_not_to(tmp_path: Path) -> None:
+    """DPO, and LeTI's batch of its 4 longest rows, on the 0.5B were killed for memory at
+    24 GB RSS without checkpointing."""
     from trainer.train.config import TrainConfig
 
     def resolved(**kw: Any) -> bool | None:
         return TrainConfig(data_dir=tmp_path, **kw).gradient_checkpointing
 
     assert resolved(method="dpo") is True and resolved(method="kto") is True
-    assert resolved(method="sft") is False and resolved(method="leti") is False
+    assert resolved(method="leti") is True
+    assert resolved(method="sft") is False and resolved(method="ilf") is False
     assert resolved(method="dpo", gradient_checkpointing=False) is False
     assert resolved(method="sft", gradient_checkpointing=True) is True

@@ -137,8 +137,9 @@ class TrainConfig(BaseModel):
             self.lora_alpha = 2 * self.lora_r
         if self.gradient_checkpointing is None:
             # Measured on the 0.5B (docs/BENCHMARKS.md): DPO without it was killed for
-            # memory at 24 GB RSS; with it, under 10 GB at 12% more time per step.
-            self.gradient_checkpointing = self.method in PAIRED_METHODS
+            # memory at 24 GB RSS; with it, under 10 GB at 12% more time per step. LeTI too:
+            # its loss covers every position, and 4 rows of 1,024 tokens took 24 GB.
+            self.gradient_checkpointing = self.method in (*PAIRED_METHODS, "leti")
         if self.group_by_length is None:
             # LeTI's rows padded to the longest of 4 random ones: 67% real tokens; grouped, 98%
             # (docs/BENCHMARKS.md). TRL's other trainers have no input_ids column to group by.
