@@ -276,7 +276,7 @@ def test_the_held_out_evaluations_show_progress(
 
 def test_sequence_rows_are_batched_by_length(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     """Rows of very different lengths: batches drawn by length hold far less padding than
-    random ones (LeTI's real rows: 67% real tokens at random, 98% grouped)."""
+    random ones (LeTI's real rows: 65% real tokens at random, 98% grouped)."""
     rows = [{"text": "word " * (8 if i % 2 else 90)} for i in range(48)]
 
     def real_share(**kw: object) -> float:

@@ -141,7 +141,7 @@ class TrainConfig(BaseModel):
             # its loss covers every position, and 4 rows of 1,024 tokens took 24 GB.
             self.gradient_checkpointing = self.method in (*PAIRED_METHODS, "leti")
         if self.group_by_length is None:
-            # LeTI's rows padded to the longest of 4 random ones: 67% real tokens; grouped, 98%
+            # LeTI's rows padded to the longest of 4 random ones: 65% real tokens; grouped, 98%
             # (docs/BENCHMARKS.md). TRL's other trainers have no input_ids column to group by.
             self.group_by_length = self.method in SEQUENCE_METHODS
         elif self.group_by_length and self.method not in SEQUENCE_METHODS:
