@@ -103,7 +103,8 @@ class TrainConfig(BaseModel):
         None,
         "--gradient-checkpointing/--no-gradient-checkpointing",
         "Trade compute for memory (default: on for dpo and kto, whose rows are two sequences "
-        "each, scored by the policy and the reference).",
+        "each, scored by the policy and the reference, and for leti, which scores every "
+        "position).",
     )
     group_by_length: bool | None = _opt(
         None,
