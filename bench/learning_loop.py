@@ -15,7 +15,9 @@ unfinished training run is continued with `fixloop train --resume`.
 
 Recipes: sft (its own passing samples), sft-repair (plus repair trajectories), leti, dpo,
 dpo-nll (DPO plus the chosen reply's NLL, as RPO), kto, and teacher (SFT on the --teacher
-model's passing samples, strong-to-weak; seeded into its own sessions). Heavy stages run
+model's passing samples, strong-to-weak; seeded into its own sessions), and gold (SFT on
+MBPP train's reference programs, `bench/gold_sft_data.py`: ILF's baseline, the control for
+what SFT on this many tasks can do at all). Heavy stages run
 one at a time: one model process on the CPU.
 
     .venv/bin/python bench/learning_loop.py --base qwen2.5-coder-0.5b --recipes sft \
@@ -45,7 +47,9 @@ RECIPES: dict[str, tuple[str, list[str], list[str]]] = {
     "dpo-nll": ("dpo", ["--rpo-alpha", "1.0"], ["--lora-only"]),
     "kto": ("kto", [], ["--lora-only"]),
     "teacher": ("sft", [], ["--lora-only"]),
+    "gold": ("sft", [], ["--lora-only"]),
 }
+GOLD_DATA = [sys.executable, str(ROOT / "bench" / "gold_sft_data.py")]
 
 
 class Runner:
@@ -55,14 +59,15 @@ class Runner:
         self.out, self.dry_run = out, dry_run
         out.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, args: list[str], capture: bool = False) -> str:
-        line = shlex.join(["fixloop", *args])
+    def __call__(self, args: list[str], capture: bool = False, program: list[str] = FIXLOOP) -> str:
+        shown = ["fixloop"] if program is FIXLOOP else [Path(program[-1]).relative_to(ROOT)]
+        line = shlex.join([*map(str, shown), *args])
         print(f"$ {line}", file=sys.stderr, flush=True)
         if self.dry_run:
             return ""
         start = time.time()
         proc = subprocess.run(
-            [*FIXLOOP, *args], cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None
+            [*program, *args], cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None
         )
         took = time.time() - start
         with (self.out / "commands.log").open("a", encoding="utf-8") as fh:
@@ -175,10 +180,17 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     run = Runner(args.out, args.dry_run)
-    data = seed_and_build(run, args, args.base, "seed")
+    own_seed = any(r not in ("teacher", "gold") for r in recipes)  # those bring their data
+    data = seed_and_build(run, args, args.base, "seed") if own_seed else args.out / "data-seed"
     models = [args.base]
     for recipe in recipes:
-        source = seed_and_build(run, args, args.teacher, "teacher") if recipe == "teacher" else data
+        source = data
+        if recipe == "teacher":
+            source = seed_and_build(run, args, args.teacher, "teacher")
+        elif recipe == "gold":
+            source = args.out / "data-gold"
+            if not (source / "sft.jsonl").is_file():
+                run(["--out", str(source)], program=GOLD_DATA)
         models.append(train_and_export(run, args, recipe, source))
     if not args.no_eval:
         evaluate(run, args, models)
