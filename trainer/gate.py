@@ -98,13 +98,22 @@ class GateReport(BaseModel):
             )
         return "\n".join(lines)
 
+    def flips(self) -> str:
+        """What the candidate gained and lost, task by task, per metric."""
+        lines = []
+        for m in self.metrics:
+            gained = ", ".join(sorted(m.only_candidate)) or "none"
+            lost = ", ".join(sorted(m.only_current)) or "none"
+            lines.append(f"- {m.metric}: gained {gained}; lost {lost}")
+        return "\n".join(lines)
+
     def markdown(self) -> str:
         verdict = "PROMOTED (now the default model)" if self.promoted else "NOT promoted"
         suites = ", ".join(f"{k}: {v}" for k, v in self.suites.items())
         return (
             f"# Gate: {self.candidate} vs {self.current}\n\n"
             f"{self.tasks} held-out tasks ({suites}), up to {self.max_turns} turns each.\n\n"
-            f"{self.table()}\n\n**{verdict}**\n\n"
+            f"{self.table()}\n\n{self.flips()}\n\n**{verdict}**\n\n"
             + "\n".join(f"- {r}" for r in self.reasons)
             + f"\n\nRule: {self.rule}\n"
         )

@@ -84,6 +84,8 @@ def test_gate_promotes_a_better_model_and_refuses_a_worse_one(world: dict[str, A
     assert rep.tasks == N_TASKS and rep.suites == {"mbpp": N_TASKS}
     md = (Path(rep.out_dir) / "gate.md").read_text()
     assert "PROMOTED" in md and "| pass@1 | 3/6 50.0%" in md
+    gained = ", ".join(sorted(t.task_id for t in world["tasks"][3:]))
+    assert f"- pass@1: gained {gained}; lost none" in md  # what changed hands, by task
     assert reg.get("better").lineage["gate"]["promoted"] is True
     # Evaluation episodes were logged as real sessions.
     assert len(list(world["settings"].sessions_dir.rglob("*.jsonl"))) >= 3 * N_TASKS
