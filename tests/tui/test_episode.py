@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.events import (
     EpisodeFinished,
     ExecFinished,
@@ -131,8 +133,23 @@ async def test_brackets_in_task_and_errors_are_shown_verbatim(settings) -> None:
         assert "no reply left" in notes
 
 
-async def test_duplicate_attempt_is_noted_and_the_repair_diffed(settings) -> None:
-    settings = settings.model_copy(update={"max_turns": 2})
+@pytest.mark.parametrize(
+    ("policy", "says", "never"),
+    [
+        # resample (the default) draws again from the task after a failure and after a
+        # repeat alike: nothing is repaired, and the transcript says so.
+        ("resample", ["↻ starting over from the task"] * 2, "repairing"),
+        (
+            "greedy",
+            ["↻ repairing from execution feedback", "↻ repairing from the repeated failure"],
+            "starting over",
+        ),
+    ],
+)
+async def test_duplicate_attempt_is_noted_and_the_repair_diffed(
+    settings, policy: str, says: list[str], never: str
+) -> None:
+    settings = settings.model_copy(update={"max_turns": 2, "policy": policy})
     app, _ = scripted_app(settings, [BAD_REPLY, BAD_REPLY, GOOD_REPLY])
     async with app.run_test(size=(100, 40)) as pilot:
         chat = app.screen
@@ -149,22 +166,5 @@ async def test_duplicate_attempt_is_noted_and_the_repair_diffed(settings) -> Non
         assert len(diffs) == 1 and "attempt 1 → attempt 3" in diffs.first().title
         assert chat.status.attempt == 2  # the repeat did not use up the budget
         assert "(2 of 2 this round)" in plain(transcript.attempts[3].header)
-        # resample (the default) draws again from the task after a failure and after a
-        # repeat alike: nothing is repaired, and the transcript says so.
-        assert notes.count("↻ starting over from the task") == 2
-        assert not [n for n in notes if "repairing" in n]
-
-
-async def test_greedy_repair_says_what_it_repairs_from(settings) -> None:
-    settings = settings.model_copy(update={"max_turns": 2, "policy": "greedy"})
-    app, _ = scripted_app(settings, [BAD_REPLY, BAD_REPLY, GOOD_REPLY])
-    async with app.run_test(size=(100, 40)) as pilot:
-        chat = app.screen
-        await wait_until(pilot, lambda: chat.model_ready)
-        await paste(pilot, "Write add.\n" + "\n".join(TESTS))
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: chat.transcript.outcome is not None and not chat.busy)
-        notes = [plain(n) for n in chat.transcript.query(Notice)]
-        assert "↻ repairing from execution feedback" in notes
-        assert "↻ repairing from the repeated failure" in notes
-        assert "↻ starting over from the task" not in notes
+        assert [n for n in notes if n.startswith("↻")] == says
+        assert not [n for n in notes if never in n]
