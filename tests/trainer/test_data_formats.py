@@ -68,6 +68,9 @@ def test_leti_rows_have_reward_token_feedback_span_task_and_program() -> None:
     assert bad["text"].endswith(f"{FEEDBACK_CLOSE}{task}\n{bad['program']}")
     assert good["text"] == f"{GOOD}{task}\n{good['program']}"
     assert not good["feedback"] and good["passed"] and not bad["passed"]
+    # What the trainer needs to prompt as the agent did: its system prompt, fenced code.
+    system = episode("s02-exec-repair").prompt_messages()[0]
+    assert system.role == "system" and good["system"] == system.content and good["fenced"]
 
 
 def test_leti_counts_only_executed_attempts_and_user_edit_runs() -> None:

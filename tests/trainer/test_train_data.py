@@ -55,6 +55,8 @@ def test_every_method_trains_on_a_real_build(
             )
         assert len(trainer.train_dataset) == len(examples), method  # none left out
         if method == "leti":
+            assert all(e["messages"][0]["role"] == "system" for e in examples)
+            systems = {e["messages"][0]["content"] for e in examples}
             # Chat-shaped as the agent prompts: the reward token is one special token at the
             # start of the user turn, and LeTI's LM loss covers the whole conversation.
             for it in trainer.train_dataset:
@@ -62,6 +64,9 @@ def test_every_method_trains_on_a_real_build(
                 assert len(rewards) == 1
                 head = tok.decode(it["input_ids"][: rewards[0]])
                 assert head.rstrip().endswith("user")
+                # The session's system prompt, as the agent sent it (not the template's own).
+                assert any(system in head for system in systems)
+                assert "```python" in tok.decode(it["input_ids"][rewards[0] :])
                 assert it["labels"] == it["input_ids"]
             assert any(ids[2] in it["input_ids"] for it in trainer.train_dataset)
             assert set(LETI_TOKENS) <= set(tok.get_vocab())

@@ -90,8 +90,12 @@ def _attempt_feedback(attempt: Attempt) -> str:
 
 
 def leti_rows(episode: Episode) -> list[Row]:
-    """One row per executed attempt (the model's and the user's edits that were run)."""
+    """One row per executed attempt (the model's and the user's edits that were run).
+
+    `system` (the episode's system prompt) and `reply` (the program in the form the agent
+    parses) let the trainer build the conversation the model is prompted with."""
     task = episode.task_prompt()
+    system = next((m.content for m in episode.prompt_messages() if m.role == "system"), None)
     rows: list[Row] = []
     executed: list[tuple[str, str, ExecResult, str, int]] = []
     for attempt in episode.attempts:
@@ -114,6 +118,8 @@ def leti_rows(episode: Episode) -> list[Row]:
                 "feedback": feedback,
                 "task": task,
                 "program": code,
+                "system": system,
+                "fenced": episode.task.kind == TaskKind.FUNCTION,
                 "source": source,
                 "turn": turn,
                 **_meta(episode),

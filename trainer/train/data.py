@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import FixloopError
+from agent.prompts import code_reply
 from trainer.data.formats import leti_head
 from trainer.train.config import REPAIR_FILE, Method, dataset_file
 
@@ -88,13 +89,17 @@ def parse_row(method: Method, row: dict[str, Any], where: str) -> Row:
     if method == "leti":
         task, program = row.get("task"), row.get("program")
         if isinstance(task, str) and isinstance(program, str) and row.get("reward") in REWARDS:
-            # Chat-shaped, as the agent prompts at inference (the backend puts `<|good|>`
-            # before the first user message); LeTI's LM loss covers all of it.
+            # Chat-shaped, as the agent prompts at inference: its system prompt, the task
+            # (the backend puts `<|good|>` before the first user message) and the program as
+            # the agent parses it. LeTI's LM loss covers all of it.
             head = leti_head(row["reward"] == "good", str(row.get("feedback") or ""))
+            reply = code_reply(program) if row.get("fenced") else program
+            system = row.get("system")
             return {
                 "messages": [
+                    *([{"role": "system", "content": system}] if isinstance(system, str) else []),
                     {"role": "user", "content": head + task},
-                    {"role": "assistant", "content": program},
+                    {"role": "assistant", "content": reply},
                 ]
             }
         text = row.get("text")
