@@ -47,6 +47,17 @@ sys.path.insert(0, str(ROOT))
 BASE = "qwen2.5-coder-0.5b"
 OLD_REV = "576a4eb"  # the last commit with trainer/train/loop.py's own loop and losses.py
 
+# mode -> (reference's label, this checkout's label), and how the reference is described
+LABELS = {
+    "ungrouped": ("random batches", "by length"),
+    "trl-head": ("TRL's head", "CPU head"),
+    "old-loop": ("old loop", "TRL"),
+}
+REFERENCES = {
+    "ungrouped": "this checkout, random batches (one epoch over the same rows).",
+    "trl-head": "this checkout without the CPU head.",
+}
+
 RUNNER = """
 import json, os, resource, sys, time
 from pathlib import Path
@@ -167,24 +178,13 @@ def main() -> None:
 
 def report(args: argparse.Namespace, base: str, results: dict[str, list[dict]]) -> None:
     old, new = results["old"][0], results["new"][0]
-    ref, ours = (
-        ("random batches", "by length")
-        if args.ungrouped
-        else ("TRL's head", "CPU head")
-        if args.trl_head
-        else ("old loop", "TRL")
-    )
+    mode = "ungrouped" if args.ungrouped else "trl-head" if args.trl_head else "old-loop"
+    ref, ours = LABELS[mode]
     print(f"## Trainer: {ours} vs {ref} ({args.method}, {Path(base).name}, {platform.node()})")
     print()
     print(f"{args.steps} steps, batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, ")
     print(f"LoRA r {args.lora_r}, dropout {args.lora_dropout}; reference = ", end="")
-    print(
-        "this checkout, random batches (one epoch over the same rows)."
-        if args.ungrouped
-        else "this checkout without the CPU head."
-        if args.trl_head
-        else f"{args.old_rev}."
-    )
+    print(REFERENCES.get(mode, f"{args.old_rev}."))
     print()
     print(f"| step | {ref} loss | {ours} loss | diff |")
     print("|---:|---:|---:|---:|")

@@ -34,6 +34,7 @@ from agent.events import (
 )
 from agent.extract import normalize_code
 from agent.hashing import text_hash
+from agent.prompts import code_reply
 from agent.session_log import SessionLogError, read_session
 
 __all__ = ["Attempt", "Episode", "UserAction", "judge", "read_log", "reconstruct"]
@@ -205,7 +206,7 @@ def fence(code: str, task: Task) -> str:
     """
     if task.kind != TaskKind.FUNCTION:
         return code
-    return f"```python\n{code.rstrip()}\n```"
+    return code_reply(code)
 
 
 def _solution_from_attempt(attempt: Attempt, episode: Episode, why: Why) -> Solution:

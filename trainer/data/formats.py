@@ -92,8 +92,8 @@ def _attempt_feedback(attempt: Attempt) -> str:
 def leti_rows(episode: Episode) -> list[Row]:
     """One row per executed attempt (the model's and the user's edits that were run).
 
-    `system` (the episode's system prompt) and `reply` (the program in the form the agent
-    parses) let the trainer build the conversation the model is prompted with."""
+    `system` (the episode's system prompt) and `fenced` (the agent parses the program from
+    a python block) let the trainer build the conversation the model is prompted with."""
     task = episode.task_prompt()
     system = next((m.content for m in episode.prompt_messages() if m.role == "system"), None)
     rows: list[Row] = []
