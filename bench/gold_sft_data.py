@@ -29,14 +29,11 @@ def gold_rows(limit: int | None = None) -> tuple[list[dict], list[str]]:
     from agent.prompts import SYSTEM, code_reply, task_prompt
     from agent.sandbox.limits import SandboxLimits
     from agent.sandbox.sandbox import Sandbox
-    from evals.suites import load_mbpp, mbpp_dir
+    from evals.suites import load_mbpp, mbpp_references
     from trainer.data.build import BuildOptions, split_of
 
     held_out = BuildOptions.validation_fraction  # the share `fixloop data build` holds out
-    references = {}
-    for line in (mbpp_dir() / "train.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        references[f"mbpp/{row['task_id']}"] = row["code"].replace("\r\n", "\n")
+    references = mbpp_references("train")
     tasks = load_mbpp("train")[:limit]
     sandbox = Sandbox(SandboxLimits(timeout_s=10.0))
     rows, failed = [], []

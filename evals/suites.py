@@ -305,6 +305,18 @@ def mbpp_dir() -> Path:
     )
 
 
+def mbpp_references(split: str) -> dict[str, str]:
+    """Task id ("mbpp/N") -> MBPP's reference program, from the split's file."""
+    if split not in MBPP_SPLITS:
+        raise SuiteError(f"MBPP has no split {split!r}; use one of {', '.join(MBPP_SPLITS)}")
+    path = mbpp_dir() / f"{split}.jsonl"
+    if not path.is_file():
+        raise SuiteError(f"MBPP split {split!r} has no file {path}; put {split}.jsonl there")
+    return {
+        f"mbpp/{row['task_id']}": row["code"].replace("\r\n", "\n") for _, row in _read_jsonl(path)
+    }
+
+
 def load_mbpp(split: str = "validation") -> list[Task]:
     if split not in MBPP_SPLITS:
         raise SuiteError(f"MBPP has no split {split!r}; use one of {', '.join(MBPP_SPLITS)}")

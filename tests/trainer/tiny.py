@@ -141,14 +141,11 @@ def shared_tiny(basetemp: Path) -> tuple[Path, Path]:
 
 def mbpp_solutions(tasks: Sequence[Task]) -> dict[str, str]:
     """Task text -> MBPP's reference solution, for MBPP tasks."""
-    from evals.suites import mbpp_dir
+    from evals.suites import mbpp_references
 
-    rows = []
-    for split in ("validation", "train", "test", "prompt"):
-        path = mbpp_dir() / f"{split}.jsonl"
-        if path.is_file():
-            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    refs = {f"mbpp/{row['task_id']}": row["code"] for row in rows}
+    refs: dict[str, str] = {}
+    for split in {t.split for t in tasks if t.split}:
+        refs |= mbpp_references(split)
     return {t.text: refs[t.task_id or ""] for t in tasks}
 
 
