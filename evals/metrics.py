@@ -22,11 +22,6 @@ def compliance_metric(preference: str) -> str:
     return FOLLOWS + preference
 
 
-def metric_preference(metric: str) -> str | None:
-    """The preference a compliance metric is about (None: not a compliance metric)."""
-    return metric.removeprefix(FOLLOWS) if metric.startswith(FOLLOWS) else None
-
-
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased estimate of pass@k from n samples of which c passed: 1 - C(n-c, k) / C(n, k).
 

@@ -177,8 +177,15 @@ def gate(
         str | None, typer.Option("--current", help="Compare against (default: current model).")
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="First N MBPP validation tasks.")
+        int | None, typer.Option("--limit", min=1, help="First N tasks of each suite.")
     ] = None,
+    humaneval: Annotated[
+        bool,
+        typer.Option(
+            "--humaneval",
+            help="Add HumanEval (164 tasks); each suite must then not get worse on its own.",
+        ),
+    ] = False,
     max_turns: Annotated[int | None, typer.Option("--max-turns", min=1)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
     promote: Annotated[
@@ -196,7 +203,7 @@ def gate(
 
     cfg = settings()
     try:
-        tasks = gate_tasks(sessions_dir=cfg.sessions_dir, limit=limit)
+        tasks = gate_tasks(sessions_dir=cfg.sessions_dir, limit=limit, humaneval=humaneval)
         result = run_gate(
             candidate,
             settings=cfg,
@@ -218,8 +225,15 @@ def retrain(
     quant: QuantOpt = "Q4_K_M",
     lora_only: LoraOnlyOpt = False,
     gate_limit: Annotated[
-        int | None, typer.Option("--gate-limit", min=1, help="First N MBPP validation tasks.")
+        int | None, typer.Option("--gate-limit", min=1, help="Gate: first N tasks of each suite.")
     ] = None,
+    gate_humaneval: Annotated[
+        bool,
+        typer.Option(
+            "--gate-humaneval",
+            help="Gate on HumanEval too; each suite must then not get worse on its own.",
+        ),
+    ] = False,
     max_turns: Annotated[int | None, typer.Option("--max-turns", min=1)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
     promote: Annotated[bool, typer.Option("--promote/--no-promote")] = True,
@@ -306,7 +320,13 @@ def retrain(
                 pref_tasks=pref_tasks,
                 min_pairs=min_pairs,
             ),
-            gate=GatePlan(limit=gate_limit, max_turns=max_turns, workers=workers, promote=promote),
+            gate=GatePlan(
+                limit=gate_limit,
+                humaneval=gate_humaneval,
+                max_turns=max_turns,
+                workers=workers,
+                promote=promote,
+            ),
             quant=quant,
             lora_only=lora_only,
             skip_build=skip_build,

@@ -16,7 +16,7 @@ from agent.config import Settings
 from agent.events import Task
 from agent.models import ModelSpec, Registry
 from tests.trainer.tiny import OracleBackend, mbpp_solutions
-from trainer.gate import MetricComparison, decide, paired_bootstrap_ci, run_gate
+from trainer.gate import MetricComparison, decide, gate_tasks, paired_bootstrap_ci, run_gate
 
 N_TASKS = 6
 
@@ -123,6 +123,67 @@ def test_gate_refuses_a_model_that_is_only_as_good(world: dict[str, Any]) -> Non
     assert not result.report.promoted
     assert any(r.startswith("no gain") for r in result.report.reasons)
     assert world["registry"].active() is None
+
+
+def test_a_pooled_gain_does_not_buy_a_loss_on_one_suite(world: dict[str, Any]) -> None:
+    """The gold control's shape: better on one suite, worse beyond noise on the other. Pooled
+    it is a gain (+2 of 8 tasks, within noise); suite b's loss (3 of 3) refuses it."""
+    from evals.suites import load_mbpp
+
+    tasks = load_mbpp("validation")[:8]
+    suite_a = [t.model_copy(update={"suite": "a"}) for t in tasks[:5]]
+    suite_b = [t.model_copy(update={"suite": "b"}) for t in tasks[5:]]
+    solutions = mbpp_solutions(tasks)
+    backends = {
+        "current": OracleBackend("current", solutions, {t.text for t in suite_b}),
+        "better": OracleBackend("better", solutions, {t.text for t in suite_a}),
+    }
+    result = run_gate(
+        "better",
+        settings=world["settings"],
+        tasks=suite_a + suite_b,
+        current="current",
+        backend_for=backends.get,
+        progress=False,
+    )
+    rep = result.report
+    assert rep.suites == {"a": 5, "b": 3}
+    pooled = {m.metric: m for m in rep.metrics if not m.guard}
+    guards = {m.metric: m for m in rep.metrics if m.guard}
+    assert list(pooled) == ["pass@1", "pass within 2 turns"]
+    assert pooled["pass@1"].diff == 0.25 and not pooled["pass@1"].worse_beyond_noise
+    assert list(guards) == [
+        "a: pass@1",
+        "a: pass within 2 turns",
+        "b: pass@1",
+        "b: pass within 2 turns",
+    ]
+    assert guards["a: pass@1"].diff == 1.0 and guards["b: pass@1"].diff == -1.0
+    assert guards["b: pass@1"].ci95 == (-1.0, -1.0)
+    b_cur, b_cand = guards["b: pass@1"].current_ci95, guards["b: pass@1"].candidate_ci95
+    assert b_cur[0] > 0.4 and b_cur[1] == 1.0 and b_cand[0] < 1e-9 and b_cand[1] < 0.6  # Wilson
+    assert not rep.promoted and world["registry"].active() is None
+    assert any(r.startswith("worse on b: pass@1 beyond noise") for r in rep.reasons)
+    md = (Path(rep.out_dir) / "gate.md").read_text()
+    assert "| b: pass@1 | 3/3 100.0%" in md and "within each suite" in md
+    assert md.count("- pass@1: gained") == 1  # flips are listed once, pooled
+
+
+def test_guards_only_refuse() -> None:
+    """A guard's gain is not counted (it is already in the pooled rows); its loss refuses."""
+    guard_gain = _metric(0.5, (0.2, 0.8)).model_copy(update={"guard": True})
+    ok, reasons = decide([_metric(0.0, (-0.1, 0.1))] * 2 + [guard_gain])
+    assert not ok and reasons[0].startswith("no gain")
+    guard_loss = _metric(-0.3, (-0.5, -0.1)).model_copy(update={"guard": True})
+    ok, reasons = decide([_metric(0.1, (-0.05, 0.2))] * 2 + [guard_loss])
+    assert not ok and len(reasons) == 1 and "beyond noise" in reasons[0]
+
+
+def test_gate_tasks_add_humaneval_per_suite_limit(tmp_path: Path) -> None:
+    tasks = gate_tasks(sessions_dir=tmp_path, limit=3, humaneval=True)
+    assert [t.suite for t in tasks] == ["mbpp"] * 3 + ["humaneval"] * 3
+    assert tasks[3].task_id == "HumanEval/0"
+    assert all(t.suite == "mbpp" for t in gate_tasks(sessions_dir=tmp_path, limit=3))
 
 
 def _metric(diff: float, ci: tuple[float, float]) -> MetricComparison:

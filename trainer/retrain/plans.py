@@ -41,13 +41,14 @@ class SeedPlan:
 
 @dataclass(frozen=True)
 class GatePlan:
-    """The gate: `tasks` (default: the first `limit` MBPP validation tasks and the user's
-    held-out ones), up to `max_turns` attempts each (default: the settings'), `workers`
-    episodes at a time; `promote` a candidate that wins (`require_significant`: only by a
-    significant margin)."""
+    """The gate: `tasks` (default: the first `limit` MBPP validation tasks, with `humaneval`
+    the first `limit` HumanEval tasks, and the user's held-out ones), up to `max_turns`
+    attempts each (default: the settings'), `workers` episodes at a time; `promote` a
+    candidate that wins (`require_significant`: only by a significant margin)."""
 
     tasks: Sequence[Task] | None = None
     limit: int | None = None
+    humaneval: bool = False
     max_turns: int | None = None
     workers: int = 1
     promote: bool = True

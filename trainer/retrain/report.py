@@ -7,15 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import metric_preference
-from evals.results import RateOut
 from trainer.export.pipeline import ExportResult
 from trainer.gate import GateResult
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
 from trainer.train.loop import TrainResult
-
-EMPTY = RateOut(count=0, n=0, rate=0.0, ci95=(0.0, 0.0), ci_method="none")
 
 
 def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> Path:
@@ -26,28 +22,30 @@ def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> P
     import matplotlib.pyplot as plt
 
     report = gate.report
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11 + 0.6 * len(report.metrics), 4), dpi=100)
     width = 0.38
     names = [m.metric for m in report.metrics]
-    prefs = [p for p in map(metric_preference, names) if p is not None]
-    cur_rates = [gate.current.pass_at_1, gate.current.passed]
-    cand_rates = [gate.candidate.pass_at_1, gate.candidate.passed]
-    for pref in prefs:  # a rate a model has no check for: an empty bar
-        cur_rates.append(gate.current.compliance.get(pref, EMPTY))
-        cand_rates.append(gate.candidate.compliance.get(pref, EMPTY))
     for offset, label, rates in (
-        (-width / 2, f"current: {report.current}", cur_rates),
-        (width / 2, f"candidate: {report.candidate}", cand_rates),
+        (
+            -width / 2,
+            f"current: {report.current}",
+            [(m.current_rate, m.current_ci95) for m in report.metrics],
+        ),
+        (
+            width / 2,
+            f"candidate: {report.candidate}",
+            [(m.candidate_rate, m.candidate_ci95) for m in report.metrics],
+        ),
     ):
         xs = [i + offset for i in range(len(names))]
-        values = [100 * r.rate for r in rates]
+        values = [100 * rate for rate, _ in rates]
         errs = [
-            [100 * (r.rate - r.ci95[0]) for r in rates],
-            [100 * (r.ci95[1] - r.rate) for r in rates],
+            [100 * max(0.0, rate - lo) for rate, (lo, _) in rates],
+            [100 * max(0.0, hi - rate) for rate, (_, hi) in rates],
         ]
         ax.bar(xs, values, width, yerr=errs, capsize=4, label=label)
     ax.set_xticks(range(len(names)), [n if len(n) < 28 else n[:26] + "…" for n in names])
-    ax.set_ylabel(f"% of {report.tasks} held-out tasks (95% CI)")
+    ax.set_ylabel(f"% of held-out tasks ({report.tasks} in all; 95% CI)")
     ax.set_ylim(0, 100)
     ax.set_title("promoted" if report.promoted else "not promoted")
     ax.legend(fontsize=8)

@@ -316,7 +316,9 @@ def gate(
     (`preferences`: a preference round's, whose compliance the gate measures too)."""
     tasks = plan.tasks
     if tasks is None:
-        tasks = gate_tasks(sessions_dir=settings.sessions_dir, limit=plan.limit)
+        tasks = gate_tasks(
+            sessions_dir=settings.sessions_dir, limit=plan.limit, humaneval=plan.humaneval
+        )
     gate_settings = {
         "candidate": exported.name,
         "tasks": [t.task_id for t in tasks],
