@@ -36,6 +36,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from agent.config import load_settings  # noqa: E402
+from agent.models.registry import Registry, UnknownModelError  # noqa: E402
+
 FIXLOOP = [sys.executable, "-m", "fixloop"]
 
 # recipe -> (train method, extra train flags, export flags)
@@ -94,12 +98,26 @@ def seed_and_build(run: Runner, args: argparse.Namespace, model: str, name: str)
     return data
 
 
+def registered(name: str) -> bool:
+    """Whether this machine's registry holds `name` with its files in place.
+
+    An export registers the model in the user's data directory, outside the run directory;
+    a run restored on a fresh machine (bench/seeds/) has the export's record and the trained
+    run, not the registration, so the export runs again (seconds to minutes, no training).
+    """
+    try:
+        spec = Registry(load_settings({})[0].data_dir).get(name)
+    except UnknownModelError:
+        return False
+    return all(p is None or p.is_file() for p in (spec.path, spec.adapter))
+
+
 def train_and_export(run: Runner, args: argparse.Namespace, recipe: str, data: Path) -> str:
     """The recipe's registered model name (trained and exported once)."""
     method, train_flags, export_flags = RECIPES[recipe]
     trained, exported = args.out / f"train-{recipe}.json", args.out / f"export-{recipe}.json"
     name = f"{args.base}-{recipe}-{args.out.name}"
-    if exported.is_file():
+    if exported.is_file() and registered(json.loads(exported.read_text())["name"]):
         return json.loads(exported.read_text())["name"]
     if not trained.is_file():
         parent = args.out / "train" / recipe
