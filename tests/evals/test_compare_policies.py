@@ -4,9 +4,7 @@ out, and a rerun resumes without generating anything."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +16,13 @@ import pytest
 from agent.backends.base import BackendError, StreamChunk
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
 from agent.policies import POLICIES
+from tests.bench_scripts import load_bench_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "compare_policies", ROOT / "bench" / "compare_policies.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("compare_policies")
 
 
 def fenced(code: str) -> str:

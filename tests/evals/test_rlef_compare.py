@@ -4,27 +4,20 @@ pass@k of samples, for a base and a trained model, and the trained model's flips
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 from evals import report
 from evals.results import EpisodeRecord, summarize
+from tests.bench_scripts import load_bench_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["mbpp/1", "mbpp/2", "mbpp/3"]
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "rlef_compare", ROOT / "bench" / "rlef_compare.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("rlef_compare")
 
 
 def record(model: str, task: str, pass_turn: int | None, sample: int = 0) -> EpisodeRecord:

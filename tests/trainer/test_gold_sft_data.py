@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -12,17 +11,14 @@ from agent.prompts import SYSTEM, task_prompt
 from agent.sandbox.limits import SandboxLimits
 from agent.sandbox.sandbox import Sandbox
 from evals.suites import load_mbpp
+from tests.bench_scripts import load_bench_script
 from trainer.train.data import load_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gold", ROOT / "bench" / "gold_sft_data.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("gold_sft_data")
 
 
 def test_reference_programs_become_the_agents_first_turn_and_pass(tmp_path: Path) -> None:

@@ -5,27 +5,19 @@ and one that is registered is not."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 from agent import paths
 from agent.models.registry import ModelSpec, Registry
+from tests.bench_scripts import load_bench_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "learning_loop", ROOT / "bench" / "learning_loop.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("learning_loop")
 
 
 class Recorder:
