@@ -50,8 +50,11 @@ def _opt(default: Any, flag: str, help: str, **constraints: Any) -> Any:
 class TrainConfig(BaseModel):
     """Every knob of a run. Defaults suit LoRA on a 1.5B model on one GPU."""
 
+    # SFT: no recipe measured on the 0.5B beat its base (docs/BENCHMARKS.md); SFT on the
+    # model's own passing samples tied it and is the cheapest: minutes of training on 2 cores
+    # where LeTI's rows (every attempt with its feedback) take hours.
     method: Method = _opt(
-        "leti",
+        "sft",
         "--method",
         "sft | leti | ilf | dpo | kto (the dataset it trains on) | rlef (online, on tasks).",
     )
