@@ -33,15 +33,17 @@ class Recorder:
         return ""
 
 
-def restored_run(tmp_path: Path) -> tuple[argparse.Namespace, str, Path]:
+def restored_run(
+    tmp_path: Path, recipe: str = "leti", merged: bool = False
+) -> tuple[argparse.Namespace, str, Path]:
     """A run directory as bench/seeds/ restores it: trained and exported, on another machine."""
     out = tmp_path / "exp"
-    run_dir = out / "train" / "leti" / "20261204-000000"
+    run_dir = out / "train" / recipe / "20261204-000000"
     run_dir.mkdir(parents=True)
-    name = "qwen2.5-coder-0.5b-leti-exp"
-    (out / "train-leti.json").write_text(json.dumps({"run_dir": str(run_dir)}))
-    (out / "export-leti.json").write_text(json.dumps({"name": name, "run_dir": str(run_dir)}))
-    args = argparse.Namespace(out=out, base="qwen2.5-coder-0.5b")
+    name = f"qwen2.5-coder-0.5b-{recipe}-exp"
+    (out / f"train-{recipe}.json").write_text(json.dumps({"run_dir": str(run_dir)}))
+    (out / f"export-{recipe}.json").write_text(json.dumps({"name": name, "run_dir": str(run_dir)}))
+    args = argparse.Namespace(out=out, base="qwen2.5-coder-0.5b", merged=merged)
     return args, name, run_dir
 
 
@@ -53,6 +55,15 @@ def test_an_export_missing_from_this_machines_registry_runs_again(tmp_path: Path
     assert bench.train_and_export(run, args, "leti", tmp_path / "data") == name
 
     assert run.commands == [["export", str(run_dir), "--name", name]]
+
+
+def test_merged_exports_a_lora_recipe_as_retrain_does(tmp_path: Path) -> None:
+    bench = load_bench()
+    for merged, flags in ((False, ["--lora-only"]), (True, [])):
+        args, name, run_dir = restored_run(tmp_path / str(merged), "sft", merged=merged)
+        run = Recorder()
+        bench.train_and_export(run, args, "sft", tmp_path / "data")
+        assert run.commands == [["export", str(run_dir), "--name", name, *flags]]
 
 
 def test_a_registered_export_is_not_redone(tmp_path: Path) -> None:
