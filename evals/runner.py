@@ -163,7 +163,7 @@ def run_suite(
     bar = tqdm(
         total=total,
         initial=total - len(jobs),
-        desc=f"eval {label}",
+        desc=f"{purpose} {label}",  # "seed ..." while seeding, "eval ..." otherwise
         unit="ep",
         disable=not progress,
         file=sys.stderr,

@@ -371,3 +371,21 @@ def test_errors_after_a_clean_episode_are_kept_as_failures(
     result = run(settings, tmp_path / "out", [ADD], tasks=TASKS[:4], max_turns=1)
     assert result.errors == 3 and result.episodes == 4
     assert result.passed.count == 1
+
+
+def test_the_progress_bar_names_what_runs(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fixloop retrain`'s seed stage said "eval MODEL" for two hours while it seeded."""
+    for purpose in ("seed", "eval"):
+        run_suite(
+            TASKS[:1],
+            settings,
+            max_turns=1,
+            out_dir=tmp_path / purpose,
+            backend=ScriptedBackend([ADD], name="scripted"),
+            label="scripted",
+            purpose=purpose,
+            progress=True,
+        )
+        assert f"{purpose} scripted:" in capsys.readouterr().err
