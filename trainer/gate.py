@@ -266,6 +266,15 @@ def gate_tasks(
 BackendFactory = Callable[[str], "Backend | None"]
 
 
+def _finished_episodes(out_dir: Path, label: str, tasks: Sequence[Task]) -> int:
+    """How many of `tasks` already have an episode of `label` in `out_dir`."""
+    from evals.results_file import read_results, results_path
+
+    _, records = read_results(results_path(out_dir, label))
+    wanted = {t.task_id for t in tasks}
+    return len({r.task_id for r in records if r.task_id in wanted})
+
+
 @dataclass(frozen=True)
 class GateResult:
     report: GateReport
@@ -287,12 +296,17 @@ def run_gate(
     backend_for: BackendFactory | None = None,
     progress: bool = True,
     preferences: Sequence[Preference] = (),
+    reuse: bool = True,
 ) -> GateResult:
     """Evaluate current and candidate on `tasks`, decide, promote or not, write the report.
 
     `preferences` (a preference round's candidate): both models are told them and each one's
     compliance of the first program is a metric beside the pass rates (the rule weighs it
-    like them)."""
+    like them). With `reuse`, each model's episodes are kept under the data directory's
+    `gate/episodes/`, keyed by its weights, the settings and the episode code
+    (`evals.episode_cache`), and read back by a later gate: the current model of a retrain
+    is evaluated once, not on every retrain."""
+    from evals.episode_cache import episodes_dir
     from evals.runner import run_suite
 
     registry = Registry(settings.data_dir)
@@ -309,15 +323,31 @@ def run_gate(
     out = out_dir or settings.data_dir / "gate" / candidate
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, SuiteResult] = {}
+    reused: dict[str, int] = {}
+    pref_names = [f"{p.id} v{p.current.version}" for p in preferences]
     for name in (current, candidate):
         model_settings = settings.model_copy(
             update={"model": name, "adapter": None, "base_url": None}
         )
+        episode_settings = model_settings.model_copy(
+            update={"max_turns": turns, "temperature": 0.0, "seed": 0}
+        )
+        model_out = out
+        if reuse:
+            model_out = episodes_dir(
+                settings.data_dir / "gate" / "episodes",
+                registry.get(name),
+                episode_settings,
+                pref_names,
+            )
+        reused[name] = _finished_episodes(model_out, name, tasks)
         results[name] = run_suite(
             list(tasks),
             model_settings,
             max_turns=turns,
-            out_dir=out,
+            temperature=0.0,
+            seed=0,
+            out_dir=model_out,
             workers=workers,
             purpose="eval",
             progress=progress,
@@ -344,6 +374,13 @@ def run_gate(
             f"note: {len(tasks)} tasks can only show large differences (intervals are wide); "
             "use the whole MBPP validation split (90 tasks) for a decision that means much"
         )
+    for name, count in reused.items():
+        if count:
+            reasons.append(
+                f"note: {count} of {name}'s {len(tasks)} episodes were read back from an "
+                "earlier gate with the same weights, settings and code (--no-reuse runs them "
+                "again)"
+            )
     promoted = ok and promote
     if ok and not promote:
         reasons.append("would be promoted; left inactive because promotion was turned off")

@@ -194,6 +194,14 @@ def gate(
     require_significant: Annotated[
         bool, typer.Option("--require-significant", help="Need a gain beyond noise.")
     ] = False,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            "--reuse/--no-reuse",
+            help="Read back a model's episodes from an earlier gate with the same weights, "
+            "settings and code instead of running them again.",
+        ),
+    ] = True,
 ) -> None:
     """Evaluate candidate vs current on held-out tasks; promote only if not worse."""
     from agent.models.registry import UnknownModelError
@@ -213,6 +221,7 @@ def gate(
             workers=workers,
             promote=promote,
             require_significant=require_significant,
+            reuse=reuse,
         )
     except (GateError, EvalError, SuiteError, UnknownModelError) as exc:
         fail(str(exc))
@@ -237,6 +246,14 @@ def retrain(
     max_turns: Annotated[int | None, typer.Option("--max-turns", min=1)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
     promote: Annotated[bool, typer.Option("--promote/--no-promote")] = True,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            "--reuse/--no-reuse",
+            help="Read back a model's episodes from an earlier gate with the same weights, "
+            "settings and code instead of running them again.",
+        ),
+    ] = True,
     skip_build: Annotated[
         bool, typer.Option("--skip-build", help="Train on the existing dataset as is.")
     ] = False,
@@ -326,6 +343,7 @@ def retrain(
                 max_turns=max_turns,
                 workers=workers,
                 promote=promote,
+                reuse=reuse,
             ),
             quant=quant,
             lora_only=lora_only,

@@ -91,6 +91,47 @@ def test_gate_promotes_a_better_model_and_refuses_a_worse_one(world: dict[str, A
     assert len(list(world["settings"].sessions_dir.rglob("*.jsonl"))) >= 3 * N_TASKS
 
 
+def test_a_later_gate_reads_the_current_models_episodes_back(world: dict[str, Any]) -> None:
+    """The current model is evaluated once: a second candidate's gate reads its episodes
+    back, unless its weights, the settings or `reuse` say otherwise."""
+    current = world["backends"]["current"]
+    common = {
+        "settings": world["settings"],
+        "tasks": world["tasks"],
+        "current": "current",
+        "backend_for": world["backends"].get,
+        "progress": False,
+        "promote": False,
+    }
+    run_gate("worse", **common)
+    first = current.calls
+    assert first >= N_TASKS
+
+    result = run_gate("better", **common)
+    assert current.calls == first  # not one reply generated again
+    assert world["backends"]["better"].calls >= N_TASKS  # the candidate's episodes ran
+    assert result.report.metrics[0].current_rate == 0.5  # the same verdicts, read back
+    notes = [r for r in result.report.reasons if "read back" in r]
+    assert notes == [
+        f"note: {N_TASKS} of current's {N_TASKS} episodes were read back from an earlier "
+        "gate with the same weights, settings and code (--no-reuse runs them again)"
+    ]
+
+    run_gate("better", **common, max_turns=1)  # another turn budget: other episodes
+    assert current.calls > first
+    again = current.calls
+    run_gate("better", **common, reuse=False)
+    assert current.calls > again
+
+    reg: Registry = world["registry"]
+    spec = reg.get("current")
+    reg.add(spec.model_copy(update={"sha256": "1" * 64}), overwrite=True)  # new weights
+    before = current.calls
+    result = run_gate("better", **common)
+    assert current.calls > before
+    assert not any("current's" in r for r in result.report.reasons)
+
+
 def test_a_candidate_better_than_a_model_not_in_use_is_not_promoted(
     world: dict[str, Any],
 ) -> None:

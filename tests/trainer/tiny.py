@@ -157,6 +157,7 @@ class OracleBackend:
         self.n_ctx = 4096
         self.solutions = solutions
         self.knows = knows
+        self.calls = 0  # replies generated
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(len(m.content.split()) + 4 for m in messages)
@@ -170,6 +171,7 @@ class OracleBackend:
         params: SamplingParams,
         response_format: dict[str, Any] | None = None,
     ) -> Iterator[StreamChunk]:
+        self.calls += 1
         first_user = next(m.content for m in messages if m.role == "user")
         text = next(t for t in self.solutions if t in first_user)
         code = self.solutions[text] if text in self.knows else "result = None\n"

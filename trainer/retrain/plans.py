@@ -44,7 +44,8 @@ class GatePlan:
     """The gate: `tasks` (default: the first `limit` MBPP validation tasks, with `humaneval`
     the first `limit` HumanEval tasks, and the user's held-out ones), up to `max_turns`
     attempts each (default: the settings'), `workers` episodes at a time; `promote` a
-    candidate that wins (`require_significant`: only by a significant margin)."""
+    candidate that wins (`require_significant`: only by a significant margin); `reuse` the
+    episodes of an earlier gate with the same model, settings and code."""
 
     tasks: Sequence[Task] | None = None
     limit: int | None = None
@@ -53,3 +54,4 @@ class GatePlan:
     workers: int = 1
     promote: bool = True
     require_significant: bool = False
+    reuse: bool = True

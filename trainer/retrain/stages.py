@@ -352,6 +352,7 @@ def gate(
         backend_for=backend_for,
         progress=progress,
         preferences=preferences,
+        reuse=plan.reuse,
     )
     md, png = write_report(state.directory, cfg, train, exported, gate, notes)
     verdict = "promoted" if gate.report.promoted else "not promoted"
