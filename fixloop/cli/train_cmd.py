@@ -86,7 +86,7 @@ def train(
 ) -> None:
     """Fine-tune on a dataset from `fixloop data build` (runs under `accelerate launch` too)."""
     from trainer.train.data import DataError
-    from trainer.train.loop import run_training
+    from trainer.train.loop import describe_loss, run_training
     from trainer.train.modeling import BaseModelError
     from trainer.train.rundir import RunDirError
 
@@ -116,7 +116,7 @@ def train(
         return
     typer.echo(
         f"run: {result.run_dir}\n"
-        f"steps {m['steps']}  loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}  "
+        f"steps {m['steps']}  {describe_loss(m)}  "
         f"{m['tokens_per_s']} tokens/s  {m['train_seconds']} s"
         + (f"  peak GPU {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else "")
         + (

@@ -300,3 +300,18 @@ def test_grouping_by_length_is_for_single_sequences(tmp_path: Path) -> None:
     assert not resolved(method="sft", group_by_length=False)
     with pytest.raises(ValueError, match="Leave it off"):
         resolved(method="dpo", group_by_length=True)
+
+
+def test_the_loss_summary_compares_like_with_like(tmp_path: Path) -> None:
+    """A swinging curve whose first step happens to be low must not read as a rise: the
+    summary compares the mean of the first tenth of the steps with the mean of the last."""
+    from trainer.train.loop import _summary, describe_loss
+
+    cfg = TrainConfig(base="smollm2-135m", data_dir=tmp_path, out_dir=tmp_path, method="sft")
+    history = [{"step": i + 1, "loss": 0.03 if i % 2 == 0 else 0.20} for i in range(20)]
+    m = _summary(cfg, history, 1, 2, 10)
+    assert m["first_loss"] == 0.03 and m["loss_window"] == 2
+    assert m["start_loss"] == pytest.approx(0.115) and m["final_loss"] == pytest.approx(0.115)
+    line = describe_loss(m)
+    assert "loss 0.1150 -> 0.1150" in line and "first and last 2 steps" in line, line
+    assert "min 0.0300" in line

@@ -11,7 +11,7 @@ from trainer.export.pipeline import ExportResult
 from trainer.gate import GateResult
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
-from trainer.train.loop import TrainResult
+from trainer.train.loop import TrainResult, describe_loss
 
 
 def plot_report(gate: GateResult, history: list[dict[str, Any]], out: Path) -> Path:
@@ -75,7 +75,7 @@ def report_markdown(
         "",
         f"- data: {cfg.data_dir} ({m['examples']} {cfg.method} examples)",
         *(f"- {note}" for note in notes),
-        f"- training: {m['steps']} steps, loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
+        f"- training: {m['steps']} steps, {describe_loss(m)}, "
         f"{m['tokens_per_s']} tokens/s"
         + (f", peak GPU memory {m['peak_gpu_mem_gb']} GiB" if "peak_gpu_mem_gb" in m else ""),
         f"- validation loss: {m.get('val_loss_before')} -> {m.get('val_loss_after')} "

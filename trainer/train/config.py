@@ -107,7 +107,8 @@ class TrainConfig(BaseModel):
         "--gradient-checkpointing/--no-gradient-checkpointing",
         "Trade compute for memory (default: on for dpo and kto, whose rows are two sequences "
         "each, scored by the policy and the reference, and for leti, which scores every "
-        "position).",
+        "position; for sft and ilf, on when a step would not fit in the memory available "
+        "without it, as the 1.5B's does not in 23 GB).",
     )
     group_by_length: bool | None = _opt(
         None,
@@ -139,11 +140,12 @@ class TrainConfig(BaseModel):
     def _alpha(self) -> TrainConfig:
         if self.lora_alpha is None:
             self.lora_alpha = 2 * self.lora_r
-        if self.gradient_checkpointing is None:
+        if self.gradient_checkpointing is None and self.method in (*PAIRED_METHODS, "leti"):
             # Measured on the 0.5B (docs/BENCHMARKS.md): DPO without it was killed for
             # memory at 24 GB RSS; with it, under 10 GB at 12% more time per step. LeTI too:
-            # its loss covers every position, and 4 rows of 1,024 tokens took 24 GB.
-            self.gradient_checkpointing = self.method in (*PAIRED_METHODS, "leti")
+            # its loss covers every position, and 4 rows of 1,024 tokens took 24 GB. For the
+            # others it stays None: the loaded model's size decides (trainer.train.memory).
+            self.gradient_checkpointing = True
         if self.group_by_length is None:
             # LeTI's rows padded to the longest of 4 random ones: 65% real tokens; grouped, 98%
             # (docs/BENCHMARKS.md). TRL's other trainers have no input_ids column to group by.
