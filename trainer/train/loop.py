@@ -171,8 +171,17 @@ def run_training(
     new_ids = add_leti_tokens(tokenizer, model) if cfg.needs_leti_tokens else []
     n_total = sum(p.numel() for p in model.parameters())
     if cfg.gradient_checkpointing is None:
-        on = decide_checkpointing(model, rows=cfg.batch_size, tokens=cfg.max_len, main=main)
-        cfg = cfg.model_copy(update={"gradient_checkpointing": on})
+        # One decision for every process (the main one's), each counted against the memory
+        # they share on a CPU host; a GPU's free memory is its own process's.
+        sharers = 1 if torch.cuda.is_available() else state.num_processes
+        decided = [
+            decide_checkpointing(
+                model, n_params=n_total, rows=cfg.batch_size, tokens=cfg.max_len,
+                sharers=sharers, main=main,
+            ) if main else None
+        ]  # fmt: skip
+        broadcast_object_list(decided)
+        cfg = cfg.model_copy(update={"gradient_checkpointing": bool(decided[0])})
     with peft_compat():
         trainer = build_trainer(
             cfg,

@@ -72,12 +72,15 @@ def needs_checkpointing(estimate: StepMemory, available: int | None) -> bool:
     return available is not None and estimate.total > HEADROOM * available
 
 
-def decide_checkpointing(model: Any, *, rows: int, tokens: int, main: bool = True) -> bool:
-    """The `--gradient-checkpointing` default for `model` (loaded) at this batch shape."""
+def decide_checkpointing(
+    model: Any, *, n_params: int, rows: int, tokens: int, sharers: int = 1, main: bool = True
+) -> bool:
+    """The `--gradient-checkpointing` default for `model` (loaded, `n_params` weights) at this
+    batch shape, when `sharers` training processes share the memory available."""
     config = model.config.get_text_config()
     dtype_bytes = next(model.parameters()).element_size()
     estimate = step_memory(
-        n_params=sum(p.numel() for p in model.parameters()),
+        n_params=n_params,
         hidden=config.hidden_size,
         layers=config.num_hidden_layers,
         vocab=config.vocab_size,
@@ -85,7 +88,8 @@ def decide_checkpointing(model: Any, *, rows: int, tokens: int, main: bool = Tru
         tokens=tokens,
         dtype_bytes=dtype_bytes,
     )
-    available = available_memory()
+    free = available_memory()
+    available = None if free is None else free // sharers
     on = needs_checkpointing(estimate, available)
     if on and main:
         print(
