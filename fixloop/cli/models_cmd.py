@@ -33,12 +33,14 @@ def list_models() -> None:
     reg, cache = _registry()
     cfg = settings()
     default = cfg.model
-    typer.echo(f"{'':2}{'NAME':28} {'SIZE':>10}  {'STATE':17} DESCRIPTION")
-    for name, spec in reg.all().items():
+    models = reg.all()
+    width = max(28, *(len(name) for name in models))  # trained names run long
+    typer.echo(f"{'':2}{'NAME':{width}} {'SIZE':>10}  {'STATE':17} DESCRIPTION")
+    for name, spec in models.items():
         status = model_status(spec, cache)
         mark = "* " if name == default else "  "
         size = human_size(spec.size)
-        typer.echo(f"{mark}{name:28} {size:>10}  {status.state:17} {spec.description}")
+        typer.echo(f"{mark}{name:{width}} {size:>10}  {status.state:17} {spec.description}")
     active = reg.active()
     typer.echo(
         f"\n* default: {default}"

@@ -42,6 +42,12 @@ def test_add_verify_and_refuse_corruption(tmp_path: Path, smollm_path: Path) -> 
     assert "mine" in listing and "smollm2-135m" in listing and "qwen2.5-coder-1.5b" in listing
     res = _run("models", "verify", "mine", env=env)
     assert res.returncode == 0 and "mine: verified" in res.stdout
+    long_name = "qwen2.5-coder-0.5b-teacher-exp13-with-a-long-name"
+    assert _run("models", "add", str(local), "--name", long_name, env=env).returncode == 0
+    header, *rows = _run("models", "list", env=env).stdout.split("\n\n")[0].splitlines()
+    state = header.index("STATE")
+    for row in rows:  # every row's state sits under STATE, however long the names
+        assert row[state:].split()[0] in {"verified", "unverified", "not", "missing"}, row
     with local.open("r+b") as fh:
         fh.seek(5000)
         byte = fh.read(1)
