@@ -240,3 +240,37 @@ def plot_compliance(results: Sequence[SuiteResult], path: Path) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def recorded_figures(path: Path, model: str) -> dict[str, Any]:
+    """One model's figures from a results.json, as a shipped version's manifest records them.
+
+    The suite, the loop it ran, pass within each attempt count, and every task's first
+    passing attempt (None: none passed), so a user's own `fixloop eval --model NAME` can be
+    compared with what was measured, task by task.
+    """
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"{path} is not a results.json written by `fixloop eval` ({exc}); give the "
+            "results.json from the eval's --out directory."
+        ) from exc
+    mine = [r for r in runs if r.get("model") == model]
+    if len(mine) != 1:
+        found = sorted({str(r.get("model")) for r in runs})
+        raise ValueError(
+            f"{path} holds no single run of {model!r} (its models: {', '.join(found)}); "
+            f"evaluate it with `fixloop eval --model {model}` first."
+        )
+    run = mine[0]
+    return {
+        "suite": run["suite"],
+        "n_tasks": run["n_tasks"],
+        "policy": run.get("policy"),
+        "max_turns": run["max_turns"],
+        "samples": run["samples"],
+        "temperature": run["temperature"],
+        "pass_within": {k: int(v["count"]) for k, v in run["pass_within"].items()},
+        "pass_turn": {t["task_id"]: (t["pass_turns"] or [None])[0] for t in run["tasks"]},
+    }

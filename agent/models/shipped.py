@@ -87,8 +87,13 @@ def ship(
     bases: dict[str, ModelSpec],
     description: str | None = None,
     directory: Path = ADAPTERS_DIR,
+    evals: list[dict[str, Any]] | None = None,
 ) -> ShippedAdapter:
-    """Copy a registered LoRA-only version into `directory` with its manifest."""
+    """Copy a registered LoRA-only version into `directory` with its manifest.
+
+    `evals` are the figures it was measured at (evals.report.recorded_figures), kept in the
+    lineage beside the training metrics.
+    """
     base = spec.lineage.get("base")
     if spec.adapter is None or not spec.adapter.is_file():
         raise ShippedAdapterError(
@@ -109,6 +114,8 @@ def ship(
     target = directory / f"{spec.name}.gguf"
     shutil.copyfile(spec.adapter, target)
     lineage = {k: v for k, v in spec.lineage.items() if k not in LOCAL_KEYS}
+    if evals:
+        lineage["evals"] = evals
     entry = ShippedAdapter(
         name=spec.name,
         description=description or f"{spec.description} (shipped adapter)",

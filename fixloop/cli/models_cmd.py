@@ -17,6 +17,7 @@ from agent.models.provision import (
 )
 from agent.models.registry import DEFAULT_MODEL, base_models, human_size
 from agent.models.shipped import ADAPTERS_DIR, ShippedAdapterError, ship
+from evals.report import recorded_figures
 from fixloop.cli.common import fail, settings
 
 app = typer.Typer(help="List, provision, verify and register models.", no_args_is_help=True)
@@ -164,6 +165,14 @@ def ship_cmd(
     to: Annotated[
         Path, typer.Option("--to", help="Adapters directory (default: fixloop's own).")
     ] = ADAPTERS_DIR,
+    evals: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--eval",
+            help="A results.json of `fixloop eval --model NAME` (repeatable): its figures and "
+            "per-task outcomes go into the manifest, so users can reproduce them.",
+        ),
+    ] = None,
 ) -> None:
     """For maintainers: copy a version's adapter and manifest into fixloop's built-in models.
 
@@ -172,8 +181,12 @@ def ship_cmd(
     """
     reg, _ = _registry()
     try:
-        entry = ship(reg.get(name), bases=base_models(), description=description, directory=to)
-    except ShippedAdapterError as exc:
+        figures = [recorded_figures(path, name) for path in evals or []]
+        spec = reg.get(name)
+        entry = ship(
+            spec, bases=base_models(), description=description, directory=to, evals=figures
+        )
+    except (ShippedAdapterError, ValueError) as exc:
         fail(str(exc))
     typer.echo(
         f"shipped {entry.name}: {to / entry.adapter_file} ({human_size(entry.size)}, "

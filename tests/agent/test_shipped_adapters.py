@@ -122,9 +122,12 @@ def test_ship_copies_a_trained_lora_version_and_round_trips(
         }
     )
     adapters = tmp_path / "adapters"
-    entry = ship(trained, bases={"base-x": base}, directory=adapters)
+    figures = {"suite": "mbpp/validation", "pass_within": {"1": 3}, "pass_turn": {"t/1": 1}}
+    entry = ship(trained, bases={"base-x": base}, directory=adapters, evals=[figures])
     assert (adapters / "base-x-sft-1.gguf").read_bytes() == lora.read_bytes()
     assert "run_dir" not in entry.lineage  # a path on the trainer's machine means nothing here
+    manifest = json.loads((adapters / "base-x-sft-1.json").read_text())
+    assert manifest["lineage"]["evals"] == [figures]  # what it was measured at travels with it
     (spec,) = shipped_specs({"base-x": base}, adapters)
     assert spec.adapter_sha256 == hashlib.sha256(lora.read_bytes()).hexdigest()
     assert ensure_model(spec, tmp_path / "cache") == base.path

@@ -354,6 +354,21 @@ def test_two_models_side_by_side_with_flips(settings: Settings, tmp_path: Path) 
     assert [r["model"] for r in data["runs"]] == ["model-a", "model-b"]
     png = report.plot([a, b], tmp_path / "out" / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    path = report.write_json([a, b], tmp_path / "out" / "results.json")
+    figures = report.recorded_figures(path, "model-b")  # what a shipped manifest keeps
+    assert figures["suite"] == a.suite and figures["pass_within"] == {"1": 2}
+    assert figures["pass_turn"] == {
+        "tiny/1": None,
+        "tiny/2": 1,
+        "tiny/3": None,
+        "tiny/4": 1,
+        "tiny/5": None,
+    }
+    with pytest.raises(ValueError, match=r"no single run of 'model-c'.*model-a, model-b"):
+        report.recorded_figures(path, "model-c")
+    path.write_text("{")
+    with pytest.raises(ValueError, match=r"not a results\.json written by `fixloop eval`"):
+        report.recorded_figures(path, "model-b")
 
 
 def test_a_broken_backend_stops_the_run_without_keeping_episodes(
