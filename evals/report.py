@@ -271,6 +271,35 @@ def recorded_figures(path: Path, model: str) -> dict[str, Any]:
         "max_turns": run["max_turns"],
         "samples": run["samples"],
         "temperature": run["temperature"],
+        "seed": run.get("seed", 0),
+        "stop_at": run.get("stop_at"),
         "pass_within": {k: int(v["count"]) for k, v in run["pass_within"].items()},
         "pass_turn": {t["task_id"]: (t["pass_turns"] or [None])[0] for t in run["tasks"]},
     }
+
+
+LOOP_KEYS = ("suite", "policy", "max_turns", "samples", "temperature", "seed", "stop_at")
+
+
+def against_recorded(result: SuiteResult, recorded: Sequence[dict[str, Any]]) -> str | None:
+    """This run of a shipped version against the figures its manifest recorded for the same
+    suite and loop, task by task (None when none was recorded for this loop)."""
+    mine = result.model_dump(mode="json")
+    same = [r for r in recorded if all(r.get(k) == mine.get(k) for k in LOOP_KEYS)]
+    if not same:
+        return None
+    then = same[0]["pass_turn"]
+    now = {t.task_id: t.pass_turns[0] if t.pass_turns else None for t in result.tasks}
+    common = [t for t in now if t in then]
+    differ = [t for t in common if now[t] != then[t]]
+    passed_now = sum(now[t] is not None for t in common)
+    passed_then = sum(then[t] is not None for t in common)
+    head = (
+        f"{result.model} against its recorded figures on {len(common)} of "
+        f"{same[0]['n_tasks']} tasks: {passed_now} passed now, {passed_then} recorded; "
+    )
+    if not differ:
+        return head + "every task passed at the recorded attempt."
+    shown = ", ".join(f"{t} ({then[t]} -> {now[t]})" for t in differ[:8])
+    more = f" and {len(differ) - 8} more" if len(differ) > 8 else ""
+    return head + f"{len(differ)} differ (recorded attempt -> now): {shown}{more}."

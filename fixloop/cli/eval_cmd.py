@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     from evals.results import StopRule
 
 
+def recorded_evals(data_dir: Path, name: str) -> list[dict]:
+    """The figures a version's lineage recorded (a shipped adapter's manifest), if any."""
+    from agent.models.registry import Registry, UnknownModelError
+
+    try:
+        return Registry(data_dir).get(name).lineage.get("evals", [])
+    except UnknownModelError:  # a server's model name, say
+        return []
+
+
 def default_out_dir(
     data_dir: Path,
     suite: str,
@@ -231,6 +241,10 @@ def eval_command(
     flips = report.flips_text(results)
     if flips:
         typer.echo("\n" + flips)
+    for result in results:  # a shipped version against what it was measured at
+        line = report.against_recorded(result, recorded_evals(base.data_dir, result.model))
+        if line:
+            typer.echo("\n" + line)
     typer.echo(f"\nresults: {json_path}\nplot:    {png_path}")
     if compliance_png is not None:
         typer.echo(f"compliance: {compliance_png}")

@@ -364,6 +364,13 @@ def test_two_models_side_by_side_with_flips(settings: Settings, tmp_path: Path) 
         "tiny/4": 1,
         "tiny/5": None,
     }
+    same = report.against_recorded(b, [figures])  # a user's rerun of a shipped version
+    assert same is not None and "2 passed now, 2 recorded; every task passed" in same
+    changed = {**figures, "pass_turn": {**figures["pass_turn"], "tiny/3": 1}}
+    assert "1 differ (recorded attempt -> now): tiny/3 (1 -> None)" in str(
+        report.against_recorded(b, [changed])
+    )
+    assert report.against_recorded(b, [{**figures, "max_turns": 4}]) is None  # another loop
     with pytest.raises(ValueError, match=r"no single run of 'model-c'.*model-a, model-b"):
         report.recorded_figures(path, "model-c")
     path.write_text("{")
