@@ -145,3 +145,25 @@ def test_ship_refuses_what_users_could_not_load(base: ModelSpec, tmp_path: Path)
     elsewhere = other.model_copy(update={"lineage": {"base": "base-x"}, "sha256": "0" * 64})
     with pytest.raises(ShippedAdapterError, match="export it again on the built-in base"):
         ship(elsewhere, bases={"base-x": base}, directory=tmp_path / "a")
+
+
+def test_the_adapters_fixloop_ships_match_their_manifests() -> None:
+    """The committed adapters themselves: bytes, base, format and recorded figures."""
+    pytest.importorskip("gguf")
+    from agent.models.provision import _gguf_fields
+    from agent.models.shipped import ADAPTERS_DIR
+
+    entries = read_manifests()
+    assert entries, "fixloop ships at least one fine-tuned version"
+    bases = base_models()
+    for entry in entries:
+        path = ADAPTERS_DIR / entry.adapter_file
+        data = path.read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (entry.sha256, entry.size)
+        assert entry.lineage["base_sha256"] == bases[entry.base].sha256  # made on that base
+        fields = _gguf_fields(path)
+        assert (fields["general.type"], fields["adapter.type"]) == ("adapter", "lora")
+        for figures in entry.lineage["evals"]:  # every recorded task, for a user's rerun
+            assert len(figures["pass_turn"]) == figures["n_tasks"]
+            passed = sum(turn is not None for turn in figures["pass_turn"].values())
+            assert passed == figures["pass_within"][str(figures["max_turns"])]
