@@ -242,54 +242,49 @@ def plot_compliance(results: Sequence[SuiteResult], path: Path) -> Path | None:
     return path
 
 
-def recorded_figures(path: Path, model: str) -> dict[str, Any]:
-    """One model's figures from a results.json, as a shipped version's manifest records them.
+LOOP_KEYS = ("suite", "policy", "max_turns", "samples", "temperature", "seed", "stop_at")
 
-    The suite, the loop it ran, pass within each attempt count, and every task's first
-    passing attempt (None: none passed), so a user's own `fixloop eval --model NAME` can be
-    compared with what was measured, task by task.
-    """
+
+def figures(result: SuiteResult) -> dict[str, Any]:
+    """What a shipped version's manifest records of a run: the loop it ran, pass within
+    each attempt count, and every task's first passing attempt (None: none passed)."""
+    loop = result.model_dump(mode="json", include=set(LOOP_KEYS))
+    return {
+        **loop,
+        "n_tasks": result.n_tasks,
+        "pass_within": {str(k): int(v.count) for k, v in result.pass_within.items()},
+        "pass_turn": {t.task_id: (t.pass_turns or [None])[0] for t in result.tasks},
+    }
+
+
+def recorded_figures(path: Path, model: str) -> dict[str, Any]:
+    """One model's `figures` from a results.json written by `fixloop eval`."""
     try:
-        runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
-    except (OSError, ValueError, KeyError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = [SuiteResult.model_validate(r) for r in data["runs"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(
             f"{path} is not a results.json written by `fixloop eval` ({exc}); give the "
             "results.json from the eval's --out directory."
         ) from exc
-    mine = [r for r in runs if r.get("model") == model]
+    mine = [r for r in runs if r.model == model]
     if len(mine) != 1:
-        found = sorted({str(r.get("model")) for r in runs})
+        found = sorted({r.model for r in runs})
         raise ValueError(
             f"{path} holds no single run of {model!r} (its models: {', '.join(found)}); "
             f"evaluate it with `fixloop eval --model {model}` first."
         )
-    run = mine[0]
-    return {
-        "suite": run["suite"],
-        "n_tasks": run["n_tasks"],
-        "policy": run.get("policy"),
-        "max_turns": run["max_turns"],
-        "samples": run["samples"],
-        "temperature": run["temperature"],
-        "seed": run.get("seed", 0),
-        "stop_at": run.get("stop_at"),
-        "pass_within": {k: int(v["count"]) for k, v in run["pass_within"].items()},
-        "pass_turn": {t["task_id"]: (t["pass_turns"] or [None])[0] for t in run["tasks"]},
-    }
-
-
-LOOP_KEYS = ("suite", "policy", "max_turns", "samples", "temperature", "seed", "stop_at")
+    return figures(mine[0])
 
 
 def against_recorded(result: SuiteResult, recorded: Sequence[dict[str, Any]]) -> str | None:
     """This run of a shipped version against the figures its manifest recorded for the same
     suite and loop, task by task (None when none was recorded for this loop)."""
-    mine = result.model_dump(mode="json")
-    same = [r for r in recorded if all(r.get(k) == mine.get(k) for k in LOOP_KEYS)]
+    mine = figures(result)
+    same = [r for r in recorded if all(r.get(k) == mine[k] for k in LOOP_KEYS)]
     if not same:
         return None
-    then = same[0]["pass_turn"]
-    now = {t.task_id: t.pass_turns[0] if t.pass_turns else None for t in result.tasks}
+    then, now = same[0]["pass_turn"], mine["pass_turn"]
     common = [t for t in now if t in then]
     differ = [t for t in common if now[t] != then[t]]
     passed_now = sum(now[t] is not None for t in common)
