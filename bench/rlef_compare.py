@@ -19,15 +19,15 @@ repair beat resampling at equal budget; this is the table that shows whether it 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from evals.metrics import mean_pass_at_k, paired_comparison, wilson_interval
+from evals.report import read_results_json
+from evals.results import SuiteResult
 from trainer.rlef.report import COMPARE_DIR, reward_summary, write_run_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,26 +47,22 @@ def eval_command(args: argparse.Namespace, policy: str) -> list[str]:
     return cmd
 
 
-def runs_by_model(results: Path) -> dict[str, dict[str, Any]]:
-    data = json.loads(results.read_text(encoding="utf-8"))
-    return {run["model"]: run for run in data["runs"]}
+def runs_by_model(results: Path) -> dict[str, SuiteResult]:
+    return {run.model: run for run in read_results_json(results)}
 
 
-def repair_passes(run: dict[str, Any], k: int) -> dict[str, bool]:
+def repair_passes(run: SuiteResult, k: int) -> dict[str, bool]:
     """task -> passed within k attempts of the (single) repair episode."""
     out = {}
-    for task in run["tasks"]:
-        turns = [t for t in task["pass_turns"] if t is not None]
-        out[task["task_id"]] = bool(turns) and min(turns) <= k
+    for task in run.tasks:
+        turns = [t for t in task.pass_turns if t is not None]
+        out[task.task_id] = bool(turns) and min(turns) <= k
     return out
 
 
-def sample_counts(run: dict[str, Any]) -> dict[str, tuple[int, int]]:
+def sample_counts(run: SuiteResult) -> dict[str, tuple[int, int]]:
     """task -> (samples, samples that passed on their one attempt)."""
-    return {
-        t["task_id"]: (t["samples"], sum(1 for p in t["pass_turns"] if p == 1))
-        for t in run["tasks"]
-    }
+    return {t.task_id: (t.samples, sum(1 for p in t.pass_turns if p == 1)) for t in run.tasks}
 
 
 def rate(count: float, n: int) -> str:
@@ -93,7 +89,7 @@ def report(args: argparse.Namespace) -> str:
     ]
     curves: dict[str, list[float]] = {}
     for model in models:
-        n = len(repair[model]["tasks"])
+        n = len(repair[model].tasks)
         counts = list(sample_counts(samples[model]).values())
         for k in range(1, args.turns + 1):
             within = sum(repair_passes(repair[model], k).values())
@@ -122,8 +118,8 @@ def report(args: argparse.Namespace) -> str:
     for model in models:
         r, s = repair[model], samples[model]
         lines.append(
-            f"- {model}: repair {r['wall_s']:.0f} s, {r['completion_tokens']:,} tokens; "
-            f"samples {s['wall_s']:.0f} s, {s['completion_tokens']:,} tokens"
+            f"- {model}: repair {r.wall_s:.0f} s, {r.completion_tokens:,} tokens; "
+            f"samples {s.wall_s:.0f} s, {s.completion_tokens:,} tokens"
         )
     _plot(curves, args.turns, args.out / "budget.png", args.base)
     lines += ["", f"Plot: {args.out / 'budget.png'}", ""]

@@ -257,16 +257,21 @@ def figures(result: SuiteResult) -> dict[str, Any]:
     }
 
 
-def recorded_figures(path: Path, model: str) -> dict[str, Any]:
-    """One model's `figures` from a results.json written by `fixloop eval`."""
+def read_results_json(path: Path) -> list[SuiteResult]:
+    """The runs of a results.json written by `fixloop eval`, through their schema."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        runs = [SuiteResult.model_validate(r) for r in data["runs"]]
+        return [SuiteResult.model_validate(r) for r in data["runs"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(
             f"{path} is not a results.json written by `fixloop eval` ({exc}); give the "
             "results.json from the eval's --out directory."
         ) from exc
+
+
+def recorded_figures(path: Path, model: str) -> dict[str, Any]:
+    """One model's `figures` from a results.json written by `fixloop eval`."""
+    runs = read_results_json(path)
     mine = [r for r in runs if r.model == model]
     if len(mine) != 1:
         found = sorted({r.model for r in runs})
