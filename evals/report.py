@@ -300,6 +300,23 @@ def against_recorded(result: SuiteResult, recorded: Sequence[dict[str, Any]]) ->
     )
     if not differ:
         return head + "every task passed at the recorded attempt."
-    shown = ", ".join(f"{t} ({then[t]} -> {now[t]})" for t in differ[:8])
-    more = f" and {len(differ) - 8} more" if len(differ) > 8 else ""
-    return head + f"{len(differ)} differ (recorded attempt -> now): {shown}{more}."
+    first = [t for t in differ if (then[t] == 1) != (now[t] == 1)]
+    later = [t for t in differ if t not in first]
+    if first:
+        text = f"{len(first)} differ at the first attempt (recorded attempt -> now): "
+        text += _shown(first, then, now)
+    else:
+        text = f"the first attempt is as recorded on all {len(common)}"
+    if later:
+        text += (
+            f"; {len(later)} differ only in the repair turns: {_shown(later, then, now)}. "
+            "A repair turn continues on the cached prompt, whose last bits depend on the "
+            "CPU's kernels, so another machine can change it (docs/BENCHMARKS.md, "
+            '"The shipped adapter on a new machine")'
+        )
+    return head + text + "."
+
+
+def _shown(tasks: Sequence[str], then: dict[str, Any], now: dict[str, Any]) -> str:
+    shown = ", ".join(f"{t} ({then[t]} -> {now[t]})" for t in tasks[:8])
+    return shown + (f" and {len(tasks) - 8} more" if len(tasks) > 8 else "")

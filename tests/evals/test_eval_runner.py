@@ -367,9 +367,14 @@ def test_two_models_side_by_side_with_flips(settings: Settings, tmp_path: Path) 
     same = report.against_recorded(b, [figures])  # a user's rerun of a shipped version
     assert same is not None and "2 passed now, 2 recorded; every task passed" in same
     changed = {**figures, "pass_turn": {**figures["pass_turn"], "tiny/3": 1}}
-    assert "1 differ (recorded attempt -> now): tiny/3 (1 -> None)" in str(
+    assert "1 differ at the first attempt (recorded attempt -> now): tiny/3 (1 -> None)." in str(
         report.against_recorded(b, [changed])
     )
+    # passed at the third attempt when recorded: the first attempt agrees, a repair turn not
+    repaired = {**figures, "pass_turn": {**figures["pass_turn"], "tiny/3": 3}}
+    text = str(report.against_recorded(b, [repaired]))
+    assert "the first attempt is as recorded on all 5; 1 differ only in the repair" in text
+    assert "turns: tiny/3 (3 -> None). A repair turn continues" in text
     assert report.against_recorded(b, [{**figures, "max_turns": 4}]) is None  # another loop
     with pytest.raises(ValueError, match=r"no single run of 'model-c'.*model-a, model-b"):
         report.recorded_figures(path, "model-c")
