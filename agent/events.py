@@ -42,6 +42,9 @@ class ModelIdentity(BaseModel):
     gguf_sha256: str | None = None
     adapter_sha256: str | None = None
     location: str | None = None  # file path, checkpoint dir or base URL
+    # the CPU and llama.cpp build that computed the logits (in-process llama.cpp only):
+    # greedy replies repeat token for token only where this is the same
+    kernels: str | None = None
 
     @property
     def key(self) -> str:

@@ -10,7 +10,9 @@ machine, so they are reused; anything that can change an episode is in the key:
 - the model: its GGUF's and adapter's sha256 and the prompt prefix it is run with;
 - the settings an episode depends on (turns, policy, sampling, context, limits, cache);
 - the code that runs and scores an episode: a hash of every module of `agent` and
-  `evals`, so an upgrade or a local edit never compares against stale episodes.
+  `evals`, so an upgrade or a local edit never compares against stale episodes;
+- the CPU and llama.cpp build (`agent.backends.llama_cpp.kernels`): a data directory that
+  moves to another machine evaluates again instead of mixing two machines' episodes.
 
 The results file inside (`evals.results_file`) checks its own header too, and a task
 added since (a new session) is simply evaluated and appended.
@@ -64,11 +66,14 @@ def episode_code_digest() -> str:
 
 def episodes_key(spec: ModelSpec, settings: Settings, preferences: list[str]) -> str:
     """A short hash of everything an evaluation episode of `spec` depends on."""
+    from agent.backends.llama_cpp import kernels
+
     identity = {
         "model": [spec.sha256, spec.adapter_sha256, spec.lineage.get("inference_prefix")],
         "settings": {name: getattr(settings, name) for name in EPISODE_SETTINGS},
         "preferences": preferences,
         "code": episode_code_digest(),
+        "kernels": None if settings.base_url else kernels(),
     }
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -30,6 +30,16 @@ class RunHeader(BaseModel):
     purpose: str
     policy: str = "greedy"  # the repair policy (agent/policies.py); older files: greedy
     preferences: list[str] = []  # `--preferences`: "ID vN" of each preference applied
+    kernels: str | None = None  # CPU and llama.cpp build (`ModelIdentity.kernels`); older: None
+
+    def differences(self, other: RunHeader) -> dict[str, tuple[object, object]]:
+        """Fields whose values differ; a file from before `kernels` was kept matches any."""
+        return {
+            k: (getattr(self, k), getattr(other, k))
+            for k in RunHeader.model_fields
+            if getattr(self, k) != getattr(other, k)
+            and not (k == "kernels" and None in (self.kernels, other.kernels))
+        }
 
 
 def model_label(settings: Settings) -> str:
@@ -90,15 +100,17 @@ class ResultsFile:
         if existing is None:
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"run": header.model_dump()}) + "\n")
-        elif existing != header:
-            diff = {
-                k: (getattr(existing, k), getattr(header, k))
-                for k in RunHeader.model_fields
-                if getattr(existing, k) != getattr(header, k)
-            }
+        elif diff := existing.differences(header):
+            what = ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            why = (
+                " (another CPU or llama.cpp build: its greedy episodes would not be the ones "
+                "this machine generates, so they are not mixed into one run)"
+                if "kernels" in diff
+                else ""
+            )
             raise EvalError(
-                f"{path} holds results of a different run ({', '.join(f'{k}: was {a!r}, now {b!r}' for k, (a, b) in diff.items())}); "  # noqa: E501
-                "use another --out directory, or delete the file to start over"
+                f"{path} holds results of a different run ({what}){why}; "
+                "use another --out directory, or move the file aside to start over"
             )
 
     def append(self, record: EpisodeRecord) -> None:

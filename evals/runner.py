@@ -141,6 +141,7 @@ def run_suite(
         purpose=purpose,
         policy=settings.policy,
         preferences=[f"{p.id} v{p.current.version}" for p in preferences],
+        kernels=backend.identity.kernels,
     )
     path = results_path(out_dir, label)
     results = ResultsFile(path, header)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,34 @@ def _close_models() -> None:
         for llm, _ in _CACHE.values():
             llm.close()
         _CACHE.clear()
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's name with its family and model numbers (a cloud CPU's name can be as bare
+    as "AMD EPYC", and two generations of it run different kernels)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = fields.get("model name") or fields.get("Model") or platform.machine()
+    numbers = [f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields]
+    return f"{name} ({', '.join(numbers)})" if numbers else name
+
+
+@cache
+def kernels() -> str:
+    """The CPU and the llama.cpp build that compute the logits here. Greedy decoding repeats
+    token for token on one machine; on another CPU the kernels round differently and the
+    low-margin tokens of repair turns change (docs/BENCHMARKS.md, "The shipped adapter on a
+    new machine"), so results files record this beside the weights."""
+    import llama_cpp
+
+    features = llama_cpp.llama_print_system_info().decode(errors="replace")
+    features = " ".join(features.replace("|", " ").split())
+    return f"{_cpu_model()}; llama-cpp-python {llama_cpp.__version__}; {features}"
 
 
 def _load(
@@ -188,6 +218,7 @@ class LlamaCppBackend:
             gguf_sha256=sha256,
             adapter_sha256=adapter_sha256,
             location=str(path),
+            kernels=kernels(),
         )
         self._formatter = self._chat_formatter()
 

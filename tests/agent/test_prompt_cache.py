@@ -230,3 +230,15 @@ def test_prompt_cache_off_evaluates_the_whole_prompt_every_time(smollm_path: Pat
     for _ in range(2):
         chunks = list(backend.stream_chat(MESSAGES, SamplingParams(max_tokens=4)))
         assert evaluated_of(chunks) == backend.count_tokens(MESSAGES)
+
+
+@pytest.mark.slow
+def test_llama_cpp_names_the_kernels_that_computed_its_logits(smol: Any, tmp_path: Path) -> None:
+    from agent.backends.llama_cpp import _cpu_model
+
+    kernels = smol.identity.kernels
+    assert kernels is not None and "; llama-cpp-python 0.3" in kernels and "CPU" in kernels
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+                       "model\t\t: 1\nmodel name\t: AMD EPYC\n")  # fmt: skip
+    assert _cpu_model(cpuinfo) == "AMD EPYC (cpu family 25, model 1)"

@@ -20,7 +20,7 @@ from agent.session_log import read_session, session_files
 from evals import report
 from evals.errors import EvalError
 from evals.results import StopRule, SuiteResult, summarize
-from evals.results_file import read_results
+from evals.results_file import ResultsFile, RunHeader, read_results
 from evals.runner import run_suite
 
 
@@ -416,3 +416,23 @@ def test_the_progress_bar_names_what_runs(
             progress=True,
         )
         assert f"{purpose} scripted:" in capsys.readouterr().err
+
+
+def test_episodes_from_another_cpu_are_not_resumed_into_this_run(tmp_path: Path) -> None:
+    """Greedy repair turns differ between CPUs (docs/BENCHMARKS.md, "The shipped adapter on
+    a new machine"): a results file records the kernels, and another machine starts anew."""
+    zen4 = "AMD EPYC (cpu family 25, model 17); llama-cpp-python 0.3.36; AVX2 = 1 AVX512 = 1"
+    header = RunHeader(
+        model="m", model_key="m:abc", max_turns=4, temperature=0.0, seed=0, purpose="eval",
+        kernels=zen4,
+    )  # fmt: skip
+    path = tmp_path / "episodes-m.jsonl"
+    ResultsFile(path, header)
+    ResultsFile(path, header)  # the same machine resumes
+    assert read_results(path)[0] == header
+    zen3 = header.model_copy(update={"kernels": zen4.replace("model 17", "model 1")})
+    with pytest.raises(EvalError, match=r"kernels: was .*model 17.*another CPU or llama\.cpp"):
+        ResultsFile(path, zen3)
+    older = tmp_path / "episodes-older.jsonl"  # written before files recorded the kernels
+    ResultsFile(older, header.model_copy(update={"kernels": None}))
+    ResultsFile(older, zen3)
