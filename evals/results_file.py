@@ -5,6 +5,7 @@ per finished episode (``<out_dir>/episodes-<model>.jsonl``), appended as episode
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from pathlib import Path
@@ -17,6 +18,8 @@ from evals.results import EpisodeRecord
 
 if TYPE_CHECKING:
     from agent.config import Settings
+
+_log = logging.getLogger(__name__)
 
 
 class RunHeader(BaseModel):
@@ -111,6 +114,13 @@ class ResultsFile:
             raise EvalError(
                 f"{path} holds results of a different run ({what}){why}; "
                 "use another --out directory, or move the file aside to start over"
+            )
+        elif existing.kernels is None and header.kernels is not None:
+            _log.warning(
+                "%s predates results files that name their machine: its episodes may come "
+                "from another CPU, whose repair turns differ from this one's; evaluate both "
+                "models of a comparison here for a paired result",
+                path,
             )
 
     def append(self, record: EpisodeRecord) -> None:

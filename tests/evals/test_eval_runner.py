@@ -418,7 +418,9 @@ def test_the_progress_bar_names_what_runs(
         assert f"{purpose} scripted:" in capsys.readouterr().err
 
 
-def test_episodes_from_another_cpu_are_not_resumed_into_this_run(tmp_path: Path) -> None:
+def test_episodes_from_another_cpu_are_not_resumed_into_this_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Greedy repair turns differ between CPUs (docs/BENCHMARKS.md, "The shipped adapter on
     a new machine"): a results file records the kernels, and another machine starts anew."""
     zen4 = "AMD EPYC (cpu family 25, model 17); llama-cpp-python 0.3.36; AVX2 = 1 AVX512 = 1"
@@ -435,4 +437,6 @@ def test_episodes_from_another_cpu_are_not_resumed_into_this_run(tmp_path: Path)
         ResultsFile(path, zen3)
     older = tmp_path / "episodes-older.jsonl"  # written before files recorded the kernels
     ResultsFile(older, header.model_copy(update={"kernels": None}))
-    ResultsFile(older, zen3)
+    assert "predates" not in caplog.text
+    ResultsFile(older, zen3)  # resumed, with a warning that it may be another machine's
+    assert "predates results files that name their machine" in caplog.text
