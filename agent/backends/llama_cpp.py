@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends.base import BackendError, StreamChunk
-from agent.backends.llama_repack import model_params, repack_enabled
+from agent.backends.llama_repack import CPUINFO, cpu_fields, model_params, repack_enabled
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
 
 _CACHE: dict[tuple[str, str | None, int, bool], tuple[Any, threading.Lock]] = {}
@@ -96,16 +96,10 @@ def _close_models() -> None:
         _CACHE.clear()
 
 
-def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def _cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The CPU's name with its family and model numbers (a cloud CPU's name can be as bare
     as "AMD EPYC", and two generations of it run different kernels)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
+    fields = cpu_fields(cpuinfo)
     name = fields.get("model name") or fields.get("Model") or platform.machine()
     numbers = [f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields]
     return f"{name} ({', '.join(numbers)})" if numbers else name
