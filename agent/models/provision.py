@@ -117,7 +117,13 @@ def model_path(spec: ModelSpec, cache_dir: Path) -> Path:
 
 
 def _stamp_path(spec: ModelSpec, cache_dir: Path, *, adapter: bool = False) -> Path:
-    return cache_dir / "stamps" / f"{spec.name}{'.adapter' if adapter else ''}.json"
+    """One stamp per file content, whatever name reached it.
+
+    Keyed by the expected sha256, not the spec's name: a version that applies an adapter
+    to a base shares the base's file, so verifying the base verifies it for both.
+    """
+    sha = spec.adapter_sha256 if adapter else spec.sha256
+    return cache_dir / "stamps" / f"{sha}.json"
 
 
 def _stat_key(path: Path) -> dict[str, int]:
@@ -260,6 +266,26 @@ def ensure_model(spec: ModelSpec, cache_dir: Path, *, progress: bool = True) -> 
             f"Restore it or remove the entry with `fixloop models remove {spec.name}`."
         )
     return assemble(spec, cache_dir, progress=progress)
+
+
+def verify_versions_on(
+    base: ModelSpec, specs: list[ModelSpec], cache_dir: Path
+) -> dict[str, ModelError | None]:
+    """After `base` is verified, check the adapters of the versions built on it.
+
+    Adapters are tens of MB, so this is quick, and `models list` then shows those
+    versions verified too. Maps each version's name to None (verified) or its error.
+    """
+    results: dict[str, ModelError | None] = {}
+    for spec in specs:
+        if spec.name == base.name or spec.adapter is None or spec.sha256 != base.sha256:
+            continue
+        try:
+            _check_adapter(spec, cache_dir)
+            results[spec.name] = None
+        except ModelError as exc:
+            results[spec.name] = exc
+    return results
 
 
 ModelState = Literal["verified", "unverified", "not assembled", "missing packages", "missing file"]

