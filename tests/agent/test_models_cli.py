@@ -58,16 +58,21 @@ def test_add_verify_and_refuse_corruption(tmp_path: Path, smollm_path: Path) -> 
     assert "refusing to load 'mine'" in res.stderr and "sha256" in res.stderr
 
 
-def test_add_a_gguf_lora_on_a_base(tmp_path: Path, smollm_path: Path) -> None:
+def _llama_lora_header(path: Path) -> Path:
+    """A GGUF LoRA for llama models with no tensors: enough to register, not to load."""
     gguf = pytest.importorskip("gguf")
-    lora = tmp_path / "mine-lora.gguf"
-    writer = gguf.GGUFWriter(str(lora), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_type("adapter")
     writer.add_string("adapter.type", "lora")
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return path
+
+
+def test_add_a_gguf_lora_on_a_base(tmp_path: Path, smollm_path: Path) -> None:
+    lora = _llama_lora_header(tmp_path / "mine-lora.gguf")
     res = _run("models", "add", str(lora), "--name", "tuned", "--lora-of", "smollm2-135m")
     assert res.returncode == 0, res.stderr
     assert "registered tuned: smollm2-135m + adapter" in res.stdout
@@ -79,16 +84,8 @@ def test_add_a_gguf_lora_on_a_base(tmp_path: Path, smollm_path: Path) -> None:
 
 def test_pulling_a_base_verifies_the_versions_built_on_it(tmp_path: Path) -> None:
     """A shipped or trained adapter on a pulled base lists as verified, not "unverified"."""
-    gguf = pytest.importorskip("gguf")
     env = {"FIXLOOP_CACHE_DIR": str(tmp_path / "cache")}
-    lora = tmp_path / "mine-lora.gguf"
-    writer = gguf.GGUFWriter(str(lora), "llama")
-    writer.add_type("adapter")
-    writer.add_string("adapter.type", "lora")
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    lora = _llama_lora_header(tmp_path / "mine-lora.gguf")
     add = _run("models", "add", str(lora), "--name", "tuned", "--lora-of", "smollm2-135m", env=env)
     assert add.returncode == 0, add.stderr
     res = _run("models", "pull", "smollm2-135m", env=env)
