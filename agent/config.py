@@ -34,7 +34,9 @@ def _default_sessions_dir() -> Path:
 
 
 # The repair loop's policies (agent/policies.py): what follows a failed attempt.
-PolicyName = Literal["greedy", "sampled", "restart", "mixed", "adaptive", "fresh", "resample"]
+PolicyName = Literal[
+    "greedy", "sampled", "restart", "mixed", "adaptive", "fresh", "resample", "targeted"
+]
 POLICY_NAMES: tuple[str, ...] = get_args(PolicyName)
 
 
@@ -75,7 +77,8 @@ class Settings(BaseSettings):
         "restart (from the task when no better), mixed (repair if tests pass, else restart), "
         "adaptive (mixed; a repair that did not improve starts over), "
         "fresh (adaptive; a restart is the task alone, no note), "
-        "resample (never repair: a new sample of the task after every failure)",
+        "resample (never repair: a new sample of the task after every failure), "
+        "targeted (resample; repair a crash at a line of the program)",
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)

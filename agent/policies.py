@@ -16,6 +16,9 @@ budget. Duplicates stay free and are resampled hotter under every policy (`agent
 - `resample`: never repair: every failed attempt is followed by a new sample of the task
   alone (T 0.8, a seed per turn), as independent samples drawn until one passes, but with a
   greedy first attempt and repeated programs resampled for free.
+- `targeted`: `resample`, but repair an attempt whose feedback points at a line of its
+  program (an exception other than a failed assertion), unless it was a repair that did not
+  improve on the best earlier attempt.
 
 A reply that could not be used (a format error: refused edits, no code) is repaired in the
 conversation under `greedy` and `sampled`, and restarted from under the other policies.
@@ -72,6 +75,13 @@ def raised_at_a_line(result: ExecResult) -> bool:
         t.exception_type not in (None, "AssertionError") and t.lineno is not None
         for t in _failing(result)
     )
+
+
+def repair_did_not_improve(attempt: Attempt, best_before: Attempt | None) -> bool:
+    """`attempt` answered a repair in the conversation and passed no more than the best
+    earlier attempt (an attempt from a fresh prompt, the first or a restart's, never did)."""
+    repaired = any(m.role == "assistant" for m in attempt.prompt)
+    return repaired and best_before is not None and attempt.score <= best_before.score
 
 
 def failure_note(result: ExecResult | None) -> str:
@@ -176,8 +186,7 @@ class AdaptivePolicy(MixedPolicy):
     name = "adaptive"
 
     def step(self, attempt: Attempt, best_before: Attempt | None) -> Step:
-        repaired = any(m.role == "assistant" for m in attempt.prompt)
-        if repaired and best_before is not None and attempt.score <= best_before.score:
+        if repair_did_not_improve(attempt, best_before):
             return "restart"
         return super().step(attempt, best_before)
 
@@ -206,6 +215,22 @@ class ResamplePolicy(RepairPolicy):
         return "restart"
 
 
+class TargetedPolicy(ResamplePolicy):
+    """Repair only what the feedback locates; sample the task again otherwise. On MBPP
+    validation the 1.5B model's repairs of wrong answers anchored on the first program (515,
+    537, 585; `resample` passed 67/90 where `mixed` passed 64), while on HumanEval two of the
+    four tasks `mixed` passed and `resample` did not were crashes repaired at their line (32,
+    139)."""
+
+    name = "targeted"
+
+    def step(self, attempt: Attempt, best_before: Attempt | None) -> Step:
+        result = attempt.result
+        if result is None or not raised_at_a_line(result):
+            return "restart"
+        return "restart" if repair_did_not_improve(attempt, best_before) else "repair"
+
+
 POLICIES: dict[str, RepairPolicy] = {
     p.name: p
     for p in (
@@ -216,6 +241,7 @@ POLICIES: dict[str, RepairPolicy] = {
         AdaptivePolicy(),
         FreshPolicy(),
         ResamplePolicy(),
+        TargetedPolicy(),
     )
 }
 assert tuple(POLICIES) == POLICY_NAMES, "agent.config.PolicyName and POLICIES must agree"

@@ -309,6 +309,40 @@ def test_resample_never_repairs_every_attempt_is_a_new_sample_of_the_task(
     assert retry.startswith(TASK_TEXT) and len(retry) > len(TASK_TEXT) + 20
 
 
+CRASH2 = block("def add(a, b):\n    return a + d")  # 0 of 3, NameError at line 2 again
+
+
+def test_targeted_repairs_only_a_crash_at_a_line_and_samples_the_task_otherwise(
+    tmp_path: Path,
+) -> None:
+    # 1 of 3 by a wrong answer: a new sample of the task (mixed would repair it); then a crash
+    # at a line: repaired in the conversation, greedily
+    events, backend, _ = run(tmp_path, "targeted", [MUL, CRASH, RIGHT], prefix_cache=True)
+    first = [SYSTEM, user(TASK_TEXT)]
+    assert [c.messages for c in backend.calls] == [
+        first,
+        first,
+        [*first, assistant(CRASH), repair(events, 2)],
+    ]
+    assert sampling(backend) == [(0.0, 0), (SAMPLED_TEMPERATURE, 2), (0.0, 0)]
+    assert reasons(events) == ["restart", "exec"]
+    restart_ = next(e for e in events if isinstance(e, RepairRequested))
+    assert restart_.feedback == ""  # no note: the cached prompt, as resample's
+    assert outcome(events) == ("passed", 3, 3)
+    # a repair that crashes again and passes no more starts over from the task
+    events, backend, _ = run(tmp_path / "n", "targeted", [CRASH, CRASH2, RIGHT])
+    assert [c.messages for c in backend.calls] == [
+        first,
+        [*first, assistant(CRASH), repair(events, 1)],
+        first,
+    ]
+    assert reasons(events) == ["exec", "restart"]
+    # an unusable reply starts over from the task alone too
+    events, backend, _ = run(tmp_path / "u", "targeted", ["I cannot help with that.", RIGHT])
+    assert [c.messages for c in backend.calls] == [first, first]
+    assert reasons(events) == ["restart"]
+
+
 def test_a_fresh_restart_that_passes_is_a_sample_not_a_repair_row(tmp_path: Path) -> None:
     from trainer.data.episodes import read_log, reconstruct
     from trainer.data.formats import repair_rows
