@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.config import POLICY_NAMES, Settings, load_settings  # noqa: E402
-from evals.metrics import paired_comparison  # noqa: E402
+from evals.metrics import binomial_rate, paired_comparison  # noqa: E402
 from evals.results import RateOut, StopRule, SuiteResult  # noqa: E402
 
 if TYPE_CHECKING:
@@ -248,6 +248,82 @@ def figures(runs: Sequence[Run], results: dict[Run, SuiteResult]) -> list[dict[s
     return rows
 
 
+def pooled(
+    runs: Sequence[Run], results: dict[Run, SuiteResult], default: str
+) -> list[dict[str, Any]]:
+    """Every policy that ran on every suite, its tasks pooled over the suites: passes within
+    the budget per suite and in all, and paired flips against greedy and against `default`
+    over all the tasks (task ids differ between suites)."""
+    suites = list(dict.fromkeys(r.suite for r in runs))
+    by_policy: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.policy not in SAMPLE_RUNS and run in results:
+            by_policy.setdefault(run.policy, []).append(run)
+    complete = {p: rs for p, rs in by_policy.items() if len(rs) == len(suites)}
+    won = {
+        p: {t: ok for r in rs for t, ok in solved(r, results[r]).items()}
+        for p, rs in complete.items()
+    }
+    rows: list[dict[str, Any]] = []
+    for policy, rs in complete.items():
+        mine = [results[r] for r in rs]
+        flips: dict[str, Any] = {}
+        for other in dict.fromkeys(("greedy", default)):
+            if other in won and other != policy:
+                cmp = paired_comparison(won[other], won[policy])
+                flips[other] = {
+                    "gained": cmp.only_b,
+                    "lost": cmp.only_a,
+                    "mcnemar_exact_p": cmp.p_value,
+                }
+        rows.append(
+            {
+                "policy": policy,
+                "per_suite": {r.suite: sum(solved(r, results[r]).values()) for r in rs},
+                "n_per_suite": {r.suite: results[r].n_tasks for r in rs},
+                "passed": binomial_rate(sum(won[policy].values()), len(won[policy])).as_dict(),
+                "vs": flips,
+                "completion_tokens": sum(m.completion_tokens for m in mine),
+                "prompt_tokens_sent": sum(m.prompt_tokens for m in mine),
+                "prompt_tokens_evaluated": sum(m.prompt_tokens_evaluated or 0 for m in mine),
+            }
+        )
+    return rows
+
+
+def pooled_markdown(rows: Sequence[dict[str, Any]], budget: int, default: str) -> str:
+    """The pooled table (empty with fewer than two suites)."""
+    if not rows or len(rows[0]["per_suite"]) < 2:
+        return ""
+    suites = list(rows[0]["per_suite"])
+    out = [f"\nall suites pooled, within {budget} attempts\n"]
+    out.append(
+        "| policy | "
+        + " | ".join(suites)
+        + f" | all | vs greedy | vs {default} (the default) | completion tokens | "
+        "prompt tokens evaluated (sent) |"
+    )
+    out.append("|---" * (len(suites) + 6) + "|")
+
+    def vs(row: dict[str, Any], other: str) -> str:
+        f = row["vs"].get(other)
+        if f is None:
+            return "-"
+        return f"+{len(f['gained'])} / -{len(f['lost'])} (p={f['mcnemar_exact_p']:.2g})"
+
+    for r in rows:
+        rate = RateOut.model_validate(r["passed"]).short()
+        counts = [f"{r['per_suite'][s]}/{r['n_per_suite'][s]}" for s in suites]
+        out.append(
+            f"| {r['policy']} | "
+            + " | ".join(counts)
+            + f" | **{rate}** | {vs(r, 'greedy')} | {vs(r, default)} | "
+            f"{r['completion_tokens']:,} | {r['prompt_tokens_evaluated']:,} "
+            f"({r['prompt_tokens_sent']:,}) |"
+        )
+    return "\n".join(out)
+
+
 def markdown(rows: Sequence[dict[str, Any]], budget: int) -> str:
     """One table per suite: a row per policy."""
     out: list[str] = []
@@ -410,7 +486,9 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
             )
         model_key = backend.identity.key
     rows = figures(runs, results)
-    table = markdown(rows, a.budget)
+    default = str(Settings.model_fields["policy"].default)
+    pooled_rows = pooled(runs, results, default)
+    table = markdown(rows, a.budget) + pooled_markdown(pooled_rows, a.budget, default)
     print(table)
     summary = {
         "model": settings.base_url or settings.model,
@@ -418,6 +496,7 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
         "budget": a.budget,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "rows": rows,
+        "pooled": pooled_rows,
     }
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -147,7 +147,7 @@ def test_dry_run_prints_the_fixloop_eval_commands(
     out = tmp_path / "cmp"
     assert bench.main(["--suites", str(suite), "--out", str(out), "--dry-run", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "9 runs" in printed
+    assert f"{len(POLICIES) + 2} runs" in printed
     assert "samples-k4-public: counted from samples-k4's episodes" in printed
     for policy in POLICIES:
         assert f"--policy {policy} --limit=2 --workers 1 --out {out}/tiny/{policy}" in printed
@@ -175,6 +175,7 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
         "adaptive",
         "fresh",
         "resample",
+        "targeted",
         "samples-k4",
         "samples-k4-public",
     ]
@@ -196,6 +197,8 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     assert within("resample") == [1, 3, 3, 3]
     assert rows["resample"]["vs_greedy"]["gained"] == ["tiny/4"]
     assert rows["resample"]["vs_greedy"]["lost"] == ["tiny/3"]
+    # targeted repairs only a crash at a line: neg's wrong answer is resampled, as resample
+    assert within("targeted") == within("resample")
     # four samples of the task alone: rev at the first, add and sq at the second (seed 1)
     assert within("samples-k4") == [1, 3, 3, 3]
     # drawn until the first pass: rev 1, add and sq 2, neg all four
@@ -240,6 +243,38 @@ def test_every_policy_and_the_samples_end_to_end_then_resumed(
     reported = json.loads((out / "summary.json").read_text())
     assert reported["rows"] == summary["rows"]
     assert reported["model_key"] == summary["model_key"]
+
+
+def test_policies_pooled_over_two_suites_with_flips_against_greedy_and_the_default(
+    suite: Path, tmp_path: Path
+) -> None:
+    bench = load_bench()
+    other = tmp_path / "tiny2.jsonl"
+    other.write_text(suite.read_text())
+    out = tmp_path / "cmp"
+    args = ["--suites", str(suite), str(other), "--out", str(out), "--no-progress"]
+    args += ["--no-samples", "--policies", "greedy", "mixed", "resample"]
+    assert bench.main(args, backend=TaskAwareModel()) == 0
+    pooled = {r["policy"]: r for r in json.loads((out / "summary.json").read_text())["pooled"]}
+    assert list(pooled) == ["greedy", "mixed", "resample"]
+    assert pooled["greedy"]["per_suite"] == {str(suite): 3, str(other): 3}
+    assert (pooled["mixed"]["passed"]["count"], pooled["mixed"]["passed"]["n"]) == (8, 8)
+    # resample, the default, against greedy over both suites' tasks: sq gained, neg lost
+    flips = pooled["resample"]["vs"]["greedy"]
+    assert (flips["gained"], flips["lost"]) == (["tiny/4", "tiny2/4"], ["tiny/3", "tiny2/3"])
+    assert pooled["greedy"]["vs"]["resample"]["gained"] == ["tiny/3", "tiny2/3"]
+    assert "resample" not in pooled["resample"]["vs"]
+    for r in pooled.values():
+        assert 0 < r["prompt_tokens_evaluated"] <= r["prompt_tokens_sent"]
+    table = (out / "summary.md").read_text()
+    assert "all suites pooled, within 4 attempts" in table
+    assert "| resample | 3/4 | 3/4 | **6/8 75.0%" in table
+    assert "vs resample (the default)" in table
+    # one suite: no pooled table
+    single = tmp_path / "one"
+    one = ["--suites", str(suite), "--out", str(single), "--no-progress", "--no-samples"]
+    assert bench.main([*one, "--policies", "greedy"], backend=TaskAwareModel()) == 0
+    assert "all suites pooled" not in (single / "summary.md").read_text()
 
 
 def test_report_names_the_run_that_is_not_finished(
