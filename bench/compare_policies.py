@@ -13,6 +13,8 @@ pass within 1..4 attempts (pass@1..4 for the samples) with 95% intervals, the pa
 against greedy at the full budget (tasks only the policy passed / only greedy passed,
 McNemar's exact p), completion tokens, prompt tokens sent and evaluated, model time and
 wall time (the sum of the episodes'); a markdown table per suite, `summary.json` and a PNG.
+With several suites, a pooled table adds every policy that ran on all of them: passes per
+suite and over all their tasks, with flips against greedy and against the default policy.
 
 Resumable: every run is an ordinary `fixloop eval` results directory under --out
 (`<suite>/<policy>`, `<suite>/samples-k4`); rerunning the same command skips finished
@@ -212,6 +214,12 @@ def solved(run: Run, result: SuiteResult) -> dict[str, bool]:
     return {t.task_id: t.passed > 0 for t in result.tasks}
 
 
+def flips_against(reference: dict[str, bool], mine: dict[str, bool]) -> dict[str, Any]:
+    """Tasks only `mine` passed, tasks only `reference` passed, and McNemar's exact p."""
+    cmp = paired_comparison(reference, mine)
+    return {"gained": cmp.only_b, "lost": cmp.only_a, "mcnemar_exact_p": cmp.p_value}
+
+
 def figures(runs: Sequence[Run], results: dict[Run, SuiteResult]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for run in runs:
@@ -222,12 +230,7 @@ def figures(runs: Sequence[Run], results: dict[Run, SuiteResult]) -> list[dict[s
         )
         flips = None
         if greedy is not None and greedy != run:
-            cmp = paired_comparison(solved(greedy, results[greedy]), solved(run, result))
-            flips = {
-                "gained": cmp.only_b,
-                "lost": cmp.only_a,
-                "mcnemar_exact_p": cmp.p_value,
-            }
+            flips = flips_against(solved(greedy, results[greedy]), solved(run, result))
         rows.append(
             {
                 "suite": run.suite,
@@ -270,12 +273,7 @@ def pooled(
         flips: dict[str, Any] = {}
         for other in dict.fromkeys(("greedy", default)):
             if other in won and other != policy:
-                cmp = paired_comparison(won[other], won[policy])
-                flips[other] = {
-                    "gained": cmp.only_b,
-                    "lost": cmp.only_a,
-                    "mcnemar_exact_p": cmp.p_value,
-                }
+                flips[other] = flips_against(won[other], won[policy])
         rows.append(
             {
                 "policy": policy,
