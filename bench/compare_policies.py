@@ -221,13 +221,11 @@ def flips_against(reference: dict[str, bool], mine: dict[str, bool]) -> dict[str
 
 
 def figures(runs: Sequence[Run], results: dict[Run, SuiteResult]) -> list[dict[str, Any]]:
+    """One row per run: pass within each budget, flips against the suite's greedy run, cost."""
     rows: list[dict[str, Any]] = []
     for run in runs:
         result = results[run]
-        greedy = next(
-            (r for r in runs if r.suite == run.suite and r.policy == "greedy" and r in results),
-            None,
-        )
+        greedy = next((r for r in runs if r.suite == run.suite and r.policy == "greedy"), None)
         flips = None
         if greedy is not None and greedy != run:
             flips = flips_against(solved(greedy, results[greedy]), solved(run, result))
@@ -260,13 +258,11 @@ def pooled(
     suites = list(dict.fromkeys(r.suite for r in runs))
     by_policy: dict[str, list[Run]] = {}
     for run in runs:
-        if run.policy not in SAMPLE_RUNS and run in results:
+        if run.policy not in SAMPLE_RUNS:
             by_policy.setdefault(run.policy, []).append(run)
     complete = {p: rs for p, rs in by_policy.items() if len(rs) == len(suites)}
-    won = {
-        p: {t: ok for r in rs for t, ok in solved(r, results[r]).items()}
-        for p, rs in complete.items()
-    }
+    per_run = {r: solved(r, results[r]) for rs in complete.values() for r in rs}
+    won = {p: {t: ok for r in rs for t, ok in per_run[r].items()} for p, rs in complete.items()}
     rows: list[dict[str, Any]] = []
     for policy, rs in complete.items():
         mine = [results[r] for r in rs]
@@ -277,7 +273,7 @@ def pooled(
         rows.append(
             {
                 "policy": policy,
-                "per_suite": {r.suite: sum(solved(r, results[r]).values()) for r in rs},
+                "per_suite": {r.suite: sum(per_run[r].values()) for r in rs},
                 "n_per_suite": {r.suite: results[r].n_tasks for r in rs},
                 "passed": binomial_rate(sum(won[policy].values()), len(won[policy])).as_dict(),
                 "vs": flips,
