@@ -358,15 +358,44 @@ def markdown(rows: Sequence[dict[str, Any]], budget: int) -> str:
     return "\n".join(out)
 
 
-def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+def plot_pooled(ax: Any, pooled_rows: Sequence[dict[str, Any]], budget: int) -> None:
+    """Passes over all suites against prompt tokens evaluated: one labelled point per
+    policy, with its 95% interval (up and to the left is better)."""
+    for r in pooled_rows:
+        rate = RateOut.model_validate(r["passed"])
+        x = r["prompt_tokens_evaluated"] / 1000
+        y = 100 * rate.rate
+        low, high = (100 * c for c in rate.ci95)
+        ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=3)
+        ax.annotate(r["policy"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    n = sum(pooled_rows[0]["n_per_suite"].values()) if pooled_rows else 0
+    ax.set_title(f"all suites pooled ({n} tasks), within {budget} attempts")
+    ax.set_xlabel("prompt tokens evaluated (thousands)")
+    ax.set_ylabel("tasks passed (%)")
+    ax.grid(alpha=0.3)
+
+
+def plot(
+    rows: Sequence[dict[str, Any]],
+    path: Path,
+    title: str,
+    pooled_rows: Sequence[dict[str, Any]] = (),
+    budget: int = 4,
+) -> Path:
+    """Pass within 1..budget attempts per suite, and the pooled rows' passes against their
+    prompt compute when they span two suites or more."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     suites = list(dict.fromkeys(r["suite"] for r in rows))
-    fig, axes = plt.subplots(1, len(suites), figsize=(6 * len(suites), 4.5), squeeze=False)
-    for ax, suite in zip(axes[0], suites, strict=True):
+    with_pooled = bool(pooled_rows) and len(pooled_rows[0]["per_suite"]) > 1
+    n_axes = len(suites) + with_pooled
+    fig, axes = plt.subplots(1, n_axes, figsize=(6 * n_axes, 4.5), squeeze=False)
+    if with_pooled:
+        plot_pooled(axes[0][-1], pooled_rows, budget)
+    for ax, suite in zip(axes[0], suites, strict=False):
         for r in (r for r in rows if r["suite"] == suite):
             ts = sorted(int(t) for t in r["pass_within"])
             rates = [RateOut.model_validate(r["pass_within"][t]) for t in ts]
@@ -499,6 +528,8 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
         rows,
         a.png or a.out / "policies.png",
         f"repair policies, {summary['model']}, {a.budget} attempts",
+        pooled_rows,
+        a.budget,
     )
     print(f"\nsummary: {a.out / 'summary.json'}\ntable:   {a.out / 'summary.md'}\nplot:    {png}")
     return 0

@@ -270,6 +270,21 @@ def test_policies_pooled_over_two_suites_with_flips_against_greedy_and_the_defau
     assert "all suites pooled, within 4 attempts" in table
     assert "| resample | 3/4 | 3/4 | **6/8 75.0%" in table
     assert "vs resample (the default)" in table
+    # the plot's pooled panel: one labelled point per policy at (prompt compute, pass rate)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    bench.plot_pooled(ax, list(pooled.values()), 4)
+    points = {t.get_text(): tuple(t.xy) for t in ax.texts}
+    plt.close(fig)
+    assert points == {
+        p: (r["prompt_tokens_evaluated"] / 1000, 100 * r["passed"]["rate"])
+        for p, r in pooled.items()
+    }
+    assert points["mixed"][1] == 100.0
     # one suite: no pooled table
     single = tmp_path / "one"
     one = ["--suites", str(suite), "--out", str(single), "--no-progress", "--no-samples"]
