@@ -23,6 +23,9 @@ Give --data as an absolute path: the old loop runs from a temporary tree.
 trainer twice, once with the CPU head switched off. That is the reference for DPO and KTO,
 whose TRL trainers score every prompt position for the policy and again for the reference.
 
+`--fp32` compares bf16 (the default where the CPU has bf16 instructions: AVX512_BF16,
+AMX-BF16) against fp32: this checkout twice, the same config but for `bf16`.
+
 `--ungrouped` compares batching by length (the default for sft, leti and ilf) against random
 batches: this checkout twice, on the same first steps x batch-size rows (`--limit`), so
 each run is one epoch over the same rows and the train seconds compare directly.
@@ -52,10 +55,12 @@ LABELS = {
     "ungrouped": ("random batches", "by length"),
     "trl-head": ("TRL's head", "CPU head"),
     "old-loop": ("old loop", "TRL"),
+    "fp32": ("fp32", "bf16"),
 }
 REFERENCES = {
     "ungrouped": "this checkout, random batches (one epoch over the same rows).",
     "trl-head": "this checkout without the CPU head.",
+    "fp32": "this checkout in fp32 (`--no-bf16`).",
 }
 
 RUNNER = """
@@ -124,6 +129,7 @@ def main() -> None:
     ap.add_argument(
         "--ungrouped", action="store_true", help="reference: random batches, not by length"
     )
+    ap.add_argument("--fp32", action="store_true", help="reference: fp32; this checkout: bf16")
     ap.add_argument("--json", type=Path, help="write the raw numbers here")
     args = ap.parse_args()
 
@@ -154,14 +160,20 @@ def main() -> None:
         }
         if args.ungrouped:  # one epoch over the same rows, in both
             cfg["limit"] = args.steps * args.batch_size
-        this_tree = args.trl_head or args.ungrouped
+        if args.fp32:
+            cfg["bf16"] = True  # an error where the CPU has no native bf16
+        this_tree = args.trl_head or args.ungrouped or args.fp32
         old = ROOT if this_tree else old_tree(args.old_rev, Path(tmp) / "old")
         results: dict[str, list[dict]] = {"old": [], "new": []}
         for _ in range(args.reps):
             for name, tree in (("old", old), ("new", ROOT)):
                 print(f"training: {name} ...", file=sys.stderr)
                 reference = name == "old"
-                run_cfg = {**cfg, "group_by_length": False} if reference and args.ungrouped else cfg
+                run_cfg = dict(cfg)
+                if reference and args.ungrouped:
+                    run_cfg["group_by_length"] = False
+                if reference and args.fp32:
+                    run_cfg["bf16"] = False
                 results[name].append(
                     run(
                         tree,
@@ -178,7 +190,8 @@ def main() -> None:
 
 def report(args: argparse.Namespace, base: str, results: dict[str, list[dict]]) -> None:
     old, new = results["old"][0], results["new"][0]
-    mode = "ungrouped" if args.ungrouped else "trl-head" if args.trl_head else "old-loop"
+    modes = {"ungrouped": args.ungrouped, "trl-head": args.trl_head, "fp32": args.fp32}
+    mode = next((m for m, on in modes.items() if on), "old-loop")
     ref, ours = LABELS[mode]
     print(f"## Trainer: {ours} vs {ref} ({args.method}, {Path(base).name}, {platform.node()})")
     print()

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends.base import BackendError, StreamChunk
-from agent.backends.llama_repack import CPUINFO, cpu_fields, model_params, repack_enabled
+from agent.backends.llama_repack import model_params, repack_enabled
+from agent.cpu import CPUINFO, cpu_fields
 from agent.events import ChatMessage, ModelIdentity, SamplingParams
 
 _CACHE: dict[tuple[str, str | None, int, bool], tuple[Any, threading.Lock]] = {}

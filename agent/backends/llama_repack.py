@@ -20,27 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CPUINFO = Path("/proc/cpuinfo")
+from agent.cpu import CPUINFO, cpu_has_amx
+
 _PATCH_LOCK = threading.Lock()
-
-
-def cpu_fields(cpuinfo: Path = CPUINFO) -> dict[str, str]:
-    """The first core's fields of /proc/cpuinfo ("model name", "flags", ...); {} where absent."""
-    fields: dict[str, str] = {}
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return fields
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
-def cpu_has_amx(cpuinfo: Path = CPUINFO) -> bool:
-    """True when the CPU flags list AMX (`amx_int8` or `amx_bf16`)."""
-    flags = set(cpu_fields(cpuinfo).get("flags", "").split())
-    return bool(flags & {"amx_int8", "amx_bf16"})
 
 
 def repack_enabled(setting: bool | None, cpuinfo: Path = CPUINFO) -> bool:

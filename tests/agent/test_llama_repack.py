@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.llama_repack import cpu_has_amx, model_params, repack_enabled
+from agent.backends.llama_repack import model_params, repack_enabled
+from agent.cpu import cpu_has_amx
 
 AMX_FLAGS = "flags\t\t: fpu sse sse2 avx2 avx512f amx_bf16 avx512_fp16 amx_tile amx_int8\n"
 PLAIN_FLAGS = "flags\t\t: fpu sse sse2 avx2 avx512f avx512_vnni\n"

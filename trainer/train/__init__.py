@@ -9,7 +9,7 @@ Methods: sft (chat `messages`: loss on the last assistant turn), leti (reward to
 feedback, LM loss on all of it, LeTI's tokens added with only their embedding rows trained
 beside the LoRA), ilf (prompt/completion, loss on the refinement): TRL's SFTTrainer; dpo
 (prompt/chosen/rejected): DPOTrainer; kto (prompt/completion/label): KTOTrainer. LoRA by
-default (`--full` trains every weight); bf16 on CUDA; the reference model of DPO/KTO is the
-base with the adapter switched off. torch, transformers, peft and trl are imported only when
-a run starts.
+default (`--full` trains every weight); bf16 where the GPU or CPU has it natively; the
+reference model of DPO/KTO is the base with the adapter switched off. torch, transformers,
+peft and trl are imported only when a run starts.
 """

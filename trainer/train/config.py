@@ -101,7 +101,9 @@ class TrainConfig(BaseModel):
     seed: int = _opt(0, "--seed", "Seed of LoRA init, data order and dropout.")
     save_every: int = _opt(100, "--save-every", "Checkpoint every N steps.", ge=1)
     keep_checkpoints: int = _opt(2, "--keep-checkpoints", "Checkpoints kept.", ge=1)
-    bf16: bool | None = _opt(None, "--bf16/--no-bf16", "bf16 (default: when CUDA supports it).")
+    bf16: bool | None = _opt(
+        None, "--bf16/--no-bf16", "bf16 (default: where the GPU or CPU computes it natively)."
+    )
     gradient_checkpointing: bool | None = _opt(
         None,
         "--gradient-checkpointing/--no-gradient-checkpointing",

@@ -50,11 +50,22 @@ def _versions() -> dict[str, str]:
 
 
 def _use_bf16(cfg: TrainConfig) -> bool:
+    """bf16 (weights, and autocast) where the hardware multiplies it natively: a CUDA GPU
+    that supports it, or a CPU with bf16 instructions (`agent.cpu.cpu_has_bf16`); fp32
+    elsewhere, where torch would emulate bf16 slowly. --bf16/--no-bf16 override."""
     import torch
 
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    from agent.cpu import cpu_has_bf16
+
+    if torch.cuda.is_available():
+        supported, where = torch.cuda.is_bf16_supported(), "this GPU"
+    else:
+        supported, where = cpu_has_bf16(), "this CPU"
     if cfg.bf16 and not supported:
-        raise ValueError("--bf16 needs a CUDA GPU with bf16 support; drop the flag on CPU.")
+        raise ValueError(
+            f"--bf16: {where} has no native bf16 (a CUDA GPU with bf16, or a CPU with "
+            "avx512_bf16, amx_bf16 or bf16 in /proc/cpuinfo); drop the flag to train in fp32."
+        )
     return supported if cfg.bf16 is None else cfg.bf16
 
 

@@ -1,0 +1,36 @@
+"""Training precision: bf16 where the hardware computes it natively (on a CPU too), else fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import agent.cpu
+from trainer.train.config import TrainConfig
+from trainer.train.loop import _use_bf16
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def cpu_only(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    return monkeypatch
+
+
+def cfg(tmp_path: Path, bf16: bool | None) -> TrainConfig:
+    return TrainConfig(method="sft", data_dir=tmp_path, bf16=bf16)
+
+
+def test_a_cpu_with_bf16_instructions_trains_in_bf16(cpu_only, tmp_path: Path) -> None:
+    cpu_only.setattr(agent.cpu, "cpu_has_bf16", lambda: True)
+    assert _use_bf16(cfg(tmp_path, None)) is True
+    assert _use_bf16(cfg(tmp_path, False)) is False  # --no-bf16 wins
+
+
+def test_a_cpu_without_them_trains_in_fp32_and_refuses_bf16(cpu_only, tmp_path: Path) -> None:
+    cpu_only.setattr(agent.cpu, "cpu_has_bf16", lambda: False)
+    assert _use_bf16(cfg(tmp_path, None)) is False
+    with pytest.raises(ValueError, match=r"this CPU has no native bf16.*drop the flag"):
+        _use_bf16(cfg(tmp_path, True))
