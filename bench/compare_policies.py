@@ -395,7 +395,7 @@ def plot(
     fig, axes = plt.subplots(1, n_axes, figsize=(6 * n_axes, 4.5), squeeze=False)
     if with_pooled:
         plot_pooled(axes[0][-1], pooled_rows, budget)
-    for ax, suite in zip(axes[0], suites, strict=False):
+    for ax, suite in zip(axes[0][: len(suites)], suites, strict=True):
         for r in (r for r in rows if r["suite"] == suite):
             ts = sorted(int(t) for t in r["pass_within"])
             rates = [RateOut.model_validate(r["pass_within"][t]) for t in ts]
