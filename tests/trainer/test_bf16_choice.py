@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import agent.cpu
+from trainer.train import rundir
 from trainer.train.config import TrainConfig
-from trainer.train.loop import _use_bf16
+from trainer.train.loop import _use_bf16, resumed_config
 
 torch = pytest.importorskip("torch")
 
@@ -34,3 +35,14 @@ def test_a_cpu_without_them_trains_in_fp32_and_refuses_bf16(cpu_only, tmp_path: 
     assert _use_bf16(cfg(tmp_path, None)) is False
     with pytest.raises(ValueError, match=r"this CPU has no native bf16.*drop the flag"):
         _use_bf16(cfg(tmp_path, True))
+
+
+def test_a_run_begun_in_fp32_resumes_in_fp32(tmp_path: Path) -> None:
+    """Runs started before CPUs trained in bf16 recorded `"bf16": false` beside a config that
+    left the choice open; resumed on a bf16 CPU they must not switch precision mid-run."""
+    for decided, resumed in ((False, False), (True, None)):
+        run = tmp_path / f"run-{decided}"
+        run.mkdir()
+        config = cfg(tmp_path, None).model_dump(mode="json")
+        rundir.write_json(run / rundir.CONFIG, {"config": config, "bf16": decided})
+        assert resumed_config(run).bf16 is resumed

@@ -69,6 +69,16 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return supported if cfg.bf16 is None else cfg.bf16
 
 
+def resumed_config(run_dir: Path) -> TrainConfig:
+    """The run's config as it started. A run that began in fp32 where bf16 was not chosen for
+    it (one from before CPUs got bf16, or on a machine without it) resumes in fp32."""
+    stored = rundir.read_json(run_dir / rundir.CONFIG)
+    cfg = TrainConfig.model_validate(stored["config"])
+    if cfg.bf16 is None and stored.get("bf16") is False:
+        cfg = cfg.model_copy(update={"bf16": False})
+    return cfg
+
+
 def _retarget(run_dir: Path, cfg: TrainConfig, max_steps: int) -> TrainConfig:
     """The resumed run's config with a new step target, recorded in its config.json."""
     if cfg.method != "rlef":
@@ -121,7 +131,7 @@ def run_training(
     length is free): later to go on, or at its last checkpoint to finish it there.
     """
     if resume is not None:
-        cfg = TrainConfig.model_validate(rundir.read_json(resume / rundir.CONFIG)["config"])
+        cfg = resumed_config(resume)
         if max_steps is not None:
             cfg = _retarget(resume, cfg, max_steps)
     if cfg is None:
