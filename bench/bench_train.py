@@ -162,7 +162,7 @@ def main() -> None:
             cfg["limit"] = args.steps * args.batch_size
         if args.fp32:
             cfg["bf16"] = True  # an error where the CPU has no native bf16
-        this_tree = args.trl_head or args.ungrouped or args.fp32
+        this_tree = bench_mode(args) != "old-loop"
         old = ROOT if this_tree else old_tree(args.old_rev, Path(tmp) / "old")
         results: dict[str, list[dict]] = {"old": [], "new": []}
         for _ in range(args.reps):
@@ -188,10 +188,15 @@ def main() -> None:
         args.json.write_text(json.dumps({"config": cfg, "results": results}, indent=2) + "\n")
 
 
+def bench_mode(args: argparse.Namespace) -> str:
+    """Which reference this run compares against (a key of LABELS)."""
+    modes = {"ungrouped": args.ungrouped, "trl-head": args.trl_head, "fp32": args.fp32}
+    return next((m for m, on in modes.items() if on), "old-loop")
+
+
 def report(args: argparse.Namespace, base: str, results: dict[str, list[dict]]) -> None:
     old, new = results["old"][0], results["new"][0]
-    modes = {"ungrouped": args.ungrouped, "trl-head": args.trl_head, "fp32": args.fp32}
-    mode = next((m for m, on in modes.items() if on), "old-loop")
+    mode = bench_mode(args)
     ref, ours = LABELS[mode]
     print(f"## Trainer: {ours} vs {ref} ({args.method}, {Path(base).name}, {platform.node()})")
     print()
