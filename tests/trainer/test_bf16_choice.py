@@ -9,7 +9,7 @@ import pytest
 import agent.cpu
 from trainer.train import rundir
 from trainer.train.config import TrainConfig
-from trainer.train.loop import _use_bf16, resumed_config
+from trainer.train.loop import _use_bf16, precision_change, resumed_config
 
 torch = pytest.importorskip("torch")
 
@@ -46,3 +46,13 @@ def test_a_run_begun_in_fp32_resumes_in_fp32(tmp_path: Path) -> None:
         config = cfg(tmp_path, None).model_dump(mode="json")
         rundir.write_json(run / rundir.CONFIG, {"config": config, "bf16": decided})
         assert resumed_config(run).bf16 is resumed
+
+
+def test_a_run_begun_in_bf16_warns_when_it_resumes_in_fp32() -> None:
+    """The reverse case cannot keep bf16 where the CPU lacks it; it must say so."""
+    warning = precision_change("20261207-131003-kto", True, False)
+    assert warning is not None
+    assert "20261207-131003-kto began in bf16 and resumes in fp32" in warning
+    assert precision_change("run", True, True) is None
+    assert precision_change("run", False, False) is None
+    assert precision_change("run", None, False) is None  # runs from before the record

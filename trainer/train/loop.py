@@ -79,6 +79,18 @@ def resumed_config(run_dir: Path) -> TrainConfig:
     return cfg
 
 
+def precision_change(run_name: str, began_bf16: bool | None, bf16: bool) -> str | None:
+    """The warning for a run begun in bf16 and resumed where only fp32 is native; None when
+    its precision stays. (One begun in fp32 stays fp32: `resumed_config`.)"""
+    if not began_bf16 or bf16:
+        return None
+    return (
+        f"warning: {run_name} began in bf16 and resumes in fp32, as this machine has no native "
+        "bf16. It goes on (the adapter's weights are fp32), but its steps from here are "
+        "computed in another precision; resume it on a machine with bf16 to keep one."
+    )
+
+
 def _retarget(run_dir: Path, cfg: TrainConfig, max_steps: int) -> TrainConfig:
     """The resumed run's config with a new step target, recorded in its config.json."""
     if cfg.method != "rlef":
@@ -169,7 +181,10 @@ def run_training(
     ckpt = None
     if resume is not None:
         run_dir, ckpt = resume, rundir.latest_checkpoint(resume)
-        base = BaseSource.from_dict(rundir.read_json(resume / rundir.CONFIG)["base"])
+        began = rundir.read_json(resume / rundir.CONFIG)
+        base = BaseSource.from_dict(began["base"])
+        if main and (warning := precision_change(resume.name, began.get("bf16"), bf16)):
+            print(warning, file=sys.stderr)
         if files_sha256(cfg.data_files) != rundir.read_json(resume / rundir.DATA)["dataset_sha256"]:
             raise rundir.RunDirError(
                 f"{cfg.data_file} changed since {resume.name} started; a resumed run must see "
