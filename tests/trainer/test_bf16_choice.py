@@ -45,7 +45,7 @@ def test_a_run_begun_in_fp32_resumes_in_fp32(tmp_path: Path) -> None:
         run.mkdir()
         config = cfg(tmp_path, None).model_dump(mode="json")
         rundir.write_json(run / rundir.CONFIG, {"config": config, "bf16": decided})
-        assert resumed_config(run).bf16 is resumed
+        assert resumed_config(rundir.read_json(run / rundir.CONFIG)).bf16 is resumed
 
 
 def test_a_run_begun_in_bf16_warns_when_it_resumes_in_fp32() -> None:

@@ -69,12 +69,12 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return supported if cfg.bf16 is None else cfg.bf16
 
 
-def resumed_config(run_dir: Path) -> TrainConfig:
-    """The run's config as it started. A run that began in fp32 where bf16 was not chosen for
-    it (one from before CPUs got bf16, or on a machine without it) resumes in fp32."""
-    stored = rundir.read_json(run_dir / rundir.CONFIG)
-    cfg = TrainConfig.model_validate(stored["config"])
-    if cfg.bf16 is None and stored.get("bf16") is False:
+def resumed_config(began: dict[str, Any]) -> TrainConfig:
+    """The run's config as it started, from its config.json record. A run that began in fp32
+    where bf16 was not chosen for it (one from before CPUs got bf16, or on a machine without
+    it) resumes in fp32; one begun in bf16 where there is none now: `precision_change`."""
+    cfg = TrainConfig.model_validate(began["config"])
+    if cfg.bf16 is None and began.get("bf16") is False:
         cfg = cfg.model_copy(update={"bf16": False})
     return cfg
 
@@ -91,7 +91,9 @@ def precision_change(run_name: str, began_bf16: bool | None, bf16: bool) -> str 
     )
 
 
-def _retarget(run_dir: Path, cfg: TrainConfig, max_steps: int) -> TrainConfig:
+def _retarget(
+    run_dir: Path, began: dict[str, Any], cfg: TrainConfig, max_steps: int
+) -> TrainConfig:
     """The resumed run's config with a new step target, recorded in its config.json."""
     if cfg.method != "rlef":
         raise ValueError(
@@ -100,9 +102,8 @@ def _retarget(run_dir: Path, cfg: TrainConfig, max_steps: int) -> TrainConfig:
             "the start: start a new run with the --max-steps you want"
         )
     cfg = cfg.model_copy(update={"max_steps": max_steps})
-    stored = rundir.read_json(run_dir / rundir.CONFIG)
-    stored["config"] = cfg.model_dump(mode="json")
-    rundir.write_json(run_dir / rundir.CONFIG, stored)
+    began["config"] = cfg.model_dump(mode="json")
+    rundir.write_json(run_dir / rundir.CONFIG, began)
     return cfg
 
 
@@ -142,10 +143,12 @@ def run_training(
     `max_steps` with `resume` moves an RLEF run's end (its learning rate is constant, so the
     length is free): later to go on, or at its last checkpoint to finish it there.
     """
+    began: dict[str, Any] = {}  # a resumed run's config.json, read once
     if resume is not None:
-        cfg = resumed_config(resume)
+        began = rundir.read_json(resume / rundir.CONFIG)
+        cfg = resumed_config(began)
         if max_steps is not None:
-            cfg = _retarget(resume, cfg, max_steps)
+            cfg = _retarget(resume, began, cfg, max_steps)
     if cfg is None:
         raise ValueError("give a TrainConfig, or a run directory to resume")
     if cfg.method == "rlef":
@@ -181,7 +184,6 @@ def run_training(
     ckpt = None
     if resume is not None:
         run_dir, ckpt = resume, rundir.latest_checkpoint(resume)
-        began = rundir.read_json(resume / rundir.CONFIG)
         base = BaseSource.from_dict(began["base"])
         if main and (warning := precision_change(resume.name, began.get("bf16"), bf16)):
             print(warning, file=sys.stderr)
